@@ -1,0 +1,166 @@
+"""Located diagnostics and the one exception hierarchy every stage raises.
+
+Each compiler stage collects *all* the problems it finds as :class:`Diagnostic`
+objects and raises its own subclass of :class:`GraphspecError` carrying them.
+Rendering (``spec.yaml:3:5: error[code]: message``) is written once, here.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Iterable, Literal, Sequence
+
+if TYPE_CHECKING:
+    from graphspec.source import SourceMap
+
+PathPart = str | int
+Path = tuple[PathPart, ...]
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem found in a spec, pointing at a place in its source file."""
+
+    code: str
+    """Stable machine-readable identifier, e.g. ``unknown-reference``."""
+    message: str
+    """What is wrong, quoting the names involved."""
+    path: Path = ()
+    """Where in the spec's data the problem is, e.g. ``("nodes", "conv1", "filters")``."""
+    line: int | None = None
+    """1-based line in the source file (None when the problem has no place)."""
+    col: int | None = None
+    """1-based column in the source file."""
+    hint: str | None = None
+    """How to fix it, e.g. ``did you mean 'conv2'?``."""
+    severity: Literal["error", "warning"] = "error"
+    file: str | None = None
+    """The spec file's path as the user gave it."""
+
+    def at(self, file: str | None, line: int | None, col: int | None) -> "Diagnostic":
+        return replace(self, file=file, line=line, col=col)
+
+    def to_dict(self) -> dict:
+        return {
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+            "path": ".".join(str(p) for p in self.path),
+            "line": self.line,
+            "col": self.col,
+            "hint": self.hint,
+        }
+
+
+class GraphspecError(Exception):
+    """Base of every error graphspec reports to users; carries located diagnostics."""
+
+    stage = "graphspec"
+
+    def __init__(self, diagnostics: Sequence[Diagnostic]):
+        self.diagnostics = list(diagnostics)
+        super().__init__("\n".join(render(d) for d in self.diagnostics))
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+
+class LoadError(GraphspecError):
+    """The file cannot be read as safe YAML (syntax, tags, size, depth, duplicates)."""
+
+    stage = "load"
+
+
+class SchemaError(GraphspecError):
+    """The data does not match the spec language (unknown keys, types, layer arguments)."""
+
+    stage = "schema"
+
+
+class ResolveError(GraphspecError):
+    """References between names are broken (unknown names, cycles, bad outputs)."""
+
+    stage = "resolve"
+
+
+class InferError(GraphspecError):
+    """Shapes or dtypes do not fit together."""
+
+    stage = "infer"
+
+
+class EmitError(GraphspecError):
+    """Keras refused to build a layer, the model, or an ``expect:`` assertion failed."""
+
+    stage = "emit"
+
+
+class TrainError(GraphspecError):
+    """Training settings or data do not fit the model."""
+
+    stage = "train"
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
+    """A ``did you mean 'x'?`` hint for a misspelt name, or None if nothing is close."""
+    candidates = list(candidates)
+    matches = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    if not matches:
+        lowered = {c.lower(): c for c in candidates}
+        if word.lower() in lowered:
+            matches = [lowered[word.lower()]]
+    return f"did you mean '{matches[0]}'?" if matches else None
+
+
+def render(diagnostic: Diagnostic, source_lines: Sequence[str] | None = None) -> str:
+    """``file:line:col: severity[code]: message`` plus the source line, a caret and the hint."""
+    where = diagnostic.file or "<spec>"
+    if diagnostic.line is not None:
+        where += f":{diagnostic.line}"
+        if diagnostic.col is not None:
+            where += f":{diagnostic.col}"
+    text = f"{where}: {diagnostic.severity}[{diagnostic.code}]: {diagnostic.message}"
+    if source_lines is not None and diagnostic.line is not None and 0 < diagnostic.line <= len(source_lines):
+        excerpt = source_lines[diagnostic.line - 1].rstrip("\n")
+        if len(excerpt) > 200:
+            excerpt = excerpt[:200] + "..."
+        gutter = f"{diagnostic.line:>5} | "
+        text += f"\n{gutter}{excerpt}"
+        if diagnostic.col is not None:
+            text += "\n" + " " * (len(gutter) - 2) + "| " + " " * (diagnostic.col - 1) + "^"
+    if diagnostic.hint:
+        text += f"\n  hint: {diagnostic.hint}"
+    return text
+
+
+@dataclass
+class DiagnosticSink:
+    """Collects a stage's diagnostics so that all of them are reported at once.
+
+    Given the spec's source map, it gives every diagnostic its file, line and column
+    from the diagnostic's data path, so that stages only ever speak in data paths.
+    """
+
+    source: "SourceMap | None" = None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def add(self, diagnostic: Diagnostic) -> None:
+        if self.source is not None and diagnostic.line is None:
+            diagnostic = self.source.locate(diagnostic)
+        self.diagnostics.append(diagnostic)
+
+    def error(self, code: str, message: str, path: Path = (), hint: str | None = None) -> None:
+        self.add(Diagnostic(code=code, message=message, path=path, hint=hint))
+
+    def warning(self, code: str, message: str, path: Path = (), hint: str | None = None) -> None:
+        self.add(Diagnostic(code=code, message=message, path=path, hint=hint, severity="warning"))
+
+    @property
+    def has_errors(self) -> bool:
+        return any(d.severity == "error" for d in self.diagnostics)
+
+    def raise_if_errors(self, error_type: type[GraphspecError]) -> None:
+        if self.has_errors:
+            raise error_type(self.diagnostics)

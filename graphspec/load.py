@@ -1,0 +1,257 @@
+"""Stage 1 — load: YAML text to plain data plus a :class:`SourceMap`.
+
+The spec may come from an untrusted pull request, so this stage never lets PyYAML
+construct anything. It reads the *event stream* (libyaml's iterative parser when
+available) and builds plain ``dict``/``list``/scalars itself, with an explicit stack:
+
+* the file size is capped before parsing; nesting depth is capped while parsing,
+  before anything deep is built (libyaml's recursive composer crashes near 30,000);
+* anchors and aliases are rejected (no "billion laughs");
+* only the YAML core tags are accepted (``!!python/...`` and every other tag is an error);
+* duplicate keys are errors naming both lines (PyYAML silently keeps the last one);
+* plain scalars follow the YAML 1.2 core schema: only ``true``/``false`` are
+  booleans, ``1e-3`` is a float, ``012`` is the integer 12, ``no``/``on`` are strings.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path as FsPath
+from typing import Any
+
+import yaml
+
+from graphspec.errors import Diagnostic, DiagnosticSink, LoadError, Path
+from graphspec.source import SourceMap
+
+MAX_FILE_BYTES = 8 * 1024 * 1024
+"""Larger files are refused before parsing (a 10,000-node spec is about 1 MiB)."""
+MAX_DEPTH = 64
+"""Deepest nesting of mappings and sequences a spec may use."""
+MAX_INT_DIGITS = 19
+"""Integers beyond 64 bits are refused: no spec needs them and they only cost memory."""
+
+# libyaml's parser is iterative and fast; the pure-Python one is the fallback.
+_PARSE_LOADER = getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader
+
+_CORE_TAG = "tag:yaml.org,2002:"
+_ALLOWED_TAGS = {None, "!"} | {_CORE_TAG + t for t in ("str", "int", "float", "bool", "null", "map", "seq")}
+
+# YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution)
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_INT10 = re.compile(r"^[-+]?[0-9]+$")
+_INT8 = re.compile(r"^0o[0-7]+$")
+_INT16 = re.compile(r"^0x[0-9a-fA-F]+$")
+_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
+_INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
+_NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
+
+
+@dataclass
+class LoadedSpec:
+    """The output of the load stage: plain data and where each piece came from."""
+
+    data: Any
+    source: SourceMap
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _resolve_plain(value: str) -> Any:
+    """Type of an untagged plain scalar under the YAML 1.2 core schema."""
+    if _NULL.match(value):
+        return None
+    if value in _BOOL:
+        return _BOOL[value]
+    if _INT10.match(value):
+        if len(value.lstrip("+-")) > MAX_INT_DIGITS:
+            raise _TooLarge(value)
+        return int(value, 10)
+    if _INT8.match(value):
+        if len(value) > 24:
+            raise _TooLarge(value)
+        return int(value[2:], 8)
+    if _INT16.match(value):
+        if len(value) > 18:
+            raise _TooLarge(value)
+        return int(value[2:], 16)
+    if _FLOAT.match(value):
+        number = float(value)
+        if math.isinf(number):
+            raise _TooLarge(value)
+        return number
+    if _INF.match(value):
+        return -math.inf if value.startswith("-") else math.inf
+    if _NAN.match(value):
+        return math.nan
+    return value
+
+
+def _resolve_tagged(value: str, tag: str) -> Any:
+    """A scalar with an explicit core tag (``!!str 1``, ``!!float 3``)."""
+    kind = tag[len(_CORE_TAG):]
+    if kind == "str":
+        return value
+    resolved = _resolve_plain(value)
+    if kind == "null" and resolved is None:
+        return None
+    if kind == "bool" and isinstance(resolved, bool):
+        return resolved
+    if kind == "int" and isinstance(resolved, int) and not isinstance(resolved, bool):
+        return resolved
+    if kind == "float" and isinstance(resolved, (int, float)) and not isinstance(resolved, bool):
+        return float(resolved)
+    raise ValueError(f"'{value}' is not a valid !!{kind}")
+
+
+def _pos(mark) -> tuple[int, int]:
+    return (mark.line + 1, mark.column + 1)
+
+
+def loads(text: str, file: str | None = None) -> LoadedSpec:
+    """Parse spec text into plain data and a source map; raises :class:`LoadError`."""
+    source = SourceMap(file=file, text=text)
+    sink = DiagnosticSink(source=None)
+
+    def fail(code: str, message: str, position: tuple[int, int] | None, hint: str | None = None):
+        line, col = position if position else (None, None)
+        sink.add(Diagnostic(code=code, message=message, file=file, line=line, col=col, hint=hint))
+        raise LoadError(sink.diagnostics)
+
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
+        fail("file-too-large", f"the spec is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB", None,
+             "split it, or generate it from a smaller description")
+
+    # Each open container: [container, path, pending_key, key_position, seen_keys]
+    stack: list[list] = []
+    root: Any = None
+    documents = 0
+
+    def attach(value: Any, position: tuple[int, int]) -> Path | None:
+        """Place a finished value in its parent; returns its path."""
+        nonlocal root
+        if not stack:
+            root = value
+            source.values[()] = position
+            return ()
+        frame = stack[-1]
+        container, path = frame[0], frame[1]
+        if isinstance(container, list):
+            child = path + (len(container),)
+            container.append(value)
+            source.values[child] = position
+            return child
+        if frame[2] is None:  # this value is a key
+            if not isinstance(value, str):
+                fail("bad-key", "mapping keys must be plain names, not nested mappings or lists", position)
+            if value in frame[4]:
+                first = frame[4][value]
+                sink.add(Diagnostic(
+                    code="duplicate-key",
+                    message=f"duplicate key '{value}' (first defined at line {first[0]})",
+                    file=file, line=position[0], col=position[1],
+                    hint="YAML would silently keep only the last one; remove or rename one of them",
+                ))
+            else:
+                frame[4][value] = position
+            frame[2], frame[3] = value, position
+            return None
+        key = frame[2]
+        child = path + (key,)
+        if key not in container:
+            container[key] = value
+            source.keys[child] = frame[3]
+            source.values[child] = position
+        frame[2] = None
+        return child
+
+    try:
+        for event in yaml.parse(text, Loader=_PARSE_LOADER):
+            position = _pos(event.start_mark) if event.start_mark else None
+            if isinstance(event, yaml.DocumentStartEvent):
+                documents += 1
+                if documents > 1:
+                    fail("multiple-documents", "a spec file holds exactly one YAML document", position,
+                         "remove the '---' separator and everything after it, or use one file per spec")
+                continue
+            if isinstance(event, yaml.AliasEvent):
+                fail("alias-not-allowed", f"YAML aliases ('*{event.anchor}') are not allowed in a spec", position,
+                     "write the value out, or share a layer through 'layers:'")
+            if isinstance(event, (yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                if event.anchor is not None:
+                    fail("anchor-not-allowed", f"YAML anchors ('&{event.anchor}') are not allowed in a spec",
+                         position, "write the value out, or share a layer through 'layers:'")
+                if event.tag not in _ALLOWED_TAGS:
+                    fail("forbidden-tag", f"the YAML tag '{event.tag}' is not allowed", position,
+                         "a spec is plain data: only the YAML core tags (!!str, !!int, !!float, "
+                         "!!bool, !!null, !!map, !!seq) are accepted")
+            if isinstance(event, yaml.ScalarEvent):
+                try:
+                    if event.tag and event.tag != "!":
+                        value = _resolve_tagged(event.value, event.tag)
+                    elif event.implicit[0] and event.tag is None:
+                        value = _resolve_plain(event.value)
+                    else:
+                        value = event.value
+                except _TooLarge:
+                    fail("number-too-large", f"the number '{event.value[:40]}' is out of range", position,
+                         "integers are limited to 64 bits and floats must be finite")
+                except ValueError as exc:
+                    fail("bad-scalar", str(exc), position)
+                attach(value, position)
+            elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                if len(stack) >= MAX_DEPTH:
+                    fail("too-deep", f"the spec nests deeper than {MAX_DEPTH} levels", position,
+                         "a spec never needs this much nesting; flatten it")
+                container: Any = {} if isinstance(event, yaml.MappingStartEvent) else []
+                if stack and isinstance(stack[-1][0], dict) and stack[-1][2] is None:
+                    fail("bad-key", "mapping keys must be plain names, not nested mappings or lists", position)
+                path = attach(container, position)
+                stack.append([container, path, None, None, {}])
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                stack.pop()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        fail("yaml-syntax", f"YAML syntax error: {problem}", _pos(mark) if mark else None,
+             "check the indentation and the brackets around this place")
+    except yaml.YAMLError as exc:  # reader errors: control characters, bad encoding
+        mark = getattr(exc, "problem_mark", None)
+        fail("yaml-syntax", f"cannot read the file as YAML: {exc}", _pos(mark) if mark else None)
+
+    if sink.has_errors:
+        raise LoadError(sink.diagnostics)
+    return LoadedSpec(data=root, source=source)
+
+
+def load(path: str | FsPath) -> LoadedSpec:
+    """Read and parse a spec file; raises :class:`LoadError` with a located diagnostic."""
+    path = FsPath(path)
+    shown = str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise LoadError([Diagnostic(
+                code="file-too-large", file=shown,
+                message=f"the spec is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB ({size} bytes)",
+                hint="split it, or generate it from a smaller description")])
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise LoadError([Diagnostic(code="file-not-found", message=f"no such file: {shown}", file=shown)]) from None
+    except IsADirectoryError:
+        raise LoadError([Diagnostic(code="file-not-found", message=f"{shown} is a directory", file=shown)]) from None
+    except OSError as exc:
+        raise LoadError([Diagnostic(code="file-unreadable", message=f"cannot read {shown}: {exc.strerror}",
+                                    file=shown)]) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise LoadError([Diagnostic(code="bad-encoding", file=shown,
+                                    message=f"the file is not UTF-8 (byte {exc.start})",
+                                    hint="save the spec as UTF-8")]) from None
+    return loads(text, file=shown)
