@@ -146,21 +146,27 @@ class DiagnosticSink:
     source: "SourceMap | None" = None
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
-    def add(self, diagnostic: Diagnostic) -> None:
+    def add(self, diagnostic: Diagnostic, *, key: bool = False) -> None:
+        """Record a diagnostic; ``key=True`` points at the mapping key rather than its value."""
         if self.source is not None and diagnostic.line is None:
-            diagnostic = self.source.locate(diagnostic)
+            diagnostic = self.source.locate(diagnostic, key=key)
         self.diagnostics.append(diagnostic)
 
-    def error(self, code: str, message: str, path: Path = (), hint: str | None = None) -> None:
-        self.add(Diagnostic(code=code, message=message, path=path, hint=hint))
+    def error(self, code: str, message: str, path: Path = (), hint: str | None = None, *, key: bool = False) -> None:
+        self.add(Diagnostic(code=code, message=message, path=tuple(path), hint=hint), key=key)
 
-    def warning(self, code: str, message: str, path: Path = (), hint: str | None = None) -> None:
-        self.add(Diagnostic(code=code, message=message, path=path, hint=hint, severity="warning"))
+    def warning(self, code: str, message: str, path: Path = (), hint: str | None = None, *,
+                key: bool = False) -> None:
+        self.add(Diagnostic(code=code, message=message, path=tuple(path), hint=hint, severity="warning"), key=key)
 
     @property
     def has_errors(self) -> bool:
         return any(d.severity == "error" for d in self.diagnostics)
 
+    def sorted(self) -> list[Diagnostic]:
+        """Diagnostics in file order (those without a place first)."""
+        return sorted(self.diagnostics, key=lambda d: (d.line or 0, d.col or 0))
+
     def raise_if_errors(self, error_type: type[GraphspecError]) -> None:
         if self.has_errors:
-            raise error_type(self.diagnostics)
+            raise error_type(self.sorted())

@@ -1,0 +1,220 @@
+"""The spec language v1 as Pydantic models.
+
+Every field's docstring becomes its description in the generated JSON Schema
+(``schemas/graphspec.schema.json``), which editors use for completion.
+Structure is checked here; what depends on Keras' own vocabulary (layer types,
+their arguments, object names) is checked against the catalogue in
+:mod:`graphspec.schema.semantics`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from typing_extensions import TypeAliasType
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
+
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+REF_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\[[0-9]+\])?$"
+
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=128)]
+"""A name: letters, digits and underscores, not starting with a digit."""
+Ref = Annotated[str, StringConstraints(pattern=REF_PATTERN, max_length=140)]
+"""A reference to an input or a node, optionally indexed (``lstm[1]``) for layers with several outputs."""
+
+# Arguments are plain data: YAML scalars, lists and mappings (never objects or code).
+ArgValue = TypeAliasType(
+    "ArgValue", Union[None, bool, int, float, str, list["ArgValue"], dict[str, "ArgValue"]]  # type: ignore[misc]
+)
+
+InputRef = Union[Ref, list[Ref], dict[Name, Ref]]
+"""What the layer's ``call()`` receives: one reference, a list, or call-argument name -> reference."""
+
+RESERVED_NODE_KEYS = ("type", "shared", "sequential", "model", "input", "call")
+"""Keys with a meaning of their own in a node; every other key is a Keras constructor argument."""
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True,
+                              regex_engine="python-re")
+
+
+class ObjectConfig(BaseModel):
+    """A Keras object by class name with its constructor arguments, e.g. ``{type: Adam, learning_rate: 0.001}``."""
+
+    model_config = ConfigDict(extra="allow", strict=True, use_attribute_docstrings=True)
+    __pydantic_extra__: dict[str, ArgValue]
+
+    type: str
+    """The class name in its Keras namespace (e.g. ``HeNormal``, ``Adam``, ``ExponentialDecay``)."""
+
+    @property
+    def args(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+ObjectRef = Union[str, ObjectConfig]
+"""A Keras object: its registered name (``he_normal``, ``adam``, ``mse``) or ``{type: ClassName, ...args}``."""
+
+
+class InputSpec(StrictModel):
+    """A named model input (a ``keras.Input``)."""
+
+    shape: list[Annotated[int, Field(ge=1, le=2**31 - 1)] | None] = Field(max_length=8)
+    """Shape of one sample, without the batch dimension; ``null`` for a variable length (``[null]``)."""
+    dtype: str = "float32"
+    """Element type: ``float32`` (default), ``int32``, ``int64``, ``bool``, ``string``, ..."""
+    sparse: bool = False
+    """Whether the input is a sparse tensor."""
+
+
+class LayerConfig(BaseModel):
+    """A Keras layer: ``type`` is the class name, every other key a constructor argument."""
+
+    model_config = ConfigDict(extra="allow", strict=True, use_attribute_docstrings=True)
+    __pydantic_extra__: dict[str, ArgValue]
+
+    type: str
+    """The Keras layer class name, e.g. ``Dense``, ``Conv2D``, ``MultiHeadAttention``."""
+
+    @property
+    def args(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class _Call(BaseModel):
+    """Fields shared by every node form: where its input comes from and extra call arguments."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
+
+    input: InputRef | None = None
+    """Input(s) of the call: a reference, a list of references, or a mapping from call argument
+    name to reference (``{query: q, value: v}``). Omitted: the node just before in the file."""
+    call: dict[Name, ArgValue] = Field(default_factory=dict)
+    """Non-tensor arguments of the call, e.g. ``{use_causal_mask: true}`` for MultiHeadAttention."""
+
+
+class LayerNode(LayerConfig, _Call):
+    """A node applying a new Keras layer: ``{type: Dense, units: 64, input: x}``."""
+
+    model_config = ConfigDict(extra="allow", strict=True, use_attribute_docstrings=True)
+
+
+class SharedCall(_Call, StrictModel):
+    """A node calling a shared layer declared under ``layers:`` (same weights at every call)."""
+
+    shared: Name
+    """Name of the shared layer under ``layers:``."""
+
+
+class SequentialNode(_Call, StrictModel):
+    """A node applying a nested ``keras.Sequential`` block, used as one layer."""
+
+    sequential: list[LayerConfig] = Field(min_length=1)
+    """The block's layers, in order."""
+    trainable: bool = True
+    """Whether the block's weights are trained."""
+
+
+class ModelNode(_Call, StrictModel):
+    """A node applying a saved ``.keras`` model as a layer (e.g. a pretrained encoder)."""
+
+    model: str = Field(min_length=1, max_length=1024)
+    """Path to a ``.keras`` file, relative to the spec's folder; it may not leave that folder."""
+    trainable: bool = True
+    """Whether the loaded model's weights are trained (``false`` freezes them)."""
+
+
+_NODE_FORMS = {"type": "layer-node", "shared": "shared-call", "sequential": "sequential-node", "model": "model-node"}
+
+
+def node_form(value: Any) -> str | None:
+    """Which node form a mapping is, by the one reserved key it holds."""
+    if isinstance(value, dict):
+        present = [key for key in _NODE_FORMS if key in value]
+        if len(present) == 1:
+            return _NODE_FORMS[present[0]]
+    elif isinstance(value, BaseModel):
+        for key, tag in _NODE_FORMS.items():
+            if hasattr(value, key) and key in type(value).model_fields:
+                return tag
+    return None
+
+
+Node = Annotated[
+    Union[
+        Annotated[LayerNode, Tag("layer-node")],
+        Annotated[SharedCall, Tag("shared-call")],
+        Annotated[SequentialNode, Tag("sequential-node")],
+        Annotated[ModelNode, Tag("model-node")],
+    ],
+    Discriminator(
+        node_form,
+        custom_error_type="node-form",
+        custom_error_message="a node needs exactly one of 'type', 'shared', 'sequential' or 'model'",
+    ),
+]
+"""One layer application. Which form it is, is said by the one reserved key it holds."""
+
+Loss = ObjectRef
+Metric = ObjectRef
+
+
+class CompileSpec(StrictModel):
+    """Arguments of ``model.compile()``."""
+
+    optimizer: ObjectRef = "adam"
+    """Optimizer name (``adam``) or ``{type: Adam, learning_rate: 1e-3}``; ``learning_rate`` may be a
+    schedule ``{type: ExponentialDecay, initial_learning_rate: 0.01, decay_steps: 1000, decay_rate: 0.9}``."""
+    loss: Loss | dict[Name, Loss] | None = None
+    """One loss for every output, or a mapping output name -> loss."""
+    loss_weights: dict[Name, float] | list[float] | None = None
+    """Weight of each output's loss, by output name (or in output order)."""
+    metrics: list[Metric] | dict[Name, Metric | list[Metric]] | None = None
+    """Metrics for every output, or a mapping output name -> metric(s)."""
+    weighted_metrics: list[Metric] | dict[Name, Metric | list[Metric]] | None = None
+    """Metrics weighted by sample weights, in the same forms as ``metrics``."""
+    steps_per_execution: int = Field(default=1, ge=1, le=100_000)
+    """Batches run per call of the compiled training function."""
+
+
+class ExpectSpec(StrictModel):
+    """Assertions checked when the model is built, so reviewers see them change."""
+
+    params: int | None = Field(default=None, ge=0)
+    """Total parameter count."""
+    trainable_params: int | None = Field(default=None, ge=0)
+    """Trainable parameter count."""
+    output_shapes: dict[Name, list[int | None]] | None = None
+    """Shape of each output without the batch dimension, by output name."""
+
+
+class Spec(StrictModel):
+    """A graphspec model specification (format version 1)."""
+
+    graphspec: Literal[1]
+    """Format version of the spec language; must be 1."""
+    name: Name
+    """Model name (the Keras model's name)."""
+    description: str | None = None
+    """Free text for humans."""
+    inputs: dict[Name, InputSpec] = Field(min_length=1)
+    """Model inputs by name; the names are the keys ``fit`` expects in its input dict."""
+    layers: dict[Name, LayerConfig] = Field(default_factory=dict)
+    """Shared layers by name: one instance (one set of weights), called by any number of nodes."""
+    nodes: dict[Name, Node] = Field(min_length=1)
+    """The graph: node name -> one layer application, in file order."""
+    outputs: Annotated[list[Ref], Field(min_length=1)] | Annotated[dict[Name, Ref], Field(min_length=1)]
+    """Model outputs: a list of node references (output names = node names), or output name -> reference."""
+    compile: CompileSpec | None = None
+    """How to compile the model (optimizer, losses, metrics)."""
+    expect: ExpectSpec | None = None
+    """Assertions checked at build time."""
+    train: dict[str, Any] | None = None
+    """Training settings (see the train section of the documentation)."""
+
+    def output_map(self) -> dict[str, str]:
+        """Output name -> reference, in order."""
+        if isinstance(self.outputs, dict):
+            return dict(self.outputs)
+        return {ref.split("[")[0] if ref.count("[") else ref: ref for ref in self.outputs}
