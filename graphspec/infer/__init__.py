@@ -1,0 +1,227 @@
+"""Stage 4 — infer: static shapes, dtypes and parameter counts, in pure Python.
+
+The walker visits the graph in topological order and applies each node's shape
+rule (:mod:`graphspec.infer.rules`). Rules speak only of tensors; the walker adds
+the node context, so an error points at the node's line (or at the argument a
+rule blames). Nodes whose layer has no rule get ``unknown`` shapes, and Keras
+infers them at build time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from graphspec.catalogue import catalogue
+from graphspec.errors import Diagnostic, DiagnosticSink, InferError, Path
+from graphspec.infer.rules import RULES
+from graphspec.infer.tensor import Inputs, LayerCall, RuleResult, Shape, ShapeError, TensorInfo
+from graphspec.resolve import Graph, GraphNode, TensorRef
+
+__all__ = ["InferredGraph", "NodeInfo", "TensorInfo", "ShapeError", "LayerCall", "infer", "infer_layer", "RULES"]
+
+MAX_PARAMS = 2_000_000_000
+"""A spec whose model would hold more parameters than this is refused before Keras allocates them."""
+
+Outputs = Union[TensorInfo, list[TensorInfo]]
+
+
+@dataclass
+class NodeInfo:
+    """What inference found for one node (``None`` fields: unknown until Keras builds it)."""
+
+    outputs: Outputs | None
+    params: int | None
+    non_trainable_params: int | None = 0
+    counted: bool = True
+    """False for the second and later calls of a shared layer (its weights are counted once)."""
+
+
+@dataclass
+class InferredGraph:
+    graph: Graph
+    nodes: dict[str, NodeInfo]
+    inputs: dict[str, TensorInfo]
+    outputs: dict[str, TensorInfo | None]
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def total_params(self) -> int | None:
+        counts = [n.params + (n.non_trainable_params or 0) for n in self.nodes.values()
+                  if n.counted and n.params is not None]
+        if any(n.counted and n.params is None for n in self.nodes.values()):
+            return None
+        return sum(counts)
+
+    @property
+    def trainable_params(self) -> int | None:
+        if any(n.counted and n.params is None for n in self.nodes.values()):
+            return None
+        return sum(n.params for n in self.nodes.values() if n.counted and n.params is not None)
+
+
+def layer_args(layer_type: str, args: dict[str, Any]) -> dict[str, Any]:
+    """The spec's arguments over Keras' defaults (from the catalogue)."""
+    entry = catalogue().layer(layer_type) or {"args": {}}
+    merged = {name: meta["default"] for name, meta in entry["args"].items() if "default" in meta}
+    merged.update(args)
+    return merged
+
+
+def infer_layer(layer_type: str, args: dict[str, Any], inputs: Inputs,
+                call_args: dict[str, Any] | None = None) -> RuleResult | None:
+    """Apply one layer's rule; None when the layer has no rule. Raises :class:`ShapeError`."""
+    canonical = catalogue().canonical(layer_type) or layer_type
+    rule = RULES.get(canonical)
+    if rule is None:
+        return None
+    return rule(LayerCall(canonical, layer_args(canonical, args), inputs, dict(call_args or {})))
+
+
+def _shape_of(values: list[int | None]) -> Shape:
+    return (None, *values)
+
+
+def infer(graph: Graph) -> InferredGraph:
+    """Infer every node's output shapes; raises :class:`InferError` with every mismatch found."""
+    sink = DiagnosticSink(source=graph.source)
+    inputs = {name: TensorInfo(_shape_of(spec.shape), spec.dtype) for name, spec in graph.inputs.items()}
+    infos: dict[str, NodeInfo] = {}
+    shared_params: dict[str, tuple[int | None, str]] = {}
+
+    def tensor(ref: TensorRef) -> TensorInfo | list[TensorInfo] | None:
+        if ref.name in inputs:
+            return inputs[ref.name]
+        produced = infos[ref.name].outputs
+        if produced is None:
+            return None
+        if ref.index is None:
+            return produced
+        if not isinstance(produced, list):
+            if ref.index == 0:
+                return produced
+            raise ShapeError(f"'{ref.name}' has one output; '{ref}' asks for output {ref.index}",
+                             hint=f"use '{ref.name}'", code="bad-output-index")
+        if ref.index >= len(produced):
+            raise ShapeError(f"'{ref.name}' has {len(produced)} outputs; '{ref}' asks for output {ref.index}",
+                             hint=f"outputs are numbered 0..{len(produced) - 1}", code="bad-output-index")
+        return produced[ref.index]
+
+    for name, node in graph.nodes.items():
+        try:
+            structure = _gather(node, tensor)
+        except ShapeError as error:
+            _report(sink, node, error, ref_error=True)
+            infos[name] = NodeInfo(None, None)
+            continue
+        if structure is None:
+            infos[name] = NodeInfo(None, None)
+            continue
+        try:
+            info = _infer_node(node, structure)
+        except ShapeError as error:
+            _report(sink, node, error)
+            infos[name] = NodeInfo(None, None)
+            continue
+        if node.kind == "shared":
+            first = shared_params.get(node.layer_name)
+            if first is None:
+                shared_params[node.layer_name] = (info.params, name)
+            else:
+                info.counted = False
+                if first[0] is not None and info.params is not None and first[0] != info.params:
+                    sink.error("shared-layer-mismatch",
+                               f"shared layer '{node.layer_name}' gets input {_describe(structure)} here, but its "
+                               f"weights were built for the input of its first call, node '{first[1]}'",
+                               _input_path(node),
+                               "a shared layer has one set of weights: every call needs inputs of the same "
+                               "feature sizes")
+        infos[name] = info
+
+    total = sum(i.params + (i.non_trainable_params or 0) for i in infos.values() if i.counted and i.params)
+    if total > MAX_PARAMS:
+        sink.error("too-many-params", f"the model would have {total:,} parameters (more than {MAX_PARAMS:,})",
+                   ("nodes",), "check the sizes (units, filters, input_dim) for a typo")
+
+    outputs: dict[str, TensorInfo | None] = {}
+    for out_name, ref in graph.outputs.items():
+        try:
+            value = tensor(ref)
+        except ShapeError as error:
+            sink.error(error.code, error.message, ref.path, error.hint)
+            continue
+        if isinstance(value, list):
+            sink.error("multi-output", f"output '{out_name}' refers to all {len(value)} outputs of '{ref.name}'",
+                       ref.path, f"pick one, e.g. '{ref.name}[0]'")
+            continue
+        outputs[out_name] = value
+    sink.raise_if_errors(InferError)
+    return InferredGraph(graph=graph, nodes=infos, inputs=inputs, outputs=outputs, warnings=sink.sorted())
+
+
+def _gather(node: GraphNode, tensor) -> Inputs | None:
+    """The node's input tensors in the structure of its spec; None if any is unknown."""
+    if isinstance(node.inputs, TensorRef):
+        value = tensor(node.inputs)
+        return value
+    if isinstance(node.inputs, list):
+        values = [tensor(ref) for ref in node.inputs]
+        if any(v is None for v in values):
+            return None
+        return values  # type: ignore[return-value]
+    values_by_name = {key: tensor(ref) for key, ref in node.inputs.items()}
+    if any(v is None for v in values_by_name.values()):
+        return None
+    return values_by_name  # type: ignore[return-value]
+
+
+def _infer_node(node: GraphNode, structure: Inputs) -> NodeInfo:
+    if node.kind in ("layer", "shared"):
+        result = infer_layer(node.layer_type, node.layer_args, structure, node.spec.call)
+        if result is None:
+            return NodeInfo(None, None)
+        return NodeInfo(result.outputs, result.params, result.non_trainable_params)
+    if node.kind == "sequential":
+        params = 0
+        non_trainable = 0
+        current: Any = structure
+        for i, layer in enumerate(node.spec.sequential):
+            try:
+                result = infer_layer(layer.type, layer.args, current)
+            except ShapeError as error:
+                error.argument = ("sequential", i, error.argument) if error.argument else ("sequential", i, "type")
+                raise
+            if result is None:
+                return NodeInfo(None, None)
+            current = result.outputs
+            params += result.params
+            non_trainable += result.non_trainable_params
+        if not node.spec.trainable:
+            non_trainable, params = non_trainable + params, 0
+        return NodeInfo(current, params, non_trainable)
+    return NodeInfo(None, None)  # a saved model: Keras knows its shapes
+
+
+def _describe(structure: Inputs) -> str:
+    if isinstance(structure, TensorInfo):
+        return str(structure)
+    if isinstance(structure, list):
+        return "[" + ", ".join(str(t) for t in structure) + "]"
+    return "{" + ", ".join(f"{k}: {v}" for k, v in structure.items()) + "}"
+
+
+def _input_path(node: GraphNode) -> Path:
+    return node.path + ("input",) if node.spec.input is not None else node.path
+
+
+def _report(sink: DiagnosticSink, node: GraphNode, error: ShapeError, *, ref_error: bool = False) -> None:
+    if isinstance(error.argument, tuple):
+        path = node.path + tuple(p for p in error.argument if p is not None)
+    elif error.argument:
+        path = node.path + (error.argument,)
+        if node.kind == "shared":
+            path = ("layers", node.layer_name, error.argument)
+    else:
+        path = _input_path(node)
+    message = error.message if ref_error else f"node '{node.name}': {error.message}"
+    sink.error(error.code, message, path, error.hint, key=not error.argument and node.spec.input is None)

@@ -1,0 +1,55 @@
+"""The driver: runs the stages in order and stops after the first one that reports errors.
+
+    load -> schema -> resolve -> infer          (pure Python: `graphspec check`)
+                                 -> emit        (Keras: `graphspec build`)
+                                    -> train    (Keras: `graphspec train`)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path as FsPath
+
+from graphspec.errors import Diagnostic
+from graphspec.infer import InferredGraph, infer
+from graphspec.load import LoadedSpec, load, loads
+from graphspec.resolve import Graph, resolve
+from graphspec.schema import Spec, validate
+
+
+@dataclass
+class CheckedSpec:
+    """A spec that passed every pure-Python stage."""
+
+    loaded: LoadedSpec
+    spec: Spec
+    graph: Graph
+    inferred: InferredGraph
+    path: FsPath | None = None
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return self.graph.warnings + self.inferred.warnings
+
+    @property
+    def directory(self) -> FsPath:
+        """The folder paths in the spec are relative to (saved models)."""
+        return self.path.parent if self.path is not None else FsPath.cwd()
+
+
+def check_loaded(loaded: LoadedSpec, path: FsPath | None = None) -> CheckedSpec:
+    spec = validate(loaded)
+    graph = resolve(spec, loaded.source)
+    inferred = infer(graph)
+    return CheckedSpec(loaded=loaded, spec=spec, graph=graph, inferred=inferred, path=path)
+
+
+def check_file(path: str | FsPath) -> CheckedSpec:
+    """Load, validate, resolve and infer a spec file; raises a :class:`GraphspecError` subclass."""
+    return check_loaded(load(path), FsPath(path))
+
+
+def check_text(text: str, file: str | None = None, directory: str | FsPath | None = None) -> CheckedSpec:
+    """Like :func:`check_file`, for spec text held in memory."""
+    base = FsPath(directory) / (file or "spec.yaml") if directory is not None else None
+    return check_loaded(loads(text, file=file), base)

@@ -1,0 +1,288 @@
+"""Stage 3 — resolve: a :class:`Spec` to a :class:`Graph` of calls.
+
+Names become references; the default input of a node (the node before it in the
+file) is made explicit; the nodes are put in topological order by an iterative
+sort that scales to tens of thousands of nodes. Like Keras' own functional graph,
+a node is one *call* of a layer, separate from the layer itself, so calling a
+shared layer twice never makes a cycle.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+from graphspec.errors import Diagnostic, DiagnosticSink, Path, ResolveError, did_you_mean
+from graphspec.schema import LayerNode, ModelNode, SequentialNode, SharedCall, Spec
+from graphspec.source import SourceMap
+
+_REF = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\[([0-9]+)\])?$")
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    """One tensor: an input's or a node's output (``index`` picks one of several outputs)."""
+
+    name: str
+    index: int | None = None
+    path: Path = ()
+    """Where the reference is written in the spec."""
+
+    def __str__(self) -> str:
+        return self.name if self.index is None else f"{self.name}[{self.index}]"
+
+
+InputStructure = Union[TensorRef, list[TensorRef], dict[str, TensorRef]]
+
+
+@dataclass
+class GraphNode:
+    """One call of a layer in the graph."""
+
+    name: str
+    kind: Literal["layer", "shared", "sequential", "model"]
+    spec: Any
+    """The node's validated spec (LayerNode, SharedCall, SequentialNode or ModelNode)."""
+    inputs: InputStructure
+    """What the call receives, in the structure the spec gave (one, a list, or by call argument)."""
+    layer_name: str
+    """The Keras layer's name: the node's own, or the shared layer's for a shared call."""
+    layer_type: str | None
+    """The Keras layer class name, when the node is a plain layer or a shared-layer call."""
+    layer_args: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return ("nodes", self.name)
+
+    def input_refs(self) -> list[TensorRef]:
+        if isinstance(self.inputs, TensorRef):
+            return [self.inputs]
+        if isinstance(self.inputs, list):
+            return list(self.inputs)
+        return list(self.inputs.values())
+
+
+@dataclass
+class Graph:
+    """The resolved model: inputs, nodes in topological order, outputs by output name."""
+
+    spec: Spec
+    source: SourceMap
+    nodes: dict[str, GraphNode]
+    """Node name -> node, in a topological order (file order where the file allows it)."""
+    outputs: dict[str, TensorRef]
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def inputs(self):
+        return self.spec.inputs
+
+
+def _parse_ref(text: str, path: Path) -> TensorRef:
+    match = _REF.match(text)
+    assert match, text  # the schema's pattern already guaranteed the form
+    index = match.group(2)
+    return TensorRef(match.group(1), int(index) if index is not None else None, path)
+
+
+def _structure(raw: Any, path: Path) -> InputStructure:
+    if isinstance(raw, str):
+        return _parse_ref(raw, path)
+    if isinstance(raw, list):
+        return [_parse_ref(r, path + (i,)) for i, r in enumerate(raw)]
+    return {k: _parse_ref(r, path + (k,)) for k, r in raw.items()}
+
+
+def resolve(spec: Spec, source: SourceMap) -> Graph:
+    """Resolve names to references and sort the graph; raises :class:`ResolveError`."""
+    sink = DiagnosticSink(source=source)
+    inputs = spec.inputs
+    layers = spec.layers
+
+    # Keras layer names must be unique across the model: inputs, shared layers and nodes.
+    for name in spec.nodes:
+        if name in inputs:
+            sink.error("duplicate-name", f"'{name}' is both an input and a node", ("nodes", name),
+                       "every input, shared layer and node needs its own name", key=True)
+        if name in layers:
+            sink.error("duplicate-name", f"'{name}' is both a shared layer and a node", ("nodes", name),
+                       "name the node after what it computes, e.g. '{name}_out'".replace("{name}", name), key=True)
+    for name in layers:
+        if name in inputs:
+            sink.error("duplicate-name", f"'{name}' is both an input and a shared layer", ("layers", name), key=True)
+
+    known = list(inputs) + list(spec.nodes)
+    nodes: dict[str, GraphNode] = {}
+    previous: str | None = None
+    for name, node in spec.nodes.items():
+        path = ("nodes", name)
+        if node.input is None:
+            if previous is not None:
+                structure: InputStructure = TensorRef(previous, None, path)
+            elif len(inputs) == 1:
+                structure = TensorRef(next(iter(inputs)), None, path)
+            else:
+                sink.error("missing-input", f"node '{name}' is the first node and does not say its input",
+                           path, f"add 'input:' with one of: {', '.join(inputs)}")
+                structure = []
+        else:
+            structure = _structure(node.input, path + ("input",))
+            if isinstance(structure, (list, dict)) and not structure:
+                sink.error("missing-input", f"node '{name}' has an empty 'input'", path + ("input",))
+        if isinstance(node, LayerNode):
+            kind, layer_name, layer_type, args = "layer", name, node.type, node.args
+        elif isinstance(node, SharedCall):
+            kind, layer_name = "shared", node.shared
+            shared = layers.get(node.shared)
+            if shared is None:
+                sink.error("unknown-shared-layer", f"no shared layer named '{node.shared}'", path + ("shared",),
+                           did_you_mean(node.shared, layers) or "declare it under 'layers:'")
+                layer_type, args = None, {}
+            else:
+                layer_type, args = shared.type, shared.args
+        elif isinstance(node, SequentialNode):
+            kind, layer_name, layer_type, args = "sequential", name, None, {}
+        else:
+            assert isinstance(node, ModelNode)
+            kind, layer_name, layer_type, args = "model", name, None, {}
+        nodes[name] = GraphNode(name=name, kind=kind, spec=node, inputs=structure, layer_name=layer_name,
+                                layer_type=layer_type, layer_args=args)
+        previous = name
+
+    def check_ref(ref: TensorRef, where: str) -> bool:
+        if ref.name in inputs:
+            if ref.index is not None:
+                sink.error("bad-reference", f"input '{ref.name}' has one tensor; '{ref}' indexes it", ref.path,
+                           f"use '{ref.name}'")
+                return False
+            return True
+        if ref.name in nodes:
+            return True
+        sink.error("unknown-reference", f"{where} refers to '{ref.name}', which is neither an input nor a node",
+                   ref.path, did_you_mean(ref.name, known) or f"known names: {', '.join(known[:12])}")
+        return False
+
+    for node in nodes.values():
+        for ref in node.input_refs():
+            check_ref(ref, f"node '{node.name}'")
+
+    outputs: dict[str, TensorRef] = {}
+    if isinstance(spec.outputs, dict):
+        for out_name, ref_text in spec.outputs.items():
+            outputs[out_name] = _parse_ref(ref_text, ("outputs", out_name))
+    else:
+        for i, ref_text in enumerate(spec.outputs):
+            ref = _parse_ref(ref_text, ("outputs", i))
+            out_name = ref.name if ref.index is None else f"{ref.name}_{ref.index}"
+            if out_name in outputs:
+                sink.error("duplicate-output", f"'{ref_text}' is listed twice in outputs", ref.path)
+            outputs[out_name] = ref
+    for out_name, ref in outputs.items():
+        if check_ref(ref, f"output '{out_name}'") and ref.name in inputs:
+            sink.error("output-is-input", f"output '{out_name}' is the input '{ref.name}' itself", ref.path,
+                       "an output must be computed by a node; add an Identity node if you need a pass-through")
+
+    _check_output_keys(spec, outputs, sink)
+    if sink.has_errors:
+        raise ResolveError(sink.sorted())
+
+    order = _topological_order(nodes, sink)
+    if order is None:
+        raise ResolveError(sink.sorted())
+    sorted_nodes = {name: nodes[name] for name in order}
+
+    _warn_unused(spec, sorted_nodes, outputs, sink)
+    return Graph(spec=spec, source=source, nodes=sorted_nodes, outputs=outputs, warnings=sink.sorted())
+
+
+def _check_output_keys(spec: Spec, outputs: dict[str, TensorRef], sink: DiagnosticSink) -> None:
+    """Per-output settings (losses, weights, metrics, expected shapes) must name real outputs."""
+    names = list(outputs)
+    sections: list[tuple[Path, Any]] = []
+    if spec.compile is not None:
+        for key in ("loss", "loss_weights", "metrics", "weighted_metrics"):
+            value = getattr(spec.compile, key)
+            if isinstance(value, dict) and not hasattr(value, "type"):
+                sections.append((("compile", key), value))
+            if key == "loss_weights" and isinstance(value, list) and len(value) != len(names):
+                sink.error("bad-loss-weights", f"{len(value)} loss weights for {len(names)} outputs",
+                           ("compile", key))
+    if spec.expect is not None and spec.expect.output_shapes:
+        sections.append((("expect", "output_shapes"), spec.expect.output_shapes))
+    for path, mapping in sections:
+        for key in mapping:
+            if key not in outputs:
+                sink.error("unknown-output", f"'{key}' is not an output of the model", path + (key,),
+                           did_you_mean(key, names) or f"the outputs are: {', '.join(names)}", key=True)
+
+
+def _topological_order(nodes: dict[str, GraphNode], sink: DiagnosticSink) -> list[str] | None:
+    """Kahn's algorithm, preferring file order; reports a cycle by its members."""
+    position = {name: i for i, name in enumerate(nodes)}
+    indegree = {name: 0 for name in nodes}
+    consumers: dict[str, list[str]] = {name: [] for name in nodes}
+    for node in nodes.values():
+        for producer in {ref.name for ref in node.input_refs() if ref.name in nodes}:
+            indegree[node.name] += 1
+            consumers[producer].append(node.name)
+    ready = [position[name] for name, degree in indegree.items() if degree == 0]
+    heapq.heapify(ready)
+    names = list(nodes)
+    order: list[str] = []
+    while ready:
+        name = names[heapq.heappop(ready)]
+        order.append(name)
+        for consumer in consumers[name]:
+            indegree[consumer] -= 1
+            if indegree[consumer] == 0:
+                heapq.heappush(ready, position[consumer])
+    if len(order) == len(nodes):
+        return order
+
+    # Some nodes are on or behind a cycle: walk producers among them until one repeats.
+    remaining = {name for name, degree in indegree.items() if degree > 0}
+    start = min(remaining, key=position.__getitem__)
+    seen: dict[str, int] = {}
+    walk: list[str] = []
+    current = start
+    while current not in seen:
+        seen[current] = len(walk)
+        walk.append(current)
+        current = next(ref.name for ref in nodes[current].input_refs() if ref.name in remaining)
+    cycle = walk[seen[current]:]
+    cycle.reverse()  # producers first: a -> b means b takes a's output
+    first = min(cycle, key=position.__getitem__)
+    i = cycle.index(first)
+    cycle = cycle[i:] + cycle[:i]
+    text = " -> ".join(cycle + [cycle[0]])
+    sink.error("cycle", f"the graph has a cycle: {text}", ("nodes", first, "input")
+               if nodes[first].spec.input is not None else ("nodes", first),
+               "a node cannot depend on its own output; break the cycle by changing one 'input:'")
+    return None
+
+
+def _warn_unused(spec: Spec, nodes: dict[str, GraphNode], outputs: dict[str, TensorRef],
+                 sink: DiagnosticSink) -> None:
+    used: set[str] = set()
+    stack = [ref.name for ref in outputs.values()]
+    while stack:
+        name = stack.pop()
+        if name in used:
+            continue
+        used.add(name)
+        if name in nodes:
+            stack.extend(ref.name for ref in nodes[name].input_refs())
+    for name in nodes:
+        if name not in used:
+            sink.warning("unused-node", f"node '{name}' does not lead to any output", ("nodes", name),
+                         "Keras will leave it out of the model; remove it or use its output", key=True)
+    for name in spec.inputs:
+        if name not in used:
+            sink.warning("unused-input", f"input '{name}' is not used by any output", ("inputs", name), key=True)
+    shared_used = {node.layer_name for node in nodes.values() if node.kind == "shared"}
+    for name in spec.layers:
+        if name not in shared_used:
+            sink.warning("unused-shared-layer", f"shared layer '{name}' is never called", ("layers", name), key=True)
