@@ -1,0 +1,40 @@
+"""The canonical form of a spec and its hash.
+
+Two specs that mean the same model have the same canonical form, whatever their
+formatting, comments, key order, number spelling (``1e-3`` / ``0.001``) or implicit
+defaults: the validated spec is dumped with every default filled in and every
+node's input made explicit, as JSON with sorted keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from graphspec.resolve import Graph, TensorRef
+
+
+def canonical_data(graph: Graph) -> dict[str, Any]:
+    data = graph.spec.model_dump(mode="json", by_alias=True)
+    for name, node in graph.nodes.items():
+        data["nodes"][name]["input"] = _ref_text(node.inputs)
+    return data
+
+
+def _ref_text(structure) -> Any:
+    if isinstance(structure, TensorRef):
+        return str(structure)
+    if isinstance(structure, list):
+        return [str(r) for r in structure]
+    return {k: str(r) for k, r in structure.items()}
+
+
+def canonical_json(graph: Graph) -> str:
+    return json.dumps(canonical_data(graph), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=True)
+
+
+def spec_hash(graph: Graph) -> str:
+    """``sha256:<hex>`` of the canonical JSON."""
+    return "sha256:" + hashlib.sha256(canonical_json(graph).encode("utf-8")).hexdigest()

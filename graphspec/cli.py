@@ -1,0 +1,189 @@
+"""The ``graphspec`` command line (Typer).
+
+Commands are thin: they call the pipeline and render its results. Only
+graphspec's own errors are caught (rendered as ``file:line:col`` diagnostics,
+exit code 2); anything else is a bug and is allowed to surface. Keras and
+TensorFlow are imported inside the commands that need them, never at module
+level, so ``check`` and ``--help`` stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from graphspec.errors import Diagnostic, GraphspecError, render
+
+app = typer.Typer(
+    name="graphspec",
+    help="Define Keras functional models in YAML: check them without TensorFlow, build and train them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_USER_ERROR = 2
+
+
+def _echo_err(text: str) -> None:
+    typer.echo(text, err=True)
+
+
+def report(error: GraphspecError, source_lines: list[str] | None = None) -> None:
+    """Print every diagnostic of a failed stage, in file order."""
+    for diagnostic in error.diagnostics:
+        _echo_err(render(diagnostic, source_lines or _lines_of(diagnostic)))
+    count = len(error.errors)
+    _echo_err(f"{count} error{'s' if count != 1 else ''} ({error.stage} stage)")
+
+
+def _lines_of(diagnostic: Diagnostic) -> list[str] | None:
+    if not diagnostic.file:
+        return None
+    try:
+        with open(diagnostic.file, encoding="utf-8-sig", errors="replace") as handle:
+            return handle.read(8 * 1024 * 1024).splitlines()
+    except OSError:
+        return None
+
+
+def _warn(diagnostics: list[Diagnostic]) -> None:
+    for diagnostic in diagnostics:
+        _echo_err(render(diagnostic, _lines_of(diagnostic)))
+
+
+def _spec_files(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()))
+        else:
+            files.append(path)
+    return files
+
+
+def _shape_text(info) -> str:
+    if info is None:
+        return "? (Keras infers at build)"
+    if isinstance(info, list):
+        return ", ".join(str(t) for t in info)
+    return str(info)
+
+
+def _table(checked) -> str:
+    rows = [("node", "layer", "output shape", "params")]
+    for name, spec in checked.spec.inputs.items():
+        rows.append((name, "Input", str(checked.inferred.inputs[name]), "0"))
+    for name, node in checked.graph.nodes.items():
+        info = checked.inferred.nodes[name]
+        kind = {"layer": node.layer_type, "shared": f"{node.layer_type} (shared '{node.layer_name}')",
+                "sequential": "Sequential", "model": "saved model"}[node.kind]
+        params = "?" if info.params is None else f"{info.params + (info.non_trainable_params or 0):,}"
+        if not info.counted:
+            params = "(shared)"
+        rows.append((name, kind or "?", _shape_text(info.outputs), params))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(w) if i < 3 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+             for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    total = checked.inferred.total_params
+    lines.append(f"total params: {'unknown until build' if total is None else f'{total:,}'}")
+    return "\n".join("  " + line for line in lines)
+
+
+@app.command()
+def check(
+    specs: Annotated[list[Path], typer.Argument(help="Spec files, or folders to search for *.yaml.")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems.")] = False,
+    output_format: Annotated[str, typer.Option("--format", help="'text' or 'json' (diagnostics as JSON).")] = "text",
+) -> None:
+    """Validate specs, resolve references and infer shapes, without importing TensorFlow."""
+    from graphspec.canonical import spec_hash
+    from graphspec.pipeline import check_file
+
+    files = _spec_files(specs)
+    if not files:
+        _echo_err("no spec files found")
+        raise typer.Exit(EXIT_USER_ERROR)
+    failed = 0
+    results = []
+    for file in files:
+        try:
+            checked = check_file(file)
+        except GraphspecError as error:
+            failed += 1
+            if output_format == "json":
+                results.append({"file": str(file), "ok": False, "stage": error.stage,
+                                "diagnostics": [d.to_dict() for d in error.diagnostics]})
+            else:
+                report(error)
+            continue
+        if output_format == "json":
+            results.append({"file": str(file), "ok": True, "hash": spec_hash(checked.graph),
+                            "params": checked.inferred.total_params,
+                            "diagnostics": [d.to_dict() for d in checked.warnings]})
+            continue
+        _warn(checked.warnings)
+        if not quiet:
+            typer.echo(f"{file}: ok  ({checked.spec.name}, {len(checked.graph.nodes)} nodes, {spec_hash(checked.graph)[:19]})")
+            typer.echo(_table(checked))
+    if output_format == "json":
+        typer.echo(json.dumps(results, indent=1))
+    elif len(files) > 1 or quiet:
+        typer.echo(f"{len(files) - failed} of {len(files)} specs ok")
+    if failed:
+        raise typer.Exit(EXIT_USER_ERROR)
+
+
+@app.command()
+def build(
+    spec: Annotated[Path, typer.Argument(help="The spec file.")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where to write the .keras model.")] = None,
+    summary: Annotated[bool, typer.Option(help="Print the Keras model summary.")] = True,
+) -> None:
+    """Build the Keras model, check 'expect:', and save it as .keras with the spec and its hash."""
+    from graphspec.pipeline import check_file
+
+    try:
+        checked = check_file(spec)
+        _warn(checked.warnings)
+        from graphspec.emit import emit, save_artifact
+
+        model = emit(checked)
+        target = output or Path(f"{checked.spec.name}.keras")
+        if summary:
+            model.summary(print_fn=lambda line, *args, **kwargs: typer.echo(line))
+        save_artifact(checked, model, target)
+    except GraphspecError as error:
+        report(error)
+        raise typer.Exit(EXIT_USER_ERROR) from None
+    typer.echo(f"wrote {target}")
+
+
+@app.command()
+def schema(
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Print the JSON Schema of the spec language (for editors and CI)."""
+    from graphspec.schema import json_schema
+
+    text = json.dumps(json_schema(), indent=1, sort_keys=False) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+        typer.echo(f"wrote {output}")
+
+
+def main() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,363 @@
+"""Stage 5 — emit: a checked spec to a plain, compiled ``keras.Model``.
+
+This is the first stage that imports Keras (and so TensorFlow). Layers are
+instantiated from the allow-listed catalogue by class name — never through
+Keras' generic deserializers — and called in topological order. Any error Keras
+raises while building a node is reported at that node's line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path as FsPath
+from typing import Any
+
+from graphspec.canonical import canonical_json, spec_hash
+from graphspec.catalogue import NESTED_LAYER_ARGS, catalogue, nested_namespace
+from graphspec.errors import Diagnostic, DiagnosticSink, EmitError, Path
+from graphspec.pipeline import CheckedSpec
+from graphspec.resolve import GraphNode, TensorRef
+
+_NAMESPACE_MODULES = {
+    "initializers": "initializers",
+    "regularizers": "regularizers",
+    "constraints": "constraints",
+    "optimizers": "optimizers",
+    "schedules": "optimizers.schedules",
+    "losses": "losses",
+    "metrics": "metrics",
+}
+
+
+def _keras():
+    import keras
+
+    return keras
+
+
+def _module(namespace: str):
+    module: Any = _keras()
+    for part in _NAMESPACE_MODULES[namespace].split("."):
+        module = getattr(module, part)
+    return module
+
+
+def make_object(namespace: str, value: Any) -> Any:
+    """A Keras object from a validated name or ``{type: Class, ...args}`` of an allow-listed namespace.
+
+    Names are handed to Keras as strings (Keras resolves them in that namespace alone);
+    mappings are instantiated from the class the catalogue names, with plain-data arguments.
+    """
+    if value is None or isinstance(value, str):
+        return value
+    config = dict(value) if isinstance(value, dict) else {"type": value.type, **value.args}
+    class_name = catalogue().object_class(namespace, config.pop("type"))
+    assert class_name is not None  # the schema stage checked it
+    cls = getattr(_module(namespace), class_name)
+    args = {}
+    for key, arg in config.items():
+        if namespace == "optimizers" and key == "learning_rate" and isinstance(arg, dict):
+            arg = make_object("schedules", arg)
+        args[key] = _plain(arg)
+    return cls(**args)
+
+
+def _plain(value: Any) -> Any:
+    """Lists become tuples (what Keras expects for sizes, strides, shapes)."""
+    if isinstance(value, list):
+        return tuple(_plain(v) for v in value)
+    return value
+
+
+def make_layer(layer_type: str, args: dict[str, Any], name: str | None = None):
+    """Instantiate a Keras layer of an allow-listed class from plain-data arguments."""
+    cat = catalogue()
+    canonical = cat.canonical(layer_type)
+    entry = cat.layer(layer_type)
+    assert canonical is not None and entry is not None and "denied" not in entry  # checked by schema
+    cls = getattr(_keras().layers, canonical)
+    kwargs: dict[str, Any] = {}
+    for key, value in args.items():
+        namespace = nested_namespace(key)
+        if key in NESTED_LAYER_ARGS and isinstance(value, dict):
+            kwargs[key] = make_layer(value["type"], {k: v for k, v in value.items() if k != "type"})
+        elif key in NESTED_LAYER_ARGS and isinstance(value, list):
+            kwargs[key] = [make_layer(v["type"], {k: x for k, x in v.items() if k != "type"}) for v in value]
+        elif namespace is not None and namespace != "activations":
+            kwargs[key] = make_object(namespace, value)
+        elif key in entry.get("list_only_args", ()):
+            kwargs[key] = list(value) if value is not None else None
+        else:
+            kwargs[key] = _plain(value)
+    if name is not None:
+        kwargs["name"] = name
+    return cls(**kwargs)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    message = lines[0] if lines else text
+    for line in lines[1:4]:
+        if len(message) > 300:
+            break
+        message += " " + line
+    return message[:600]
+
+
+class _Builder:
+    def __init__(self, checked: CheckedSpec, sink: DiagnosticSink):
+        self.checked = checked
+        self.sink = sink
+        self.keras = _keras()
+        self.tensors: dict[str, Any] = {}
+        self.shared: dict[str, Any] = {}
+
+    def tensor(self, ref: TensorRef):
+        value = self.tensors.get(ref.name)
+        if value is None or ref.index is None:
+            return value
+        if isinstance(value, (list, tuple)):
+            return value[ref.index]
+        return value if ref.index == 0 else None
+
+    def inputs_of(self, node: GraphNode):
+        if isinstance(node.inputs, TensorRef):
+            return self.tensor(node.inputs)
+        if isinstance(node.inputs, list):
+            return [self.tensor(r) for r in node.inputs]
+        return {k: self.tensor(r) for k, r in node.inputs.items()}
+
+    def layer_for(self, node: GraphNode):
+        spec = node.spec
+        if node.kind == "layer":
+            return make_layer(node.layer_type, node.layer_args, node.name)
+        if node.kind == "shared":
+            if node.layer_name not in self.shared:
+                self.shared[node.layer_name] = make_layer(node.layer_type, node.layer_args, node.layer_name)
+            return self.shared[node.layer_name]
+        if node.kind == "sequential":
+            block = self.keras.Sequential([make_layer(layer.type, layer.args) for layer in spec.sequential],
+                                          name=node.name)
+            block.trainable = spec.trainable
+            return block
+        return self.load_model(node)
+
+    def load_model(self, node: GraphNode):
+        path = saved_model_path(self.checked, node, self.sink)
+        if path is None:
+            return None
+        try:
+            loaded = self.keras.saving.load_model(path, compile=False, safe_mode=True)
+        except Exception as exc:  # Keras raises many types for a bad file; all are the user's to fix
+            self.sink.error("bad-saved-model", f"cannot load '{node.spec.model}': {_first_line(exc)}",
+                            node.path + ("model",), "it must be a .keras file saved by Keras 3 with built-in layers")
+            return None
+        if getattr(loaded, "inputs", None) and loaded.name != node.name:
+            # A functional wrapper gives the node's name without touching the loaded layers.
+            loaded = self.keras.Model(loaded.inputs, loaded.outputs, name=node.name)
+        loaded.trainable = node.spec.trainable
+        return loaded
+
+    def build_node(self, node: GraphNode) -> None:
+        args = self.inputs_of(node)
+        flat = args if isinstance(args, list) else list(args.values()) if isinstance(args, dict) else [args]
+        if any(t is None for t in flat):
+            return  # an upstream node failed and was reported
+        try:
+            layer = self.layer_for(node)
+            if layer is None:
+                return
+            if isinstance(args, dict):
+                output = layer(**args, **node.spec.call)
+            else:
+                output = layer(args, **node.spec.call)
+        except Exception as exc:  # a Keras error is a user mistake in this node: report it at its line
+            self.sink.add(Diagnostic(code="keras-error", message=f"node '{node.name}': {_first_line(exc)}",
+                                     path=node.path, hint=_keras_hint(exc)), key=True)
+            return
+        self.tensors[node.name] = list(output) if isinstance(output, tuple) else output
+
+
+def _keras_hint(exc: BaseException) -> str | None:
+    text = str(exc)
+    if "incompatible with the layer" in text:
+        return "the input's shape does not fit this layer; check 'input:' and the shapes above it"
+    if "unexpected keyword argument" in text or "got an unexpected" in text:
+        return "an argument is not accepted by this layer"
+    return None
+
+
+def saved_model_path(checked: CheckedSpec, node: GraphNode, sink: DiagnosticSink) -> str | None:
+    """The saved model's file, if it is a .keras file inside the spec's folder."""
+    raw = node.spec.model
+    where = node.path + ("model",)
+    base = checked.directory.resolve()
+    candidate = FsPath(raw)
+    if candidate.is_absolute() or raw.startswith("~"):
+        sink.error("path-outside-project", f"'{raw}' is an absolute path", where,
+                   "give the path relative to the spec's folder")
+        return None
+    target = (base / candidate).resolve()
+    if not target.is_relative_to(base):
+        sink.error("path-outside-project", f"'{raw}' leaves the spec's folder", where,
+                   "saved models must live in the spec's folder or below it")
+        return None
+    if target.suffix != ".keras":
+        sink.error("bad-saved-model", f"'{raw}' is not a .keras file", where,
+                   "only Keras 3 '.keras' archives are loaded (never SavedModel or HDF5 with code)")
+        return None
+    if not target.is_file():
+        sink.error("file-not-found", f"no saved model at '{raw}'", where)
+        return None
+    return str(target)
+
+
+def emit(checked: CheckedSpec, *, compile: bool = True):
+    """Build (and by default compile) the ``keras.Model``; raises :class:`EmitError`."""
+    keras = _keras()
+    spec = checked.spec
+    sink = DiagnosticSink(source=checked.loaded.source)
+    builder = _Builder(checked, sink)
+    model_inputs = []
+    for name, inp in spec.inputs.items():
+        tensor = keras.Input(shape=tuple(inp.shape), dtype=inp.dtype, name=name, sparse=inp.sparse)
+        builder.tensors[name] = tensor
+        model_inputs.append(tensor)
+    for node in checked.graph.nodes.values():
+        builder.build_node(node)
+    sink.raise_if_errors(EmitError)
+
+    outputs = {name: builder.tensor(ref) for name, ref in checked.graph.outputs.items()}
+    if isinstance(spec.outputs, dict):
+        model_outputs: Any = outputs
+    elif len(outputs) == 1:
+        model_outputs = next(iter(outputs.values()))
+    else:
+        model_outputs = list(outputs.values())
+    try:
+        model = keras.Model(inputs=model_inputs[0] if len(model_inputs) == 1 else model_inputs,
+                            outputs=model_outputs, name=spec.name)
+    except Exception as exc:  # e.g. a graph Keras cannot connect
+        sink.error("keras-error", f"Keras could not assemble the model: {_first_line(exc)}", ("outputs",))
+        raise EmitError(sink.sorted()) from None
+
+    check_expectations(checked, model, sink)
+    if compile and spec.compile is not None:
+        compile_model(checked, model, sink)
+    sink.raise_if_errors(EmitError)
+    return model
+
+
+def compile_model(checked: CheckedSpec, model, sink: DiagnosticSink) -> None:
+    section = checked.spec.compile
+    assert section is not None
+
+    def each(value, namespace):
+        if value is None:
+            return None
+        if isinstance(value, list):
+            return [make_object(namespace, v) for v in value]
+        if isinstance(value, dict) and "type" not in value:
+            return {k: each(v, namespace) for k, v in value.items()}
+        return make_object(namespace, value)
+
+    try:
+        model.compile(
+            optimizer=make_object("optimizers", section.optimizer),
+            loss=each(section.loss, "losses"),
+            loss_weights=section.loss_weights,
+            metrics=each(section.metrics, "metrics"),
+            weighted_metrics=each(section.weighted_metrics, "metrics"),
+            steps_per_execution=section.steps_per_execution,
+        )
+    except Exception as exc:  # Keras' complaint about the compile section, located there
+        sink.error("keras-error", f"compile: {_first_line(exc)}", ("compile",))
+
+
+def check_expectations(checked: CheckedSpec, model, sink: DiagnosticSink) -> None:
+    """The ``expect:`` section against the built model."""
+    expect = checked.spec.expect
+    if expect is None:
+        return
+    if expect.params is not None and model.count_params() != expect.params:
+        sink.error("expect-failed", f"expected {expect.params:,} parameters, the model has {model.count_params():,}",
+                   ("expect", "params"), f"if the change is intended, set params: {model.count_params()}")
+    if expect.trainable_params is not None:
+        trainable = sum(int(_size(w.shape)) for w in model.trainable_weights)
+        if trainable != expect.trainable_params:
+            sink.error("expect-failed",
+                       f"expected {expect.trainable_params:,} trainable parameters, the model has {trainable:,}",
+                       ("expect", "trainable_params"), f"if the change is intended, set trainable_params: {trainable}")
+    if expect.output_shapes:
+        shapes = output_shapes(checked, model)
+        for name, expected in expect.output_shapes.items():
+            actual = shapes.get(name)
+            if actual is not None and list(actual) != list(expected):
+                sink.error("expect-failed", f"expected output '{name}' of shape {expected}, the model gives "
+                           f"{list(actual)}", ("expect", "output_shapes", name))
+
+
+def _size(shape) -> int:
+    total = 1
+    for d in shape:
+        total *= int(d)
+    return total
+
+
+def output_shapes(checked: CheckedSpec, model) -> dict[str, tuple]:
+    """Each output's shape without the batch dimension, by output name."""
+    outputs = model.outputs
+    names = list(checked.graph.outputs)
+    if isinstance(checked.spec.outputs, dict) and isinstance(model.output, dict):
+        return {name: tuple(model.output[name].shape[1:]) for name in names}
+    return {name: tuple(t.shape[1:]) for name, t in zip(names, outputs)}
+
+
+def save_artifact(checked: CheckedSpec, model, path: str | os.PathLike) -> FsPath:
+    """Save the model as ``.keras`` with the canonical spec and its hash in ``metadata.json``.
+
+    The file is written to a temporary name in the same folder, fsynced and renamed,
+    so a crash never leaves a truncated artifact. Nothing of graphspec is needed to load it.
+    """
+    target = FsPath(path)
+    if target.suffix != ".keras":
+        raise EmitError([Diagnostic(code="bad-output-path", message=f"'{target}' must end in .keras",
+                                    hint="Keras 3 saves models as .keras archives")])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    graph = checked.graph
+    fd, raw_tmp = tempfile.mkstemp(suffix=".keras", dir=target.parent, prefix=".graphspec-")
+    os.close(fd)
+    fd, final_tmp = tempfile.mkstemp(suffix=".keras", dir=target.parent, prefix=".graphspec-")
+    os.close(fd)
+    try:
+        model.save(raw_tmp)
+        with zipfile.ZipFile(raw_tmp) as source, zipfile.ZipFile(final_tmp, "w", zipfile.ZIP_DEFLATED) as out:
+            for item in source.infolist():
+                data = source.read(item.filename)
+                if item.filename == "metadata.json":
+                    metadata = json.loads(data)
+                    metadata["graphspec"] = {
+                        "spec_hash": spec_hash(graph),
+                        "canonical_spec": json.loads(canonical_json(graph)),
+                        "keras_catalogue": catalogue().keras_version,
+                    }
+                    data = json.dumps(metadata, indent=1).encode()
+                out.writestr(item, data)
+        with open(final_tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(final_tmp, target)
+    finally:
+        for leftover in (raw_tmp, final_tmp):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
+    return target
+
+
+def read_artifact_metadata(path: str | os.PathLike) -> dict:
+    """The ``graphspec`` section of a saved model's metadata (empty if it has none)."""
+    with zipfile.ZipFile(path) as archive:
+        return json.loads(archive.read("metadata.json")).get("graphspec", {})
