@@ -1,0 +1,59 @@
+"""The checked-in JSON Schema is current, and editors using it accept valid specs and flag mistakes."""
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from graphspec.load import loads
+from graphspec.schema import json_schema
+
+SCHEMA_FILE = Path(__file__).parents[1] / "schemas" / "graphspec.schema.json"
+
+VALID = """
+graphspec: 1
+name: m
+inputs: {x: {shape: [28, 28, 3]}}
+layers: {proj: {type: Dense, units: 4}}
+nodes:
+  conv: {type: Conv2D, filters: 8, kernel_size: 3, input: x}
+  flat: {type: Flatten}
+  out: {shared: proj}
+outputs: [out]
+compile: {optimizer: {type: Adam, learning_rate: 0.001}, loss: mse}
+"""
+
+
+def test_checked_in_schema_is_current():
+    generated = json.dumps(json_schema(), indent=1, sort_keys=False) + "\n"
+    assert SCHEMA_FILE.read_text() == generated, "run: graphspec schema -o schemas/graphspec.schema.json"
+
+
+@pytest.fixture(scope="module")
+def validator():
+    schema = json.loads(SCHEMA_FILE.read_text())
+    return jsonschema.Draft202012Validator(schema)
+
+
+def test_valid_spec_passes(validator):
+    assert list(validator.iter_errors(loads(VALID).data)) == []
+
+
+@pytest.mark.parametrize("change, word", [
+    ("filters: 8", "filtres: 8"),          # a misspelt Conv2D argument
+    ("type: Flatten", "type: Flaten"),      # an unknown layer type
+    ("graphspec: 1", "graphspec: 2"),       # a wrong format version
+])
+def test_editor_flags_mistakes(validator, change, word):
+    data = loads(VALID.replace(change, word)).data
+    assert list(validator.iter_errors(data)), f"schema accepted {word!r}"
+
+
+def test_fields_have_descriptions():
+    schema = json.loads(SCHEMA_FILE.read_text())
+    for name, definition in schema["$defs"].items():
+        for field, prop in definition.get("properties", {}).items():
+            if name in ("LayerNode", "LayerConfig") and field not in ("type", "input", "call"):
+                continue
+            assert prop.get("description"), f"{name}.{field} has no description"
