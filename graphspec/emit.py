@@ -17,7 +17,7 @@ from typing import Any
 
 from graphspec.canonical import canonical_json, spec_hash
 from graphspec.catalogue import NESTED_LAYER_ARGS, catalogue, nested_namespace
-from graphspec.errors import Diagnostic, DiagnosticSink, EmitError, Path
+from graphspec.errors import Diagnostic, DiagnosticSink, EmitError
 from graphspec.pipeline import CheckedSpec
 from graphspec.resolve import GraphNode, TensorRef
 
@@ -147,11 +147,9 @@ class _Builder:
         return self.load_model(node)
 
     def load_model(self, node: GraphNode):
-        path = saved_model_path(self.checked, node, self.sink)
-        if path is None:
-            return None
+        assert node.model_file is not None  # resolve checked the path
         try:
-            loaded = self.keras.saving.load_model(path, compile=False, safe_mode=True)
+            loaded = self.keras.saving.load_model(str(node.model_file), compile=False, safe_mode=True)
         except Exception as exc:  # Keras raises many types for a bad file; all are the user's to fix
             self.sink.error("bad-saved-model", f"cannot load '{node.spec.model}': {_first_line(exc)}",
                             node.path + ("model",), "it must be a .keras file saved by Keras 3 with built-in layers")
@@ -189,31 +187,6 @@ def _keras_hint(exc: BaseException) -> str | None:
     if "unexpected keyword argument" in text or "got an unexpected" in text:
         return "an argument is not accepted by this layer"
     return None
-
-
-def saved_model_path(checked: CheckedSpec, node: GraphNode, sink: DiagnosticSink) -> str | None:
-    """The saved model's file, if it is a .keras file inside the spec's folder."""
-    raw = node.spec.model
-    where = node.path + ("model",)
-    base = checked.directory.resolve()
-    candidate = FsPath(raw)
-    if candidate.is_absolute() or raw.startswith("~"):
-        sink.error("path-outside-project", f"'{raw}' is an absolute path", where,
-                   "give the path relative to the spec's folder")
-        return None
-    target = (base / candidate).resolve()
-    if not target.is_relative_to(base):
-        sink.error("path-outside-project", f"'{raw}' leaves the spec's folder", where,
-                   "saved models must live in the spec's folder or below it")
-        return None
-    if target.suffix != ".keras":
-        sink.error("bad-saved-model", f"'{raw}' is not a .keras file", where,
-                   "only Keras 3 '.keras' archives are loaded (never SavedModel or HDF5 with code)")
-        return None
-    if not target.is_file():
-        sink.error("file-not-found", f"no saved model at '{raw}'", where)
-        return None
-    return str(target)
 
 
 def emit(checked: CheckedSpec, *, compile: bool = True):
@@ -334,6 +307,9 @@ def save_artifact(checked: CheckedSpec, model, path: str | os.PathLike) -> FsPat
     fd, final_tmp = tempfile.mkstemp(suffix=".keras", dir=target.parent, prefix=".graphspec-")
     os.close(fd)
     try:
+        if getattr(model, "optimizer", None) is not None and not model.optimizer.built:
+            # Save the optimizer's (fresh) state too, so loading the file reports nothing missing.
+            model.optimizer.build(model.trainable_variables)
         model.save(raw_tmp)
         with zipfile.ZipFile(raw_tmp) as source, zipfile.ZipFile(final_tmp, "w", zipfile.ZIP_DEFLATED) as out:
             for item in source.infolist():

@@ -39,7 +39,7 @@ class CheckedSpec:
 
 def check_loaded(loaded: LoadedSpec, path: FsPath | None = None) -> CheckedSpec:
     spec = validate(loaded)
-    graph = resolve(spec, loaded.source)
+    graph = resolve(spec, loaded.source, base_dir=path.parent if path is not None else None)
     inferred = infer(graph)
     return CheckedSpec(loaded=loaded, spec=spec, graph=graph, inferred=inferred, path=path)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import re
 from dataclasses import dataclass, field
+from pathlib import Path as FsPath
 from typing import Any, Literal, Union
 
 from graphspec.errors import Diagnostic, DiagnosticSink, Path, ResolveError, did_you_mean
@@ -52,6 +53,8 @@ class GraphNode:
     layer_type: str | None
     """The Keras layer class name, when the node is a plain layer or a shared-layer call."""
     layer_args: dict[str, Any] = field(default_factory=dict)
+    model_file: FsPath | None = None
+    """For a saved-model node: the checked absolute path of its ``.keras`` file."""
 
     @property
     def path(self) -> Path:
@@ -96,9 +99,40 @@ def _structure(raw: Any, path: Path) -> InputStructure:
     return {k: _parse_ref(r, path + (k,)) for k, r in raw.items()}
 
 
-def resolve(spec: Spec, source: SourceMap) -> Graph:
-    """Resolve names to references and sort the graph; raises :class:`ResolveError`."""
+def saved_model_file(raw: str, base: FsPath, where: Path, sink: DiagnosticSink) -> FsPath | None:
+    """The ``.keras`` file a ``model:`` node names, if it is inside the spec's folder.
+
+    A spec may come from an untrusted pull request: it must not make graphspec read
+    files elsewhere on the machine.
+    """
+    candidate = FsPath(raw)
+    if candidate.is_absolute() or raw.startswith("~"):
+        sink.error("path-outside-project", f"'{raw}' is an absolute path", where,
+                   "give the path relative to the spec's folder")
+        return None
+    base = base.resolve()
+    target = (base / candidate).resolve()
+    if not target.is_relative_to(base):
+        sink.error("path-outside-project", f"'{raw}' leaves the spec's folder", where,
+                   "saved models must live in the spec's folder or below it")
+        return None
+    if target.suffix != ".keras":
+        sink.error("bad-saved-model", f"'{raw}' is not a .keras file", where,
+                   "only Keras 3 '.keras' archives are loaded (never SavedModel or HDF5)")
+        return None
+    if not target.is_file():
+        sink.error("file-not-found", f"no saved model at '{raw}'", where)
+        return None
+    return target
+
+
+def resolve(spec: Spec, source: SourceMap, base_dir: FsPath | None = None) -> Graph:
+    """Resolve names (and saved-model paths, relative to ``base_dir``) into a sorted graph.
+
+    Raises :class:`ResolveError` with every broken reference found.
+    """
     sink = DiagnosticSink(source=source)
+    base_dir = base_dir if base_dir is not None else FsPath.cwd()
     inputs = spec.inputs
     layers = spec.layers
 
@@ -150,6 +184,8 @@ def resolve(spec: Spec, source: SourceMap) -> Graph:
             kind, layer_name, layer_type, args = "model", name, None, {}
         nodes[name] = GraphNode(name=name, kind=kind, spec=node, inputs=structure, layer_name=layer_name,
                                 layer_type=layer_type, layer_args=args)
+        if isinstance(node, ModelNode):
+            nodes[name].model_file = saved_model_file(node.model, base_dir, path + ("model",), sink)
         previous = name
 
     def check_ref(ref: TensorRef, where: str) -> bool:
