@@ -156,7 +156,9 @@ class _Builder:
             return None
         if getattr(loaded, "inputs", None) and loaded.name != node.name:
             # A functional wrapper gives the node's name without touching the loaded layers.
-            loaded = self.keras.Model(loaded.inputs, loaded.outputs, name=node.name)
+            inputs = loaded.inputs[0] if len(loaded.inputs) == 1 else loaded.inputs
+            outputs = loaded.outputs[0] if len(loaded.outputs) == 1 else loaded.outputs
+            loaded = self.keras.Model(inputs, outputs, name=node.name)
         loaded.trainable = node.spec.trainable
         return loaded
 
