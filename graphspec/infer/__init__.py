@@ -75,7 +75,12 @@ def infer_layer(layer_type: str, args: dict[str, Any], inputs: Inputs,
     rule = RULES.get(canonical)
     if rule is None:
         return None
-    return rule(LayerCall(canonical, layer_args(canonical, args), inputs, dict(call_args or {})))
+    merged = layer_args(canonical, args)
+    result = rule(LayerCall(canonical, merged, inputs, dict(call_args or {})))
+    if result is not None and merged.get("trainable") is False:
+        # A frozen layer keeps its weights, none of them trained.
+        result = RuleResult(result.outputs, 0, result.params + result.non_trainable_params)
+    return result
 
 
 def _shape_of(values: list[int | None]) -> Shape:
@@ -215,12 +220,12 @@ def _input_path(node: GraphNode) -> Path:
 
 
 def _report(sink: DiagnosticSink, node: GraphNode, error: ShapeError, *, ref_error: bool = False) -> None:
-    if isinstance(error.argument, tuple):
-        path = node.path + tuple(p for p in error.argument if p is not None)
-    elif error.argument:
-        path = node.path + (error.argument,)
+    if error.argument:
+        argument = error.argument if isinstance(error.argument, tuple) else (error.argument,)
+        argument = tuple(p for p in argument if p is not None)
+        path = node.path + argument
         if node.kind == "shared":
-            path = ("layers", node.layer_name, error.argument)
+            path = ("layers", node.layer_name) + argument
     else:
         path = _input_path(node)
     message = error.message if ref_error else f"node '{node.name}': {error.message}"

@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Sequence, Union
 
 Shape = tuple[Union[int, None], ...]
+
+DATA_FORMATS = ("channels_last", "channels_first")
+
+
+def is_float(dtype: str) -> bool:
+    """Whether a dtype is a floating-point type (those Keras autocasts to a layer's compute dtype)."""
+    return dtype.startswith(("float", "bfloat"))
+
+
+def show(shape: Sequence[int | None]) -> str:
+    """A shape as Keras prints it: ``(None, 28, 28, 3)``."""
+    inner = ", ".join("None" if d is None else str(d) for d in shape)
+    return f"({inner},)" if len(shape) == 1 else f"({inner})"
+
+
+def product(dims: Sequence[int | None]) -> int | None:
+    """The product of the dimensions, or None if any is unknown."""
+    if any(d is None for d in dims):
+        return None
+    return math.prod(dims)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -20,22 +41,35 @@ class TensorInfo:
         return len(self.shape)
 
     def __str__(self) -> str:
-        return "(" + ", ".join("None" if d is None else str(d) for d in self.shape) + ")"
+        return show(self.shape)
 
 
 Inputs = Union[TensorInfo, list[TensorInfo], dict[str, TensorInfo]]
 
 
 class ShapeError(Exception):
-    """Raised by a shape rule: what does not fit, and optionally the argument to blame."""
+    """Raised by a shape rule: what does not fit, and optionally the argument to blame.
 
-    def __init__(self, message: str, *, hint: str | None = None, argument: str | None = None,
+    ``argument`` names the constructor argument at fault (``"padding"``), or is a path
+    below the node (``("layer", "units")`` for an argument of a wrapped layer).
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None, argument: str | tuple | None = None,
                  code: str = "shape-mismatch"):
         super().__init__(message)
         self.message = message
         self.hint = hint
         self.argument = argument
         self.code = code
+
+
+def blame(error: ShapeError, prefix: tuple) -> ShapeError:
+    """The error with its argument moved below ``prefix`` (for a wrapped layer's arguments)."""
+    if error.argument is None:
+        return error
+    rest = error.argument if isinstance(error.argument, tuple) else (error.argument,)
+    error.argument = tuple(prefix) + rest
+    return error
 
 
 @dataclass
@@ -56,11 +90,12 @@ class LayerCall:
             return self.inputs
         if isinstance(self.inputs, list) and len(self.inputs) == 1:
             return self.inputs[0]
-        if isinstance(self.inputs, dict):
-            first = next(iter(self.inputs.values()))
-            return first
-        raise ShapeError(f"{self.layer_type} takes one input, got {len(self.inputs)}",
-                         hint="give 'input:' a single reference")
+        if isinstance(self.inputs, dict) and len(self.inputs) == 1:
+            return next(iter(self.inputs.values()))
+        raise ShapeError(f"{self.layer_type} takes one input tensor, got {len(self.inputs)}: "
+                         + ", ".join(str(t) for t in (self.inputs.values() if isinstance(self.inputs, dict)
+                                                      else self.inputs)),
+                         hint="give 'input:' a single reference", code="wrong-input-count")
 
     @property
     def input_list(self) -> list[TensorInfo]:
@@ -70,35 +105,97 @@ class LayerCall:
         if isinstance(self.inputs, dict):
             return list(self.inputs.values())
         raise ShapeError(f"{self.layer_type} takes a list of inputs, got a single tensor {self.inputs}",
-                         hint="give 'input:' a list, e.g. [a, b]")
+                         hint="give 'input:' a list, e.g. [a, b]", code="wrong-input-count")
 
-    def arg(self, name: str) -> Any:
-        return self.args.get(name)
+    def arg(self, name: str, default: Any = None) -> Any:
+        value = self.args.get(name)
+        return default if value is None else value
 
     def dtype(self) -> str:
-        """The layer's output dtype: its ``dtype`` argument, else float32 (Keras' default policy)."""
+        """The layer's compute dtype: its ``dtype`` argument, else float32 (Keras' default policy)."""
         dtype = self.args.get("dtype")
         if isinstance(dtype, str):
             return {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}.get(dtype, dtype)
+        if isinstance(dtype, dict):  # a dtype policy given as {name: mixed_float16}
+            name = dtype.get("name") or dtype.get("type")
+            if isinstance(name, str):
+                return {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}.get(name, name)
         return "float32"
+
+    def passthrough_dtype(self, x: TensorInfo) -> str:
+        """The dtype of ``x`` as the layer's ``call`` sees it: floats are cast to the compute dtype."""
+        if is_float(x.dtype) and self.args.get("autocast", True) is not False:
+            return self.dtype()
+        return x.dtype
+
+    def data_format(self) -> str:
+        value = self.args.get("data_format") or "channels_last"
+        if value not in DATA_FORMATS:
+            raise ShapeError(f"{self.layer_type}: data_format must be 'channels_last' or 'channels_first', "
+                             f"got {value!r}", argument="data_format")
+        return value
+
+    def positive(self, name: str, *, allow_zero: bool = False) -> int:
+        """An integer argument that must be positive (e.g. ``units``, ``filters``)."""
+        value = self.args.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (value == 0 and not allow_zero):
+            what = "a non-negative" if allow_zero else "a positive"
+            raise ShapeError(f"{self.layer_type}: '{name}' must be {what} integer, got {value!r}", argument=name)
+        return value
+
+    def ints(self, name: str, count: int, *, allow_zero: bool = False, value: Any = None) -> tuple[int, ...]:
+        """An argument given as one integer or ``count`` integers, as a ``count``-tuple (Keras' standardize_tuple)."""
+        raw = self.args.get(name) if value is None else value
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            values: tuple = (raw,) * count
+        elif isinstance(raw, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in raw):
+            values = tuple(raw)
+            if len(values) != count:
+                raise ShapeError(f"{self.layer_type}: '{name}' needs {count} values (one per spatial axis), "
+                                 f"got {len(values)}: {list(values)}", argument=name,
+                                 hint=f"give one integer for all axes or a list of {count}")
+        else:
+            raise ShapeError(f"{self.layer_type}: '{name}' must be an integer or a list of {count} integers, "
+                             f"got {raw!r}", argument=name)
+        smallest = 0 if allow_zero else 1
+        if any(v < smallest for v in values):
+            raise ShapeError(f"{self.layer_type}: '{name}' values must be "
+                             f"{'non-negative' if allow_zero else 'positive'}, got {list(values)}", argument=name)
+        return values
 
     def require_rank(self, tensor: TensorInfo, rank: int | None = None, *, min_rank: int | None = None,
                      what: str = "input") -> None:
         if rank is not None and tensor.rank != rank:
             raise ShapeError(
-                f"{self.layer_type} expects a rank-{rank} {what} (batch first), got shape {tensor}",
-                hint=_rank_hint(self.layer_type, rank, tensor))
+                f"{self.layer_type} expects a rank-{rank} {what} {_layout(self.layer_type, rank)}, "
+                f"got shape {tensor} (rank {tensor.rank})",
+                hint=_rank_hint(self.layer_type, rank, tensor), code="rank-mismatch")
         if min_rank is not None and tensor.rank < min_rank:
             raise ShapeError(
-                f"{self.layer_type} expects an {what} of rank {min_rank} or more, got shape {tensor}")
+                f"{self.layer_type} expects an {what} of rank {min_rank} or more, got shape {tensor} "
+                f"(rank {tensor.rank})",
+                hint=_rank_hint(self.layer_type, min_rank, tensor), code="rank-mismatch")
+
+
+def _layout(layer_type: str, rank: int) -> str:
+    """How the axes of a rank-N input are laid out, for messages."""
+    if rank == 2:
+        return "(batch, features)"
+    if rank == 3 and ("1D" in layer_type or layer_type in ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional")):
+        return "(batch, steps, features)"
+    if rank == 4 and "2D" in layer_type:
+        return "(batch, height, width, channels)"
+    if rank == 5 and "3D" in layer_type:
+        return "(batch, depth, height, width, channels)"
+    return "(batch first)"
 
 
 def _rank_hint(layer_type: str, rank: int, tensor: TensorInfo) -> str | None:
     if tensor.rank < rank:
-        return (f"a {layer_type} needs {rank - 1} dimensions per sample; add a Reshape node before it "
-                f"(e.g. target_shape with {rank - 1} entries)")
+        return (f"{layer_type} needs {rank - 1} dimensions per sample, the input has {tensor.rank - 1}; "
+                f"add a Reshape node before it (target_shape with {rank - 1} entries)")
     if tensor.rank > rank:
-        return "flatten or pool the extra dimensions first"
+        return "flatten or pool the extra dimensions first (Flatten, GlobalAveragePooling, Reshape)"
     return None
 
 

@@ -1,17 +1,21 @@
 """Shape rules: one small pure function per Keras layer kind.
 
 A rule takes a :class:`LayerCall` and returns a :class:`RuleResult`, or raises
-:class:`ShapeError`. It knows nothing of nodes or files: the graph walker adds
-that context. Layers without a rule get their shapes from Keras at build time.
+:class:`ShapeError`; it returns None where the shapes cannot be known before Keras
+builds the layer (e.g. a wrapper around a layer without a rule). It knows nothing
+of nodes or files: the graph walker adds that context. Layers without a rule get
+their shapes from Keras at build time.
+
+``tests/infer/test_rules_vs_keras.py`` checks every registered rule against Keras.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 from graphspec.infer.tensor import LayerCall, RuleResult
 
-Rule = Callable[[LayerCall], RuleResult]
+Rule = Callable[[LayerCall], Optional[RuleResult]]
 RULES: dict[str, Rule] = {}
 
 
@@ -27,7 +31,8 @@ def rule(*layer_types: str) -> Callable[[Rule], Rule]:
 
 
 def _load_rule_modules() -> None:
-    from graphspec.infer.rules import attention, convolution, core, merge, normalization, recurrent  # noqa: F401
+    from graphspec.infer.rules import (  # noqa: F401
+        attention, convolution, core, merge, normalization, recurrent, reshaping)
 
 
 _load_rule_modules()

@@ -1,11 +1,17 @@
-"""Rules for convolution, pooling, padding, cropping and upsampling layers."""
+"""Rules for convolution and pooling layers.
+
+Output sizes follow Keras' own formulas (``keras/src/ops/operation_utils.py`` and
+``backend/common/backend_utils.py``): for padding ``valid`` an axis of size ``n``
+gives ``floor((n - dilation*(kernel-1) - 1) / stride) + 1``; for ``same`` (and
+``causal``) it gives ``ceil(n / stride)``.
+"""
 
 from __future__ import annotations
 
 import math
 
 from graphspec.infer.rules import rule
-from graphspec.infer.tensor import LayerCall, RuleResult, ShapeError, TensorInfo
+from graphspec.infer.tensor import LayerCall, RuleResult, ShapeError, TensorInfo, show
 
 
 def spatial_rank(layer_type: str) -> int:
@@ -16,71 +22,165 @@ def spatial_rank(layer_type: str) -> int:
     raise ValueError(layer_type)
 
 
-def as_tuple(value, rank: int, name: str) -> tuple[int, ...]:
-    if isinstance(value, int):
-        return (value,) * rank
-    value = tuple(value)
-    if len(value) != rank:
-        raise ShapeError(f"'{name}' needs {rank} values, got {len(value)}", argument=name)
-    return value
-
-
-def split_channels(call: LayerCall, x: TensorInfo, rank: int):
-    """(spatial dims, channels, channels_first?) of an N-D feature map."""
+def split_channels(call: LayerCall, x: TensorInfo, rank: int, *, need_channels: bool = False):
+    """(spatial dims, channels, channels_first?) of a rank-``rank`` feature map (batch and channels added)."""
     call.require_rank(x, rank + 2)
-    channels_first = call.arg("data_format") == "channels_first"
-    if channels_first:
-        return list(x.shape[2:]), x.shape[1], True
-    return list(x.shape[1:-1]), x.shape[-1], False
+    first = call.data_format() == "channels_first"
+    spatial, channels = (list(x.shape[2:]), x.shape[1]) if first else (list(x.shape[1:-1]), x.shape[-1])
+    if need_channels and channels is None:
+        axis = 1 if first else -1
+        raise ShapeError(f"{call.layer_type} needs a known number of channels (axis {axis}), got shape {x}",
+                         hint="give the channel axis a size in the input's shape"
+                         + ("" if first else ", or set data_format if the channels come first"))
+    return spatial, channels, first
 
 
-def join_channels(batch, spatial, channels, channels_first: bool):
+def join_channels(batch, spatial, channels, channels_first: bool) -> tuple:
     return (batch, channels, *spatial) if channels_first else (batch, *spatial, channels)
 
 
-def conv_length(size, kernel: int, stride: int, padding: str, dilation: int = 1):
+def conv_length(size: int | None, kernel: int, stride: int, padding: str, dilation: int = 1) -> int | None:
     """Output length of a convolution or pooling window along one axis (Keras' formula)."""
     if size is None:
         return None
     if padding in ("same", "causal"):
-        return (size + stride - 1) // stride
-    effective = (kernel - 1) * dilation + 1
-    if size < effective:
-        return size - effective + 1  # negative or zero: the caller reports it
-    return (size - effective) // stride + 1
+        return (size - 1) // stride + 1
+    return (size - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def _spatial_out(call: LayerCall, spatial, kernel, strides, padding, dilation=None):
+def transpose_length(size: int | None, kernel: int, stride: int, padding: str, output_padding: int | None,
+                     dilation: int = 1) -> int | None:
+    """Output length of a transposed convolution along one axis (Keras' formula)."""
+    if size is None:
+        return None
+    kernel = (kernel - 1) * dilation + 1
+    if padding == "valid":
+        extra = max(kernel, stride) - kernel if output_padding is None else output_padding
+        return (size - 1) * stride + kernel + extra
+    if output_padding is None:
+        return size * stride
+    return (size - 1) * stride + kernel % 2 + output_padding
+
+
+def padding_arg(call: LayerCall, *, causal: bool = False, lower: bool = True) -> str:
+    padding = call.arg("padding", "valid")
+    if isinstance(padding, str) and lower:
+        padding = padding.lower()
+    allowed = ("valid", "same", "causal") if causal else ("valid", "same")
+    if padding not in allowed:
+        extra = " ('causal' only for 1D convolutions)" if padding == "causal" else ""
+        raise ShapeError(f"{call.layer_type}: padding must be one of {', '.join(map(repr, allowed))}{extra}; "
+                         f"got {padding!r}", argument="padding")
+    return padding
+
+
+def spatial_out(call: LayerCall, x: TensorInfo, spatial, kernel, strides, padding: str, dilation=None,
+                *, window: str = "kernel_size") -> list[int | None]:
+    """Output spatial sizes; a window that does not fit in the input is an error."""
     dilation = dilation or (1,) * len(spatial)
     out = []
-    for axis, (n, k, s, d) in enumerate(zip(spatial, kernel, strides, dilation)):
+    for n, k, s, d in zip(spatial, kernel, strides, dilation):
         length = conv_length(n, k, s, padding, d)
         if length is not None and length <= 0:
+            effective = d * (k - 1) + 1
+            span = f"{window} {list(kernel)}" + (f" with dilation_rate {list(dilation)}" if d > 1 else "")
             raise ShapeError(
-                f"{call.layer_type} window {k} does not fit in an axis of size {n} with padding '{padding}'",
-                hint="use padding: same, a smaller kernel/pool size, or a larger input", argument="padding")
+                f"{call.layer_type} {span} does not fit in input {x} with padding 'valid': "
+                f"an axis of size {n} is smaller than the window ({effective})",
+                hint="use padding: same, a smaller window, or a larger input (remove a pooling step above)",
+                argument=window, code="window-too-large")
         out.append(length)
     return out
+
+
+def _check_strides_dilation(call: LayerCall, strides, dilation) -> None:
+    if max(strides) > 1 and max(dilation) > 1:
+        raise ShapeError(f"{call.layer_type}: strides > 1 cannot be combined with dilation_rate > 1 "
+                         f"(strides={list(strides)}, dilation_rate={list(dilation)})", argument="dilation_rate",
+                         hint="use strides: 1 with a dilation, or dilation_rate: 1 with strides")
+
+
+def _bias(call: LayerCall, size: int) -> int:
+    return size if call.arg("use_bias", True) else 0
 
 
 @rule("Conv1D", "Conv2D", "Conv3D")
 def conv(call: LayerCall) -> RuleResult:
     rank = spatial_rank(call.layer_type)
     x = call.input
-    spatial, channels, first = split_channels(call, x, rank)
-    if channels is None:
-        raise ShapeError(f"{call.layer_type} needs a known channel dimension, got {x}")
-    kernel = as_tuple(call.arg("kernel_size"), rank, "kernel_size")
-    strides = as_tuple(call.arg("strides"), rank, "strides")
-    dilation = as_tuple(call.arg("dilation_rate"), rank, "dilation_rate")
-    groups = call.arg("groups") or 1
-    filters = call.arg("filters")
-    if channels % groups or filters % groups:
-        raise ShapeError(f"groups={groups} must divide both the input channels ({channels}) and filters ({filters})",
+    filters = call.positive("filters")
+    kernel = call.ints("kernel_size", rank)
+    strides = call.ints("strides", rank)
+    dilation = call.ints("dilation_rate", rank)
+    groups = call.positive("groups") if call.args.get("groups") is not None else 1
+    padding = padding_arg(call, causal=rank == 1)
+    if filters % groups:
+        raise ShapeError(f"{call.layer_type}: filters ({filters}) must be divisible by groups ({groups})",
                          argument="groups")
-    padding = call.arg("padding")
-    out = _spatial_out(call, spatial, kernel, strides, padding, dilation)
-    params = math.prod(kernel) * (channels // groups) * filters + (filters if call.arg("use_bias") else 0)
+    _check_strides_dilation(call, strides, dilation)
+    spatial, channels, first = split_channels(call, x, rank, need_channels=True)
+    if channels % groups:
+        raise ShapeError(f"{call.layer_type}: the input's {channels} channels are not divisible by groups={groups} "
+                         f"(input {x})", argument="groups", hint="groups must divide both the input channels and filters")
+    out = spatial_out(call, x, spatial, kernel, strides, padding, dilation)
+    params = math.prod(kernel) * (channels // groups) * filters + _bias(call, filters)
+    return RuleResult(TensorInfo(join_channels(x.shape[0], out, filters, first), call.dtype()), params)
+
+
+@rule("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
+def conv_transpose(call: LayerCall) -> RuleResult:
+    rank = spatial_rank(call.layer_type)
+    x = call.input
+    filters = call.positive("filters")
+    kernel = call.ints("kernel_size", rank)
+    strides = call.ints("strides", rank)
+    dilation = call.ints("dilation_rate", rank)
+    padding = padding_arg(call)
+    output_padding = call.args.get("output_padding")
+    if output_padding is not None:
+        output_padding = call.ints("output_padding", rank, allow_zero=True)
+        for op, s in zip(output_padding, strides):
+            if op >= s:
+                raise ShapeError(f"{call.layer_type}: every output_padding must be smaller than its stride; "
+                                 f"got output_padding={list(output_padding)}, strides={list(strides)}",
+                                 argument="output_padding")
+    _check_strides_dilation(call, strides, dilation)
+    spatial, channels, first = split_channels(call, x, rank, need_channels=True)
+    ops = output_padding or (None,) * rank
+    out = [transpose_length(n, k, s, padding, op, d) for n, k, s, op, d in zip(spatial, kernel, strides, ops, dilation)]
+    params = math.prod(kernel) * channels * filters + _bias(call, filters)
+    return RuleResult(TensorInfo(join_channels(x.shape[0], out, filters, first), call.dtype()), params)
+
+
+@rule("DepthwiseConv1D", "DepthwiseConv2D")
+def depthwise_conv(call: LayerCall) -> RuleResult:
+    rank = spatial_rank(call.layer_type)
+    x = call.input
+    multiplier = call.positive("depth_multiplier")
+    kernel = call.ints("kernel_size", rank)
+    strides = call.ints("strides", rank)
+    dilation = call.ints("dilation_rate", rank)
+    padding = padding_arg(call, causal=rank == 1)
+    spatial, channels, first = split_channels(call, x, rank, need_channels=True)
+    out = spatial_out(call, x, spatial, kernel, strides, padding, dilation)
+    params = math.prod(kernel) * channels * multiplier + _bias(call, channels * multiplier)
+    return RuleResult(TensorInfo(join_channels(x.shape[0], out, channels * multiplier, first), call.dtype()), params)
+
+
+@rule("SeparableConv1D", "SeparableConv2D")
+def separable_conv(call: LayerCall) -> RuleResult:
+    rank = spatial_rank(call.layer_type)
+    x = call.input
+    filters = call.positive("filters")
+    multiplier = call.positive("depth_multiplier")
+    kernel = call.ints("kernel_size", rank)
+    strides = call.ints("strides", rank)
+    dilation = call.ints("dilation_rate", rank)
+    padding = padding_arg(call, causal=rank == 1)
+    spatial, channels, first = split_channels(call, x, rank, need_channels=True)
+    out = spatial_out(call, x, spatial, kernel, strides, padding, dilation)
+    params = (math.prod(kernel) * channels * multiplier + channels * multiplier * filters
+              + _bias(call, filters))
     return RuleResult(TensorInfo(join_channels(x.shape[0], out, filters, first), call.dtype()), params)
 
 
@@ -88,12 +188,12 @@ def conv(call: LayerCall) -> RuleResult:
 def pooling(call: LayerCall) -> RuleResult:
     rank = spatial_rank(call.layer_type)
     x = call.input
+    pool = call.ints("pool_size", rank)
+    strides = pool if call.args.get("strides") is None else call.ints("strides", rank)
+    padding = padding_arg(call, lower=False)
     spatial, channels, first = split_channels(call, x, rank)
-    pool = as_tuple(call.arg("pool_size"), rank, "pool_size")
-    strides = call.arg("strides")
-    strides = pool if strides is None else as_tuple(strides, rank, "strides")
-    out = _spatial_out(call, spatial, pool, strides, call.arg("padding"))
-    return RuleResult(TensorInfo(join_channels(x.shape[0], out, channels, first), x.dtype))
+    out = spatial_out(call, x, spatial, pool, strides, padding, window="pool_size")
+    return RuleResult(TensorInfo(join_channels(x.shape[0], out, channels, first), call.dtype()))
 
 
 @rule("GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D", "GlobalAveragePooling1D",
@@ -103,5 +203,8 @@ def global_pooling(call: LayerCall) -> RuleResult:
     x = call.input
     spatial, channels, first = split_channels(call, x, rank)
     if call.arg("keepdims"):
-        return RuleResult(TensorInfo(join_channels(x.shape[0], [1] * rank, channels, first), x.dtype))
-    return RuleResult(TensorInfo((x.shape[0], channels), x.dtype))
+        return RuleResult(TensorInfo(join_channels(x.shape[0], [1] * rank, channels, first), call.dtype()))
+    return RuleResult(TensorInfo((x.shape[0], channels), call.dtype()))
+
+
+__all__ = ["spatial_rank", "split_channels", "join_channels", "conv_length", "transpose_length", "show"]

@@ -1,4 +1,4 @@
-"""Rules for core, activation, regularization, reshaping and embedding layers."""
+"""Rules for core, activation, regularization, embedding and preprocessing layers."""
 
 from __future__ import annotations
 
@@ -8,96 +8,86 @@ from graphspec.infer.rules import rule
 from graphspec.infer.tensor import LayerCall, RuleResult, ShapeError, TensorInfo
 
 
-@rule("Dense")
-def dense(call: LayerCall) -> RuleResult:
-    x = call.input
+def _last_dim(call: LayerCall, x: TensorInfo) -> int:
     call.require_rank(x, min_rank=2)
     features = x.shape[-1]
     if features is None:
-        raise ShapeError(f"Dense needs a known last dimension, got shape {x}",
-                         hint="the last axis is the feature axis; give it a size in the input's shape")
-    units = call.arg("units")
-    params = features * units + (units if call.arg("use_bias") else 0)
-    return RuleResult(TensorInfo(x.shape[:-1] + (units,), call.dtype()), params)
+        raise ShapeError(f"{call.layer_type} needs a known last dimension (the feature axis), got shape {x}",
+                         hint="give the last axis a size in the input's shape")
+    return features
+
+
+@rule("Dense")
+def dense(call: LayerCall) -> RuleResult | None:
+    x = call.input
+    units = call.positive("units")
+    if call.args.get("quantization_config") is not None:
+        return None  # quantized weights: Keras knows their layout
+    features = _last_dim(call, x)
+    bias = units if call.arg("use_bias", True) else 0
+    out = TensorInfo(x.shape[:-1] + (units,), call.dtype())
+    rank = call.args.get("lora_rank")
+    if rank:
+        # LoRA freezes the kernel and trains two low-rank factors (features x r) and (r x units).
+        return RuleResult(out, rank * (features + units) + bias, features * units)
+    return RuleResult(out, features * units + bias)
+
+
+@rule("Embedding")
+def embedding(call: LayerCall) -> RuleResult | None:
+    x = call.input
+    input_dim, output_dim = call.positive("input_dim"), call.positive("output_dim")
+    if call.args.get("quantization_config") is not None:
+        return None
+    out = TensorInfo(x.shape + (output_dim,), call.dtype())
+    rank = call.args.get("lora_rank")
+    if rank:
+        return RuleResult(out, rank * (input_dim + output_dim), input_dim * output_dim)
+    return RuleResult(out, input_dim * output_dim)
 
 
 @rule("Activation", "ReLU", "LeakyReLU", "ELU", "Softmax", "Dropout", "AlphaDropout", "GaussianDropout",
-      "GaussianNoise", "ActivityRegularization", "Identity", "Masking", "SpatialDropout1D", "SpatialDropout2D",
-      "SpatialDropout3D", "UnitNormalization")
+      "GaussianNoise", "ActivityRegularization", "Masking")
 def same_shape(call: LayerCall) -> RuleResult:
+    """Element-wise layers: the output has the input's shape and the layer's compute dtype."""
     x = call.input
-    if call.layer_type.startswith("SpatialDropout"):
-        call.require_rank(x, int(call.layer_type[-2]) + 2)
-    return RuleResult(TensorInfo(x.shape, call.dtype() if x.dtype.startswith(("float", "bfloat")) else x.dtype))
+    if call.layer_type == "Softmax":
+        _check_axes(call, x, call.args.get("axis", -1))
+    return RuleResult(TensorInfo(x.shape, call.dtype()))
+
+
+@rule("SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D")
+def spatial_dropout(call: LayerCall) -> RuleResult:
+    x = call.input
+    call.require_rank(x, int(call.layer_type[-2]) + 2)
+    if call.layer_type != "SpatialDropout1D":
+        call.data_format()
+    return RuleResult(TensorInfo(x.shape, call.dtype()))
+
+
+@rule("Identity")
+def identity(call: LayerCall) -> RuleResult:
+    x = call.input
+    return RuleResult(TensorInfo(x.shape, call.passthrough_dtype(x)))
 
 
 @rule("PReLU")
 def prelu(call: LayerCall) -> RuleResult:
     x = call.input
     shared = call.arg("shared_axes") or []
-    shared = [shared] if isinstance(shared, int) else shared
+    shared = [shared] if isinstance(shared, int) else list(shared)
     dims = list(x.shape[1:])
     for axis in shared:
+        if not isinstance(axis, int) or not 1 <= axis <= len(dims):
+            raise ShapeError(f"PReLU: shared_axes must name axes 1..{len(dims)} of input {x}, got {shared}",
+                             argument="shared_axes")
         dims[axis - 1] = 1
     if any(d is None for d in dims):
-        raise ShapeError(f"PReLU needs known dimensions (or shared_axes over the unknown ones), got {x}",
-                         argument="shared_axes")
+        unknown = [i + 1 for i, d in enumerate(dims) if d is None]
+        raise ShapeError(f"PReLU learns one slope per input position and needs known sizes; input {x} has unknown "
+                         f"axes {unknown}", argument="shared_axes",
+                         hint=f"share the slope over those axes, e.g. shared_axes: {unknown}")
     return RuleResult(TensorInfo(x.shape, call.dtype()), math.prod(dims))
-
-
-@rule("Flatten")
-def flatten(call: LayerCall) -> RuleResult:
-    x = call.input
-    rest = x.shape[1:]
-    size = None if any(d is None for d in rest) else math.prod(rest)
-    return RuleResult(TensorInfo((x.shape[0], size), x.dtype))
-
-
-@rule("Reshape")
-def reshape(call: LayerCall) -> RuleResult:
-    x = call.input
-    target = list(call.arg("target_shape"))
-    known = x.shape[1:]
-    total = None if any(d is None for d in known) else math.prod(known)
-    if target.count(-1) > 1:
-        raise ShapeError("Reshape's target_shape may hold at most one -1", argument="target_shape")
-    if -1 in target:
-        rest = math.prod(d for d in target if d != -1)
-        if total is not None:
-            if rest == 0 or total % rest:
-                raise ShapeError(f"cannot reshape {x} into {tuple(target)}: {total} values do not divide by {rest}",
-                                 argument="target_shape")
-            target[target.index(-1)] = total // rest
-        else:
-            target[target.index(-1)] = None
-    elif total is not None and math.prod(target) != total:
-        raise ShapeError(f"cannot reshape {x} ({total} values per sample) into {tuple(target)} "
-                         f"({math.prod(target)} values)", argument="target_shape",
-                         hint="the product of target_shape must equal the input's size per sample")
-    return RuleResult(TensorInfo((x.shape[0], *target), x.dtype))
-
-
-@rule("Permute")
-def permute(call: LayerCall) -> RuleResult:
-    x = call.input
-    dims = list(call.arg("dims"))
-    if sorted(dims) != list(range(1, x.rank)):
-        raise ShapeError(f"Permute's dims must be a permutation of 1..{x.rank - 1} for input {x}", argument="dims")
-    return RuleResult(TensorInfo((x.shape[0], *(x.shape[d] for d in dims)), x.dtype))
-
-
-@rule("RepeatVector")
-def repeat_vector(call: LayerCall) -> RuleResult:
-    x = call.input
-    call.require_rank(x, 2)
-    return RuleResult(TensorInfo((x.shape[0], call.arg("n"), x.shape[1]), x.dtype))
-
-
-@rule("Embedding")
-def embedding(call: LayerCall) -> RuleResult:
-    x = call.input
-    input_dim, output_dim = call.arg("input_dim"), call.arg("output_dim")
-    return RuleResult(TensorInfo(x.shape + (output_dim,), call.dtype()), input_dim * output_dim)
 
 
 @rule("Rescaling")
@@ -105,13 +95,29 @@ def rescaling(call: LayerCall) -> RuleResult:
     return RuleResult(TensorInfo(call.input.shape, call.dtype()))
 
 
+def _check_axes(call: LayerCall, x: TensorInfo, axis) -> list[int]:
+    """Axes normalized to 0..rank-1; out-of-range axes are an error of the ``axis`` argument."""
+    axes = [] if axis is None else [axis] if isinstance(axis, int) else list(axis)
+    for a in axes:
+        if not isinstance(a, int) or not -x.rank <= a < x.rank:
+            raise ShapeError(f"{call.layer_type}: axis {a} is out of range for input {x} (rank {x.rank})",
+                             argument="axis", hint=f"axes go from {-x.rank} to {x.rank - 1}; -1 is the last")
+    return sorted({a % x.rank for a in axes})
+
+
 @rule("Normalization")
 def normalization(call: LayerCall) -> RuleResult:
     x = call.input
-    axis = call.arg("axis")
-    axes = [] if axis is None else ([axis] if isinstance(axis, int) else list(axis))
-    dims = [x.shape[a] for a in axes]
-    # Keras keeps mean, variance (and count) as non-trainable weights of the kept axes' size.
-    size = math.prod(d for d in dims if d is not None) if dims else 1
-    non_trainable = 0 if call.arg("mean") is not None else 2 * size + 1
+    keep = _check_axes(call, x, call.args.get("axis", -1))
+    unknown = [a for a in keep if x.shape[a] is None]
+    if unknown:
+        raise ShapeError(f"Normalization keeps statistics per position of axis {unknown}, which is unknown in "
+                         f"input {x}", argument="axis")
+    has_mean, has_variance = call.args.get("mean") is not None, call.args.get("variance") is not None
+    if has_mean != has_variance:
+        raise ShapeError("Normalization needs both mean and variance, or neither (to adapt them from data)",
+                         argument="mean" if has_variance else "variance")
+    # Without given statistics Keras keeps mean and variance of the kept axes' sizes, and a count.
+    size = math.prod(x.shape[a] for a in keep)  # type: ignore[misc]
+    non_trainable = 0 if has_mean else 2 * size + 1
     return RuleResult(TensorInfo(x.shape, call.dtype()), 0, non_trainable)

@@ -1,40 +1,84 @@
-"""Rules for BatchNormalization, LayerNormalization and GroupNormalization."""
+"""Rules for BatchNormalization, LayerNormalization, GroupNormalization, UnitNormalization, RMSNormalization."""
 
 from __future__ import annotations
 
 import math
 
 from graphspec.infer.rules import rule
+from graphspec.infer.rules.core import _check_axes
 from graphspec.infer.tensor import LayerCall, RuleResult, ShapeError, TensorInfo
-
-
-def _axes(call: LayerCall, x: TensorInfo) -> list[int]:
-    axis = call.arg("axis")
-    axes = [axis] if isinstance(axis, int) else list(axis)
-    for a in axes:
-        if not -x.rank <= a < x.rank:
-            raise ShapeError(f"axis {a} is out of range for input {x}", argument="axis")
-    return [a % x.rank for a in axes]
 
 
 def _size(call: LayerCall, x: TensorInfo, axes: list[int]) -> int:
     dims = [x.shape[a] for a in axes]
     if any(d is None for d in dims):
-        raise ShapeError(f"{call.layer_type} needs a known size on axis {axes}, got {x}", argument="axis")
-    return math.prod(dims)
+        raise ShapeError(f"{call.layer_type} learns one scale per position of axis "
+                         f"{axes[0] if len(axes) == 1 else axes}, which has no known size in input {x}",
+                         argument="axis", hint="give that axis a size, or normalize over another axis")
+    return math.prod(dims)  # type: ignore[arg-type]
+
+
+def _int_axis(call: LayerCall, x: TensorInfo) -> list[int]:
+    axis = call.args.get("axis", -1)
+    if not isinstance(axis, int) or isinstance(axis, bool):
+        raise ShapeError(f"{call.layer_type}: axis must be one integer, got {axis!r}", argument="axis")
+    return _check_axes(call, x, axis)
 
 
 @rule("BatchNormalization")
 def batch_norm(call: LayerCall) -> RuleResult:
     x = call.input
-    size = _size(call, x, _axes(call, x))
-    trainable = size * (int(bool(call.arg("center"))) + int(bool(call.arg("scale"))))
-    return RuleResult(TensorInfo(x.shape, call.dtype()), trainable, 2 * size)
+    size = _size(call, x, _int_axis(call, x))
+    trainable = size * (int(bool(call.arg("center", True))) + int(bool(call.arg("scale", True))))
+    # moving mean and variance; batch renormalization adds a moving stddev, renorm mean and stddev.
+    non_trainable = size * (5 if call.arg("renorm") else 2)
+    return RuleResult(TensorInfo(x.shape, call.dtype()), trainable, non_trainable)
 
 
 @rule("LayerNormalization")
 def layer_norm(call: LayerCall) -> RuleResult:
     x = call.input
-    size = _size(call, x, _axes(call, x))
-    params = size * (int(bool(call.arg("center"))) + int(bool(call.arg("scale"))))
+    size = _size(call, x, _check_axes(call, x, call.args.get("axis", -1)))
+    scale = bool(call.arg("scale", True)) or bool(call.arg("rms_scaling"))
+    center = bool(call.arg("center", True)) and not call.arg("rms_scaling")
+    return RuleResult(TensorInfo(x.shape, call.dtype()), size * (int(scale) + int(center)))
+
+
+@rule("RMSNormalization")
+def rms_norm(call: LayerCall) -> RuleResult:
+    x = call.input
+    size = _size(call, x, _check_axes(call, x, call.args.get("axis", -1)))
+    return RuleResult(TensorInfo(x.shape, call.dtype()), size)
+
+
+@rule("GroupNormalization")
+def group_norm(call: LayerCall) -> RuleResult:
+    x = call.input
+    (axis,) = _int_axis(call, x)
+    channels = _size(call, x, [axis])
+    groups = call.args.get("groups", 32)
+    if groups == -1:
+        groups = channels
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups <= 0:
+        raise ShapeError(f"GroupNormalization: groups must be a positive integer (or -1 for one per channel), "
+                         f"got {groups!r}", argument="groups")
+    if channels < groups or channels % groups:
+        raise ShapeError(f"GroupNormalization: groups={groups} must divide the {channels} channels of axis "
+                         f"{axis} (input {x})", argument="groups",
+                         hint=f"choose groups among {_divisors(channels)}")
+    params = channels * (int(bool(call.arg("center", True))) + int(bool(call.arg("scale", True))))
     return RuleResult(TensorInfo(x.shape, call.dtype()), params)
+
+
+def _divisors(n: int) -> str:
+    found = [d for d in range(1, n + 1) if n % d == 0]
+    if len(found) > 8:
+        found = found[:4] + found[-4:]
+    return ", ".join(map(str, found))
+
+
+@rule("UnitNormalization")
+def unit_norm(call: LayerCall) -> RuleResult:
+    x = call.input
+    _check_axes(call, x, call.args.get("axis", -1))
+    return RuleResult(TensorInfo(x.shape, call.dtype()))
