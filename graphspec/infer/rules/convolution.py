@@ -160,7 +160,7 @@ def depthwise_conv(call: LayerCall) -> RuleResult:
     kernel = call.ints("kernel_size", rank)
     strides = call.ints("strides", rank)
     dilation = call.ints("dilation_rate", rank)
-    padding = padding_arg(call, causal=rank == 1)
+    padding = padding_arg(call)
     spatial, channels, first = split_channels(call, x, rank, need_channels=True)
     out = spatial_out(call, x, spatial, kernel, strides, padding, dilation)
     params = math.prod(kernel) * channels * multiplier + _bias(call, channels * multiplier)
@@ -176,7 +176,7 @@ def separable_conv(call: LayerCall) -> RuleResult:
     kernel = call.ints("kernel_size", rank)
     strides = call.ints("strides", rank)
     dilation = call.ints("dilation_rate", rank)
-    padding = padding_arg(call, causal=rank == 1)
+    padding = padding_arg(call)
     spatial, channels, first = split_channels(call, x, rank, need_channels=True)
     out = spatial_out(call, x, spatial, kernel, strides, padding, dilation)
     params = (math.prod(kernel) * channels * multiplier + channels * multiplier * filters

@@ -33,9 +33,6 @@ def _sequence(call: LayerCall, x: TensorInfo, args: dict) -> int:
     if args.get("stateful") and x.shape[0] is None:
         raise ShapeError(f"a stateful {call.layer_type} needs a fixed batch size, the input {x} has none",
                          argument="stateful", hint="remove stateful: true (a spec's inputs have no fixed batch size)")
-    if args.get("unroll") and x.shape[1] is None:
-        raise ShapeError(f"{call.layer_type} cannot unroll a sequence of unknown length (input {x})",
-                         argument="unroll", hint="give the time axis a size, or remove unroll: true")
     return x.shape[-1]
 
 

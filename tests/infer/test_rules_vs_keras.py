@@ -1,0 +1,700 @@
+"""One harness over every shape rule: the inferred shapes, dtypes and parameter counts equal Keras' own.
+
+For each layer type in ``graphspec.infer.rules.RULES`` the harness takes hand-written
+configurations (``CASES``) and, where the inputs are many, configurations drawn by
+Hypothesis (``STRATEGIES``). Each configuration is inferred in pure Python, then the
+same layer is built by Keras on ``keras.Input`` tensors of the same shapes, and the two
+are compared: output shape(s), output dtype(s), ``count_params()`` and the trainable /
+non-trainable weight counts. A rule must raise :class:`ShapeError` exactly where Keras
+refuses to build the layer (drawn configurations include invalid ones on purpose).
+
+A registered rule without any configuration here fails the test.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from graphspec.infer import RULES, TensorInfo, infer_layer
+from graphspec.infer.tensor import ShapeError
+
+
+# --------------------------------------------------------------------------------------------
+# Configurations
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class T:
+    """A model input: shape without the batch axis, dtype, optional fixed batch size."""
+
+    shape: tuple
+    dtype: str = "float32"
+    batch: int | None = None
+
+    def info(self) -> TensorInfo:
+        return TensorInfo((self.batch, *self.shape), self.dtype)
+
+
+def t(*shape, dtype: str = "float32", batch: int | None = None) -> T:
+    return T(tuple(shape), dtype, batch)
+
+
+InputSpec = Union[T, list, dict]
+
+
+@dataclass
+class Case:
+    args: dict[str, Any]
+    inputs: InputSpec
+    call: dict[str, Any] = field(default_factory=dict)
+    error: bool = False
+    """True: both the rule and Keras must refuse this configuration."""
+
+    def __repr__(self) -> str:  # shown by pytest and hypothesis on failure
+        return f"Case(args={self.args}, inputs={self.inputs}, call={self.call}, error={self.error})"
+
+
+def case(inputs: InputSpec, call: dict | None = None, error: bool = False, **args) -> Case:
+    return Case(args, inputs, call or {}, error)
+
+
+def conv_cases(layer: str, rank: int, **base) -> list[Case]:
+    sp = (9, 8, 7)[:rank]
+    return [
+        case(t(*sp, 3), **base, kernel_size=3),
+        case(t(*sp, 3), **base, kernel_size=[2] * rank, strides=2, padding="same"),
+        case(t(*sp, 4), **base, kernel_size=3, dilation_rate=2),
+        case(t(4, *sp), **base, kernel_size=2, data_format="channels_first", use_bias=False),
+        case(t(*(None,) * rank, 2), **base, kernel_size=3, strides=2),
+        case(t(*sp, 3, dtype="int32"), **base, kernel_size=1, dtype="mixed_float16"),
+        case(t(*sp, 3), **base, kernel_size=1, trainable=False),
+        case(t(*sp, 3), **base, kernel_size=20, error=True),
+        case(t(*sp), **base, kernel_size=3, error=True),                # missing channel axis
+        case(t(*sp, None), **base, kernel_size=3, error=True),          # unknown channels
+    ]
+
+
+def pool_cases(layer: str, rank: int) -> list[Case]:
+    sp = (9, 8, 7)[:rank]
+    return [
+        case(t(*sp, 3), pool_size=2),
+        case(t(*sp, 3), pool_size=3, strides=1, padding="same"),
+        case(t(3, *sp), pool_size=2, strides=[1] * rank, data_format="channels_first"),
+        case(t(*(None,) * rank, 5), pool_size=2),
+        case(t(*sp, 3, dtype="float16"), pool_size=2, dtype="float64"),
+        case(t(*sp, 3), pool_size=10, error=True),
+        case(t(*sp), pool_size=2, error=True),
+    ]
+
+
+def global_pool_cases(rank: int) -> list[Case]:
+    sp = (6, 5, 4)[:rank]
+    return [
+        case(t(*sp, 3)),
+        case(t(*sp, 3), keepdims=True),
+        case(t(3, *sp), data_format="channels_first"),
+        case(t(3, *sp), data_format="channels_first", keepdims=True),
+        case(t(*(None,) * rank, 7)),
+        case(t(*sp, 3), dtype="float16"),
+        case(t(*sp), error=True),
+    ]
+
+
+SEQ = t(10, 6)
+
+CASES: dict[str, list[Case]] = {
+    # core -------------------------------------------------------------------------------
+    "Dense": [
+        case(t(5), units=3),
+        case(t(5), units=3, use_bias=False),
+        case(t(4, 6, 5), units=7),                    # applied to the last axis of a 4-D map
+        case(t(None, 5), units=2),
+        case(t(5, dtype="int32"), units=3),
+        case(t(5), units=3, dtype="mixed_float16"),
+        case(t(5), units=3, dtype="float64"),
+        case(t(5), units=3, trainable=False),
+        case(t(6), units=4, lora_rank=2),
+        case(t(None), units=3, error=True),
+        case(t(), units=3, error=True),
+    ],
+    "Embedding": [
+        case(t(12, dtype="int32"), input_dim=100, output_dim=8),
+        case(t(None, dtype="int32"), input_dim=50, output_dim=4, mask_zero=True),
+        case(t(3, 4, dtype="int64"), input_dim=10, output_dim=2),
+        case(t(7, dtype="int32"), input_dim=10, output_dim=2, dtype="float16"),
+        case(t(7, dtype="int32"), input_dim=20, output_dim=6, lora_rank=3),
+        case(t(7), input_dim=10, output_dim=2),
+    ],
+    "Activation": [case(t(4, 3), activation="relu"), case(t(4, dtype="int32"), activation="softmax"),
+                   case(t(4), activation="tanh", dtype="float16")],
+    "ReLU": [case(t(4, 3)), case(t(4), max_value=6.0), case(t(4, dtype="int32"))],
+    "LeakyReLU": [case(t(4, 3)), case(t(4), negative_slope=0.1, dtype="float64")],
+    "ELU": [case(t(4, 3)), case(t(None, 2), alpha=0.5)],
+    "Softmax": [case(t(4, 3)), case(t(4, 3), axis=1), case(t(4, 3), axis=-2, dtype="float16")],
+    "PReLU": [
+        case(t(4, 3)),
+        case(t(5, 5, 3), shared_axes=[1, 2]),
+        case(t(None, 3), shared_axes=[1]),
+        case(t(6), dtype="float16"),
+        case(t(6), trainable=False),
+        case(t(None, 3), error=True),
+    ],
+    "Dropout": [case(t(4), rate=0.5), case(t(4, 3, dtype="int32"), rate=0.1), case(t(4), rate=0.5, noise_shape=[None, 1])],
+    "SpatialDropout1D": [case(t(5, 3), rate=0.2), case(t(None, 3), rate=0.2), case(t(5), rate=0.2, error=True)],
+    "SpatialDropout2D": [case(t(5, 4, 3), rate=0.2), case(t(3, 5, 4), rate=0.2, data_format="channels_first"),
+                         case(t(5, 3), rate=0.2, error=True)],
+    "SpatialDropout3D": [case(t(5, 4, 3, 2), rate=0.2), case(t(4, 3), rate=0.2, error=True)],
+    "GaussianDropout": [case(t(4), rate=0.3), case(t(4, 2), rate=0.3, dtype="float16")],
+    "GaussianNoise": [case(t(4), stddev=0.3), case(t(4, 2, dtype="int32"), stddev=0.1)],
+    "AlphaDropout": [case(t(4), rate=0.3), case(t(2, 2), rate=0.1, noise_shape=[None, 2, 2])],
+    "ActivityRegularization": [case(t(4), l1=0.01), case(t(3, 4), l2=0.1)],
+    "Identity": [case(t(4)), case(t(4, 2, dtype="int32")), case(t(3), dtype="float16")],
+    "Masking": [case(t(5, 3)), case(t(None, 3), mask_value=-1.0)],
+    "Rescaling": [case(t(8, 8, 3), scale=1 / 255), case(t(8, dtype="int32"), scale=2.0, offset=-1.0),
+                  case(t(4), scale=0.5, dtype="float16")],
+    "Normalization": [
+        case(t(5)),
+        case(t(4, 3), axis=None),
+        case(t(4, 3), axis=1),
+        case(t(4, 3, 2), axis=[1, 3]),
+        case(t(3), mean=[0.0, 1.0, 2.0], variance=[1.0, 1.0, 1.0]),
+        case(t(3), mean=0.5, variance=2.0),
+        case(t(None, 3), axis=1, error=True),
+    ],
+    # reshaping ----------------------------------------------------------------------------
+    "Flatten": [case(t(4, 5, 3)), case(t(5)), case(t(None, 3)), case(t(3, 4, dtype="int32")),
+                case(t(2, 3, 4), data_format="channels_first"), case(t(2, 3), dtype="float16")],
+    "Reshape": [
+        case(t(12), target_shape=[3, 4]),
+        case(t(12), target_shape=[-1, 2]),
+        case(t(2, 3, 4), target_shape=[6, -1]),
+        case(t(None, 4), target_shape=[-1, 2]),
+        case(t(None, 4), target_shape=[2, 2, 3]),
+        case(t(12, dtype="int32"), target_shape=[4, 3]),
+        case(t(12), target_shape=[5, 2], error=True),
+        case(t(12), target_shape=[-1, 5], error=True),
+    ],
+    "Permute": [case(t(3, 4), dims=[2, 1]), case(t(2, 3, 4), dims=[3, 1, 2]),
+                case(t(2, 3, dtype="int32"), dims=[2, 1]), case(t(2, 3, 4), dims=[2, 1], error=True)],
+    "RepeatVector": [case(t(5), n=3), case(t(None), n=2), case(t(5, dtype="int32"), n=2),
+                     case(t(4, 5), n=2, error=True)],
+    # normalization ------------------------------------------------------------------------
+    "BatchNormalization": [
+        case(t(5)),
+        case(t(6, 6, 3)),
+        case(t(3, 6, 6), axis=1),
+        case(t(5), center=False),
+        case(t(5), scale=False, center=False),
+        case(t(5), renorm=True),
+        case(t(5), trainable=False),
+        case(t(5), dtype="mixed_float16"),
+        case(t(None), error=True),
+    ],
+    "LayerNormalization": [
+        case(t(5)),
+        case(t(4, 5)),
+        case(t(4, 5), axis=[1, 2]),
+        case(t(4, 5), axis=1, center=False),
+        case(t(4, 5), scale=False),
+        case(t(None, 5)),
+        case(t(None, 5), axis=1, error=True),
+    ],
+    "GroupNormalization": [
+        case(t(6, 6, 32)),
+        case(t(10, 8), groups=4),
+        case(t(8, 10), groups=2, axis=1),
+        case(t(6), groups=-1),
+        case(t(6), groups=3, center=False),
+        case(t(6), groups=4, error=True),
+        case(t(6), groups=12, error=True),
+    ],
+    "UnitNormalization": [case(t(5)), case(t(4, 5), axis=[1, 2]), case(t(4, 5), axis=1)],
+    "RMSNormalization": [case(t(5)), case(t(4, 5), axis=1), case(t(4, 5), axis=[1, 2])],
+    # recurrent ----------------------------------------------------------------------------
+    "SimpleRNN": [case(SEQ, units=4), case(SEQ, units=4, return_sequences=True),
+                  case(SEQ, units=4, return_state=True), case(t(None, 3), units=2, use_bias=False),
+                  case(t(5), units=2, error=True)],
+    "GRU": [
+        case(SEQ, units=4),
+        case(SEQ, units=4, reset_after=False),
+        case(SEQ, units=4, return_sequences=True, return_state=True),
+        case(t(None, 3), units=5, use_bias=False),
+        case(t(None, 3), units=5, dtype="float16"),
+        case(t(6, 3, 2), units=2, error=True),
+    ],
+    "LSTM": [
+        case(SEQ, units=4),
+        case(SEQ, units=4, return_sequences=True),
+        case(SEQ, units=4, return_state=True),
+        case(SEQ, units=4, return_sequences=True, return_state=True),
+        case(t(None, 3), units=5, use_bias=False),
+        case(t(None, 3), units=3, trainable=False),
+        case(t(4, 3, batch=2), units=3, stateful=True),
+        case(t(4, 3), units=3, unroll=True),
+        case(t(4, 3), units=3, stateful=True, error=True),
+        case(t(5), units=2, error=True),
+        case(t(5, None), units=2, error=True),
+    ],
+    "RNN": [
+        case(SEQ, cell={"type": "LSTMCell", "units": 4}),
+        case(SEQ, cell={"type": "GRUCell", "units": 3, "reset_after": False}, return_sequences=True),
+        case(SEQ, cell={"type": "SimpleRNNCell", "units": 2}, return_state=True),
+        case(SEQ, cell={"type": "LSTMCell", "units": 2}, return_state=True, return_sequences=True),
+    ],
+    "Bidirectional": [
+        case(SEQ, layer={"type": "LSTM", "units": 4}),
+        case(SEQ, layer={"type": "LSTM", "units": 4, "return_sequences": True}, merge_mode="sum"),
+        case(SEQ, layer={"type": "GRU", "units": 3}, merge_mode="mul"),
+        case(SEQ, layer={"type": "SimpleRNN", "units": 3}, merge_mode="ave"),
+        case(SEQ, layer={"type": "LSTM", "units": 4}, merge_mode=None),
+        case(SEQ, layer={"type": "LSTM", "units": 4, "return_state": True}),
+        case(SEQ, layer={"type": "GRU", "units": 4, "return_state": True, "return_sequences": True}, merge_mode=None),
+        case(SEQ, layer={"type": "LSTM", "units": 4},
+             backward_layer={"type": "LSTM", "units": 4, "go_backwards": True}),
+        case(SEQ, layer={"type": "LSTM", "units": 4, "trainable": False}),
+        case(SEQ, layer={"type": "LSTM", "units": 4}, trainable=False),
+        case(SEQ, layer={"type": "LSTM", "units": 4}, dtype="float16"),
+        case(SEQ, layer={"type": "RNN", "cell": {"type": "GRUCell", "units": 2}}),
+        case(t(5), layer={"type": "LSTM", "units": 4}, error=True),
+    ],
+    "TimeDistributed": [
+        case(SEQ, layer={"type": "Dense", "units": 3}),
+        case(t(5, 8, 8, 3), layer={"type": "Conv2D", "filters": 4, "kernel_size": 3}),
+        case(t(None, 8, 8, 3), layer={"type": "MaxPooling2D", "pool_size": 2}),
+        case(t(5, 8, 8, 3), layer={"type": "Flatten"}),
+        case(t(5, 4, 2), layer={"type": "LSTM", "units": 3}),
+        case(t(5, 4), layer={"type": "BatchNormalization"}),
+        case(t(5, 4), layer={"type": "Dense", "units": 2, "dtype": "float16"}),
+        case(t(5, 4), layer={"type": "Dense", "units": 2}, dtype="float16"),
+        case(t(5), layer={"type": "Dense", "units": 3}, error=True),
+        case(t(5, 4, 4), layer={"type": "Conv2D", "filters": 2, "kernel_size": 3}, error=True),
+    ],
+    # merging ------------------------------------------------------------------------------
+    "Concatenate": [
+        case([t(4), t(6)]),
+        case([t(4, 3), t(4, 5), t(4, 1)]),
+        case([t(4, 3), t(2, 3)], axis=1),
+        case([t(None, 3), t(4, 3)], axis=-1),
+        case([t(8, 8, 3), t(8, 8, 5)]),
+        case([t(4, dtype="int32"), t(6)]),
+        case([t(4)], axis=-1),
+        case([t(15, 15, 8), t(16, 16, 8)], error=True),
+        case([t(4, 3), t(4)], error=True),
+    ],
+    "Add": [case([t(4), t(4)]), case([t(4, 3), t(4, 3), t(4, 3)]), case([t(4, 1), t(4, 3)]),
+            case([t(None, 3), t(5, 3)]), case([t(4, 3), t(3)]), case([t(4)]),
+            case([t(4, dtype="int32"), t(4, dtype="int32")]),
+            case([t(64), t(128)], error=True)],
+    "Subtract": [case([t(4), t(4)]), case([t(4, 3), t(1, 3)]), case([t(4), t(4), t(4)], error=True),
+                 case([t(4), t(5)], error=True)],
+    "Multiply": [case([t(4), t(4)]), case([t(2, 4), t(2, 1)]), case([t(4), t(3)], error=True)],
+    "Average": [case([t(4), t(4)]), case([t(2, 4), t(2, 4), t(2, 4)], dtype="float16")],
+    "Maximum": [case([t(4), t(4)]), case([t(3, 4), t(3, 4)])],
+    "Minimum": [case([t(4), t(4)]), case([t(3, 4), t(None, 4)])],
+    "Dot": [
+        case([t(5), t(5)], axes=1),
+        case([t(5), t(5)], axes=-1, normalize=True),
+        case([t(3, 4), t(5, 4)], axes=2),
+        case([t(3, 4), t(4, 5)], axes=[2, 1]),
+        case([t(3, 4), t(3, 5)], axes=1),
+        case([t(5), t(6)], axes=1, error=True),
+    ],
+    # attention ----------------------------------------------------------------------------
+    "MultiHeadAttention": [
+        case({"query": t(6, 16), "value": t(6, 16)}, num_heads=2, key_dim=4),
+        case({"query": t(6, 16), "value": t(9, 8)}, num_heads=3, key_dim=5, value_dim=7),
+        case({"query": t(6, 16), "value": t(9, 8), "key": t(9, 12)}, num_heads=2, key_dim=4),
+        case({"query": t(6, 16), "value": t(6, 16)}, num_heads=2, key_dim=4, use_bias=False),
+        case({"query": t(6, 16), "value": t(6, 16)}, num_heads=2, key_dim=4, output_shape=10),
+        case({"query": t(6, 16), "value": t(6, 16)}, num_heads=2, key_dim=4, output_shape=[2, 5]),
+        case({"query": t(None, 16), "value": t(None, 16)}, num_heads=4, key_dim=8, use_gate=True),
+        case({"query": t(6, 16), "value": t(6, 16)}, {"return_attention_scores": True}, num_heads=2, key_dim=4),
+        case({"query": t(6, 16), "value": t(6, 16)}, {"use_causal_mask": True}, num_heads=2, key_dim=4),
+        case({"query": t(3, 4, 8), "value": t(3, 4, 8)}, num_heads=2, key_dim=4, attention_axes=[2]),
+        case({"query": t(6, 16), "value": t(6, 16)}, num_heads=2, key_dim=4, dtype="float16"),
+        case({"query": t(6, 16), "value": t(9, 8), "key": t(8, 8)}, num_heads=2, key_dim=4, error=True),
+    ],
+    "GroupQueryAttention": [
+        case({"query": t(6, 16), "value": t(6, 16)}, head_dim=4, num_query_heads=4, num_key_value_heads=2),
+        case({"query": t(6, 16), "value": t(9, 16), "key": t(9, 8)}, head_dim=3, num_query_heads=2,
+             num_key_value_heads=1, use_bias=False),
+        case({"query": t(6, 16), "value": t(9, 16)}, {"return_attention_scores": True}, head_dim=4,
+             num_query_heads=2, num_key_value_heads=2),
+        case({"query": t(6, 16), "value": t(6, 16)}, head_dim=4, num_query_heads=4, num_key_value_heads=2,
+             use_gate=True),
+        case({"query": t(6, 16), "value": t(6, 8)}, head_dim=4, num_query_heads=2, num_key_value_heads=1,
+             error=True),
+    ],
+    "Attention": [
+        case([t(6, 8), t(9, 8)]),
+        case([t(6, 8), t(9, 5), t(9, 8)], use_scale=True),
+        case([t(6, 8), t(9, 8)], {"return_attention_scores": True}, score_mode="concat"),
+        case([t(6, 8), t(9, 8)], {"use_causal_mask": True}),
+    ],
+    "AdditiveAttention": [
+        case([t(6, 8), t(9, 8)]),
+        case([t(6, 8), t(9, 5), t(9, 8)], use_scale=False),
+        case([t(6, 8), t(9, 8)], {"return_attention_scores": True}),
+    ],
+    # padding, cropping, upsampling ---------------------------------------------------------
+    "ZeroPadding1D": [case(t(5, 3)), case(t(5, 3), padding=[1, 2]), case(t(3, 5), padding=2, data_format="channels_first"),
+                      case(t(None, 3), padding=1), case(t(5), error=True)],
+    "ZeroPadding2D": [case(t(5, 4, 3)), case(t(5, 4, 3), padding=[1, 2]), case(t(5, 4, 3), padding=[[1, 0], [2, 3]]),
+                      case(t(3, 5, 4), padding=2, data_format="channels_first"), case(t(5, 4), error=True)],
+    "ZeroPadding3D": [case(t(5, 4, 3, 2)), case(t(5, 4, 3, 2), padding=[1, 2, 0]),
+                      case(t(2, 5, 4, 3), padding=[[1, 0], [0, 1], [2, 2]], data_format="channels_first")],
+    "Cropping1D": [case(t(5, 3)), case(t(5, 3), cropping=[0, 2]), case(t(None, 3), cropping=3),
+                   case(t(4, 3), cropping=[2, 2], error=True)],
+    "Cropping2D": [case(t(6, 5, 3)), case(t(6, 5, 3), cropping=1), case(t(6, 5, 3), cropping=[[1, 0], [2, 1]]),
+                   case(t(3, 6, 5), cropping=[2, 1], data_format="channels_first"),
+                   case(t(6, 5, 3), cropping=3, error=True)],
+    "Cropping3D": [case(t(6, 5, 4, 2)), case(t(6, 5, 4, 2), cropping=[0, 1, 1]),
+                   case(t(2, 6, 5, 4), cropping=[[1, 0], [2, 1], [0, 0]], data_format="channels_first"),
+                   case(t(2, 5, 4, 2), error=True)],
+    "UpSampling1D": [case(t(5, 3)), case(t(None, 3), size=3), case(t(5), error=True)],
+    "UpSampling2D": [case(t(5, 4, 3)), case(t(5, 4, 3), size=[2, 3], interpolation="bilinear"),
+                     case(t(3, 5, 4), size=2, data_format="channels_first"), case(t(None, None, 3))],
+    "UpSampling3D": [case(t(5, 4, 3, 2)), case(t(5, 4, 3, 2), size=[1, 2, 3]),
+                     case(t(2, 5, 4, 3), size=2, data_format="channels_first")],
+}
+
+for _rank in (1, 2, 3):
+    CASES[f"Conv{_rank}D"] = conv_cases("Conv", _rank, filters=4)
+    CASES[f"Conv{_rank}DTranspose"] = conv_cases("ConvTranspose", _rank, filters=4)[:7]
+    CASES[f"MaxPooling{_rank}D"] = pool_cases("MaxPooling", _rank)
+    CASES[f"AveragePooling{_rank}D"] = pool_cases("AveragePooling", _rank)
+    CASES[f"GlobalMaxPooling{_rank}D"] = global_pool_cases(_rank)
+    CASES[f"GlobalAveragePooling{_rank}D"] = global_pool_cases(_rank)
+for _rank in (1, 2):
+    CASES[f"DepthwiseConv{_rank}D"] = conv_cases("Depthwise", _rank, depth_multiplier=2)
+    CASES[f"SeparableConv{_rank}D"] = conv_cases("Separable", _rank, filters=4, depth_multiplier=2)
+CASES["Conv1D"] += [case(t(9, 3), filters=2, kernel_size=3, padding="causal", dilation_rate=2),
+                    case(t(9, 4), filters=6, kernel_size=3, groups=2),
+                    case(t(9, 4), filters=6, kernel_size=3, groups=4, error=True)]
+CASES["Conv2D"] += [case(t(5), filters=2, kernel_size=3, error=True),                 # a (batch, features) tensor
+                    case(t(8, 8, 4), filters=4, kernel_size=3, groups=4),
+                    case(t(8, 8, 3), filters=2, kernel_size=3, padding="causal", error=True),
+                    case(t(8, 8, 3), filters=2, kernel_size=3, strides=2, dilation_rate=2, error=True)]
+CASES["Conv2DTranspose"] += [case(t(5, 5, 3), filters=2, kernel_size=3, strides=2, output_padding=1),
+                             case(t(5, 5, 3), filters=2, kernel_size=4, strides=2, padding="same", output_padding=1),
+                             case(t(5, 5, 3), filters=2, kernel_size=3, strides=2, output_padding=2, error=True)]
+CASES["DepthwiseConv1D"] += [case(t(9, 3), kernel_size=3, padding="causal", error=True)]
+
+
+# --------------------------------------------------------------------------------------------
+# Hypothesis strategies (layer types with many inputs: sizes, strides, paddings, formats)
+# --------------------------------------------------------------------------------------------
+
+SIZE = st.one_of(st.integers(1, 12), st.none())
+SMALL = st.integers(1, 4)
+
+
+def _ints(rank: int, elements) -> st.SearchStrategy:
+    return st.one_of(elements, st.lists(elements, min_size=rank, max_size=rank))
+
+
+@st.composite
+def feature_map(draw, rank: int, channels=st.integers(1, 6)):
+    first = draw(st.booleans())
+    spatial = draw(st.lists(SIZE, min_size=rank, max_size=rank))
+    c = draw(channels)
+    shape = (c, *spatial) if first else (*spatial, c)
+    return t(*shape), ({"data_format": "channels_first"} if first else
+                       draw(st.sampled_from([{}, {"data_format": "channels_last"}])))
+
+
+@st.composite
+def conv_configs(draw, layer: str):
+    rank = int(re.search(r"(\d)D", layer).group(1))
+    x, fmt = draw(feature_map(rank))
+    args: dict[str, Any] = dict(fmt)
+    args["kernel_size"] = draw(_ints(rank, st.integers(1, 5)))
+    args["strides"] = draw(_ints(rank, st.integers(1, 3)))
+    if draw(st.booleans()):
+        args["dilation_rate"] = draw(_ints(rank, st.integers(1, 2)))
+    paddings = ["valid", "same"] + (["causal"] if rank == 1 else [])
+    args["padding"] = draw(st.sampled_from(paddings))
+    args["use_bias"] = draw(st.booleans())
+    if layer.startswith(("Conv", "Separable")):
+        args["filters"] = draw(st.integers(1, 6))
+    if layer.startswith(("Depthwise", "Separable")):
+        args["depth_multiplier"] = draw(SMALL)
+    if layer.startswith("Conv") and "Transpose" not in layer and draw(st.booleans()):
+        args["groups"] = draw(st.integers(1, 3))
+    if "Transpose" in layer and draw(st.booleans()):
+        args["output_padding"] = draw(_ints(rank, st.integers(0, 2)))
+    return Case(args, x)
+
+
+@st.composite
+def pool_configs(draw, layer: str):
+    rank = int(layer[-2])
+    x, fmt = draw(feature_map(rank))
+    args: dict[str, Any] = dict(fmt)
+    args["pool_size"] = draw(_ints(rank, st.integers(1, 4)))
+    if draw(st.booleans()):
+        args["strides"] = draw(_ints(rank, st.integers(1, 3)))
+    args["padding"] = draw(st.sampled_from(["valid", "same"]))
+    return Case(args, x)
+
+
+@st.composite
+def global_pool_configs(draw, layer: str):
+    rank = int(layer[-2])
+    x, fmt = draw(feature_map(rank, channels=st.one_of(st.integers(1, 6), st.none())))
+    return Case({**fmt, "keepdims": draw(st.booleans())}, x)
+
+
+@st.composite
+def pad_crop_configs(draw, layer: str):
+    rank = int(layer[-2])
+    name = "cropping" if layer.startswith("Cropping") else "padding"
+    has_format = rank > 1 or layer == "ZeroPadding1D"
+    if has_format:
+        x, args = draw(feature_map(rank))
+        args = dict(args)
+    else:
+        x, args = t(draw(SIZE), draw(SMALL)), {}
+    amount = st.integers(0, 4)
+    if rank == 1:
+        args[name] = draw(st.one_of(amount, st.lists(amount, min_size=2, max_size=2)))
+    else:
+        args[name] = draw(st.one_of(amount, st.lists(amount, min_size=rank, max_size=rank),
+                                    st.lists(st.lists(amount, min_size=2, max_size=2), min_size=rank, max_size=rank)))
+    return Case(args, x)
+
+
+@st.composite
+def upsampling_configs(draw, layer: str):
+    rank = int(layer[-2])
+    if rank == 1:
+        return Case({"size": draw(SMALL)}, t(draw(SIZE), draw(SMALL)))
+    x, fmt = draw(feature_map(rank))
+    return Case({**fmt, "size": draw(_ints(rank, SMALL))}, x)
+
+
+@st.composite
+def dense_configs(draw, layer: str):
+    shape = draw(st.lists(st.integers(1, 6), min_size=1, max_size=3))
+    if draw(st.booleans()) and len(shape) > 1:
+        shape[0] = None
+    return Case({"units": draw(st.integers(1, 8)), "use_bias": draw(st.booleans())}, t(*shape))
+
+
+@st.composite
+def elementwise_configs(draw, layer: str):
+    count = 2 if layer == "Subtract" else draw(st.integers(2, 3))
+    dims = st.sampled_from([1, 3, 4, None])
+    shapes = [draw(st.lists(dims, min_size=0, max_size=3)) for _ in range(count)]
+    return Case({}, [t(*s) for s in shapes])
+
+
+@st.composite
+def concatenate_configs(draw, layer: str):
+    rank = draw(st.integers(1, 3))
+    base = draw(st.lists(st.sampled_from([2, 3, None]), min_size=rank, max_size=rank))
+    axis = draw(st.integers(-rank, rank))
+    shapes = []
+    for _ in range(draw(st.integers(2, 3))):
+        shape = list(base)
+        for i in range(rank):
+            if draw(st.integers(0, 4)) == 0:  # sometimes differ, on the axis or elsewhere
+                shape[i] = draw(st.sampled_from([1, 2, 5, None]))
+        shapes.append(t(*shape))
+    return Case({"axis": axis}, shapes)
+
+
+@st.composite
+def reshape_configs(draw, layer: str):
+    shape = draw(st.lists(st.sampled_from([1, 2, 3, 4, 6, None]), min_size=1, max_size=3))
+    known = [d for d in shape if d is not None]
+    if draw(st.integers(0, 3)) == 0 or not known:  # arbitrary targets: mostly refused
+        factors = draw(st.lists(st.sampled_from([1, 2, 3, 4, 6, 12]), min_size=1, max_size=3))
+    else:  # a regrouping of the input's size: accepted
+        total = math.prod(known)
+        factors = []
+        while total > 1 and len(factors) < 3:
+            divisors = [d for d in range(2, total + 1) if total % d == 0]
+            d = draw(st.sampled_from(divisors))
+            factors.append(d)
+            total //= d
+        factors = factors or [1]
+        factors[-1] *= total
+        factors = draw(st.permutations(factors))
+    factors = list(factors)
+    if draw(st.booleans()):
+        factors[draw(st.integers(0, len(factors) - 1))] = -1
+    return Case({"target_shape": factors}, t(*shape))
+
+
+@st.composite
+def dot_configs(draw, layer: str):
+    r1, r2 = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    a = draw(st.lists(st.sampled_from([2, 3]), min_size=r1, max_size=r1))
+    b = draw(st.lists(st.sampled_from([2, 3]), min_size=r2, max_size=r2))
+    axes = draw(st.one_of(st.integers(1, 3), st.integers(-1, -1),
+                          st.tuples(st.integers(1, r1), st.integers(1, r2)).map(list)))
+    return Case({"axes": axes}, [t(*a), t(*b)])
+
+
+STRATEGIES: dict[str, tuple[Any, int]] = {}
+for _rank in (1, 2, 3):
+    for _name in (f"Conv{_rank}D", f"Conv{_rank}DTranspose"):
+        STRATEGIES[_name] = (conv_configs(_name), 40)
+    for _name in (f"MaxPooling{_rank}D", f"AveragePooling{_rank}D"):
+        STRATEGIES[_name] = (pool_configs(_name), 25)
+    for _name in (f"GlobalMaxPooling{_rank}D", f"GlobalAveragePooling{_rank}D"):
+        STRATEGIES[_name] = (global_pool_configs(_name), 10)
+    for _name in (f"ZeroPadding{_rank}D", f"Cropping{_rank}D"):
+        STRATEGIES[_name] = (pad_crop_configs(_name), 20)
+    STRATEGIES[f"UpSampling{_rank}D"] = (upsampling_configs(f"UpSampling{_rank}D"), 10)
+for _rank in (1, 2):
+    for _name in (f"DepthwiseConv{_rank}D", f"SeparableConv{_rank}D"):
+        STRATEGIES[_name] = (conv_configs(_name), 30)
+for _name in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"):
+    STRATEGIES[_name] = (elementwise_configs(_name), 15)
+STRATEGIES["Dense"] = (dense_configs("Dense"), 15)
+STRATEGIES["Concatenate"] = (concatenate_configs("Concatenate"), 30)
+STRATEGIES["Reshape"] = (reshape_configs("Reshape"), 25)
+STRATEGIES["Dot"] = (dot_configs("Dot"), 25)
+
+
+# --------------------------------------------------------------------------------------------
+# Building with Keras and comparing
+# --------------------------------------------------------------------------------------------
+
+def _keras():
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    return keras
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_plain(v) for v in value)
+    return value
+
+
+def build_layer(layer_type: str, args: dict[str, Any]):
+    """The Keras layer for a spec-style configuration (nested layer configs become layers)."""
+    keras = _keras()
+    kwargs = {}
+    for key, value in args.items():
+        if key in ("layer", "backward_layer", "cell") and isinstance(value, dict):
+            kwargs[key] = build_layer(value["type"], {k: v for k, v in value.items() if k != "type"})
+        elif key in ("mean", "variance", "noise_shape", "shared_axes"):
+            kwargs[key] = value
+        else:
+            kwargs[key] = _plain(value)
+    return getattr(keras.layers, layer_type)(**kwargs)
+
+
+def _keras_inputs(spec: InputSpec):
+    keras = _keras()
+    if isinstance(spec, T):
+        return keras.Input(shape=spec.shape, dtype=spec.dtype, batch_size=spec.batch)
+    if isinstance(spec, list):
+        return [_keras_inputs(s) for s in spec]
+    return {k: _keras_inputs(v) for k, v in spec.items()}
+
+
+def _infos(spec: InputSpec):
+    if isinstance(spec, T):
+        return spec.info()
+    if isinstance(spec, list):
+        return [s.info() for s in spec]
+    return {k: v.info() for k, v in spec.items()}
+
+
+def _size(shape) -> int:
+    return math.prod(int(d) for d in shape)
+
+
+def keras_result(layer_type: str, c: Case):
+    """(outputs as [(shape, dtype)], params, trainable, non_trainable) from Keras, or the exception it raised."""
+    try:
+        layer = build_layer(layer_type, c.args)
+        inputs = _keras_inputs(c.inputs)
+        if isinstance(inputs, dict):
+            output = layer(**inputs, **c.call)
+        else:
+            output = layer(inputs, **c.call)
+    except Exception as exc:  # Keras refuses the configuration
+        return exc
+    outputs = list(output) if isinstance(output, (list, tuple)) else [output]
+    described = [(tuple(o.shape), o.dtype) for o in outputs]
+    trainable = sum(_size(w.shape) for w in layer.trainable_weights)
+    non_trainable = sum(_size(w.shape) for w in layer.non_trainable_weights)
+    return described, layer.count_params(), trainable, non_trainable
+
+
+def check(layer_type: str, c: Case, *, drawn: bool = False) -> None:
+    try:
+        inferred = infer_layer(layer_type, c.args, _infos(c.inputs), c.call)
+        rule_error = None
+    except ShapeError as error:
+        inferred, rule_error = None, error
+    expected = keras_result(layer_type, c)
+    if isinstance(expected, Exception):
+        assert rule_error is not None, (
+            f"{layer_type} {c}: Keras refuses it ({type(expected).__name__}: {str(expected)[:300]}) "
+            f"but the rule inferred {inferred}")
+        if not drawn:
+            assert c.error, f"{layer_type} {c}: unexpected Keras error {expected!r}"
+        return
+    assert rule_error is None, (f"{layer_type} {c}: Keras builds it ({expected[0]}) but the rule raised "
+                                f"ShapeError: {rule_error.message}")
+    assert not c.error, f"{layer_type} {c}: expected an error, but Keras and the rule both accept it"
+    assert inferred is not None, f"{layer_type} {c}: the rule gave up (returned None)"
+    outputs, params, trainable, non_trainable = expected
+    got = inferred.outputs if isinstance(inferred.outputs, list) else [inferred.outputs]
+    assert [(o.shape, o.dtype) for o in got] == outputs, f"{layer_type} {c}: outputs differ"
+    assert (inferred.params + inferred.non_trainable_params, inferred.params, inferred.non_trainable_params) == (
+        params, trainable, non_trainable), f"{layer_type} {c}: (total, trainable, non-trainable) params differ"
+
+
+# --------------------------------------------------------------------------------------------
+# Tests
+# --------------------------------------------------------------------------------------------
+
+def test_every_rule_has_configurations():
+    missing = sorted(name for name in RULES if name not in CASES and name not in STRATEGIES)
+    assert not missing, f"rules without configurations in this harness: {missing}"
+
+
+@pytest.mark.parametrize("layer_type", sorted(RULES))
+def test_rule_matches_keras(layer_type: str):
+    cases = CASES.get(layer_type, [])
+    drawn = STRATEGIES.get(layer_type)
+    assert cases or drawn, f"{layer_type} has a rule but no configuration in this harness"
+    assert any(not c.error for c in cases) or drawn, f"{layer_type}: only error configurations"
+    for c in cases:
+        check(layer_type, c)
+    if drawn is not None:
+        strategy, examples = drawn
+
+        @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+        @given(strategy)
+        def agrees_with_keras(c: Case) -> None:
+            check(layer_type, c, drawn=True)
+
+        agrees_with_keras()
+
+
+@pytest.mark.parametrize("alias,canonical", [("MaxPool2D", "MaxPooling2D"), ("Convolution2D", "Conv2D"),
+                                             ("GlobalAvgPool1D", "GlobalAveragePooling1D")])
+def test_aliases_use_the_canonical_rule(alias: str, canonical: str):
+    x = TensorInfo((None, 8, 8, 3)) if "2D" in alias else TensorInfo((None, 8, 3))
+    args = {"filters": 2, "kernel_size": 3} if "Conv" in alias else {}
+    assert infer_layer(alias, args, x) == infer_layer(canonical, args, x)
