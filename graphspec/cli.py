@@ -180,6 +180,45 @@ def schema(
         typer.echo(f"wrote {output}")
 
 
+@app.command()
+def train(
+    spec: Annotated[Optional[Path], typer.Argument(help="The spec file (optional with --resume).")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Override train.epochs.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Override train.batch_size.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Override train.seed.")] = None,
+    deterministic: Annotated[Optional[bool], typer.Option(
+        "--deterministic/--no-deterministic", help="Override train.deterministic (TensorFlow op determinism).")] = None,
+    sets: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Override any train field: --set train.batch_size=64 (value in YAML).")] = None,
+    runs: Annotated[Path, typer.Option("--runs", help="Folder holding the run directories.")] = Path("runs"),
+    name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: a timestamp).")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the interrupted run in this folder.")] = None,
+    verbose: Annotated[Optional[int], typer.Option("--verbose", "-v", help="0 silent, 1 progress bar, 2 a line per epoch.")] = None,
+) -> None:
+    """Train the spec's model on its data; writes runs/<spec name>/<run name>/."""
+    from graphspec.errors import TrainError
+
+    try:
+        from graphspec.train.settings import override_list
+
+        overrides = override_list(sets, epochs=epochs, batch_size=batch_size, seed=seed, deterministic=deterministic)
+        from graphspec.train.loop import TrainInterrupted, train as run_training
+
+        try:
+            result = run_training(spec, overrides=overrides, runs_root=runs, run_name=name, resume=resume,
+                                  verbose=verbose, echo=_echo_err)
+        except TrainInterrupted as stopped:
+            for diagnostic in stopped.diagnostics:
+                _echo_err(render(diagnostic))
+            raise typer.Exit(stopped.exit_code) from None
+    except GraphspecError as error:
+        report(error)
+        raise typer.Exit(EXIT_USER_ERROR) from None
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items() if k != "learning_rate")
+    typer.echo(f"trained {len(result.history)} epochs: {shown}")
+    typer.echo(f"run directory: {result.run_dir}")
+
+
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     app()

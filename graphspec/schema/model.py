@@ -189,6 +189,9 @@ class ExpectSpec(StrictModel):
     """Shape of each output without the batch dimension, by output name."""
 
 
+from graphspec.schema.train import TrainSpec  # noqa: E402  (needs StrictModel, Name, ArgValue above)
+
+
 class Spec(StrictModel):
     """A graphspec model specification (format version 1)."""
 
@@ -210,8 +213,8 @@ class Spec(StrictModel):
     """How to compile the model (optimizer, losses, metrics)."""
     expect: ExpectSpec | None = None
     """Assertions checked at build time."""
-    train: dict[str, Any] | None = None
-    """Training settings (see the train section of the documentation)."""
+    train: TrainSpec | None = None
+    """Training settings for ``graphspec train`` (see docs/training.md)."""
 
     def output_map(self) -> dict[str, str]:
         """Output name -> reference, in order."""

@@ -1,0 +1,302 @@
+"""The run directory: its layout and atomic writes.
+
+``runs/<spec name>/<run name>/`` by default::
+
+    run.json           status (running / interrupted / failed / completed), spec path, times, overrides
+    spec.yaml          the spec's text as trained
+    spec.json          the canonical spec;  spec.sha256: its hash
+    settings.json      the resolved train settings (defaults filled in, seed drawn)
+    versions.json      Python, TensorFlow, Keras, NumPy and graphspec versions
+    model.keras        the final model (with the spec and its hash in its metadata)
+    best.keras         the best model by the monitored quantity
+    checkpoint.npz     the resumable state: weights, optimizer, RNG, epoch, callbacks, history
+    history.json/.csv  one row per epoch
+    metrics.json       final metrics (last epoch, train and validation)
+    curves.png         loss and metric curves
+    logs/              TensorBoard logs
+
+Every file is written to a temporary name in the same folder, fsynced and renamed
+(``os.replace``), and the folder is fsynced: a crash leaves the old file or the
+new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import struct
+import tempfile
+import time
+import zlib
+from pathlib import Path as FsPath
+from typing import Any
+
+from graphspec.errors import Diagnostic, TrainError
+
+RUN_FILES = ("run.json", "spec.yaml", "spec.json", "spec.sha256", "settings.json", "versions.json", "model.keras",
+             "best.keras", "checkpoint.npz", "history.json", "history.csv", "metrics.json", "curves.png")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_MODE = 0o666 & ~_umask()
+
+
+def fix_mode(path: FsPath) -> None:
+    """Give a file written through ``mkstemp`` (mode 0600) the usual mode (0666 less the umask)."""
+    try:
+        os.chmod(path, _MODE)
+    except OSError:
+        pass
+
+
+def fsync_dir(path: FsPath) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> FsPath:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename, fsync folder)."""
+    target = FsPath(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, _MODE)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    fsync_dir(target.parent)
+    return target
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> FsPath:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, data: Any) -> FsPath:
+    return atomic_write_text(path, json.dumps(data, indent=1, sort_keys=False, allow_nan=True) + "\n")
+
+
+class AtomicFile:
+    """``with AtomicFile(path) as tmp_path:`` — write to ``tmp_path``; renamed onto ``path`` on success."""
+
+    def __init__(self, path: str | os.PathLike, suffix: str = ".tmp"):
+        self.target = FsPath(path)
+        self.suffix = suffix
+        self.tmp: FsPath | None = None
+
+    def __enter__(self) -> FsPath:
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.", suffix=self.suffix)
+        os.close(fd)
+        self.tmp = FsPath(tmp)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        assert self.tmp is not None
+        if exc_type is None:
+            with open(self.tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.chmod(self.tmp, _MODE)
+            os.replace(self.tmp, self.target)
+            fsync_dir(self.target.parent)
+        elif self.tmp.exists():
+            self.tmp.unlink()
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    result = {"python": platform.python_version(), "platform": platform.platform()}
+    for package in ("tensorflow", "tensorflow-cpu", "keras", "numpy", "graphspec"):
+        try:
+            result[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    try:
+        import tensorflow as tf
+
+        result["tensorflow"] = tf.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    return result
+
+
+def new_run_dir(root: str | os.PathLike, spec_name: str, run_name: str | None) -> FsPath:
+    """``root/<spec name>/<run name>``; the run name defaults to a timestamp, made unique."""
+    base = FsPath(root) / spec_name
+    name = run_name or time.strftime("%Y%m%d-%H%M%S")
+    candidate = base / name
+    if run_name is not None and candidate.exists() and any(candidate.iterdir()):
+        raise TrainError([Diagnostic(code="run-exists", message=f"run directory '{candidate}' already exists",
+                                     hint=f"choose another --name, or continue it: graphspec train --resume {candidate}")])
+    suffix = 2
+    while run_name is None and candidate.exists():
+        candidate = base / f"{name}-{suffix}"
+        suffix += 1
+    candidate.mkdir(parents=True, exist_ok=True)
+    return candidate
+
+
+def write_history(run_dir: FsPath, history: list[dict[str, float]]) -> None:
+    atomic_write_json(run_dir / "history.json", history)
+    keys: list[str] = []
+    for row in history:
+        for key in row:
+            if key not in keys:
+                keys.append(key)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(keys)
+    for row in history:
+        writer.writerow([_num(row.get(k)) for k in keys])
+    atomic_write_text(run_dir / "history.csv", buffer.getvalue())
+
+
+def _num(value: Any) -> Any:
+    if isinstance(value, float):
+        return repr(value)
+    return "" if value is None else value
+
+
+# -- a PNG of the curves, without matplotlib ----------------------------------------------------
+
+_FONT = {  # 3x5 pixel digits and a few letters for axis labels
+    "0": "111101101101111", "1": "010110010010111", "2": "111001111100111", "3": "111001111001111",
+    "4": "101101111001001", "5": "111100111001111", "6": "111100111101111", "7": "111001001001001",
+    "8": "111101111101111", "9": "111101111001111", ".": "000000000000010", "-": "000000111000000",
+    " ": "000000000000000", "_": "000000000000111",
+    "a": "000011101101011", "b": "100110101101110", "c": "000011100100011", "d": "001011101101011",
+    "e": "000111111100111", "f": "011100110100100", "g": "011101011001110", "h": "100110101101101",
+    "i": "010000010010010", "j": "001000001001110", "k": "100101110101101", "l": "110010010010111",
+    "m": "000111111101101", "n": "000110101101101", "o": "000010101101010", "p": "000110101110100",
+    "q": "000011101011001", "r": "000011100100100", "s": "000011110001110", "t": "010111010010011",
+    "u": "000101101101011", "v": "000101101101010", "w": "000101101111111", "x": "000101010101101",
+    "y": "000101011001110", "z": "000111001100111",
+}
+_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+            (227, 119, 194), (127, 127, 127)]
+
+
+def plot_curves(history: list[dict[str, float]], path: str | os.PathLike, width: int = 640,
+                panel_height: int = 200) -> FsPath:
+    """One panel per quantity (loss, each metric), training solid and validation dashed; a PNG."""
+    import numpy as np
+
+    names = []
+    for row in history:
+        for key in row:
+            base = key[4:] if key.startswith("val_") else key
+            if key in ("epoch", "learning_rate", "lr") or base in names:
+                continue
+            names.append(base)
+    names = names[:6] or ["loss"]
+    height = panel_height * len(names)
+    image = np.full((height, width, 3), 255, np.uint8)
+    left, right, top, bottom = 48, 12, 14, 18
+    epochs = max(len(history), 1)
+    for p, name in enumerate(names):
+        y0 = p * panel_height
+        plot_w, plot_h = width - left - right, panel_height - top - bottom
+        image[y0 + top:y0 + top + plot_h, left] = 0
+        image[y0 + top + plot_h, left:left + plot_w] = 0
+        series = []
+        for key, dashed in ((name, False), ("val_" + name, True)):
+            values = [row.get(key) for row in history]
+            points = [(i, v) for i, v in enumerate(values) if isinstance(v, (int, float)) and math.isfinite(v)]
+            if points:
+                series.append((points, dashed))
+        all_values = [v for points, _ in series for _, v in points]
+        if not all_values:
+            continue
+        low, high = min(all_values), max(all_values)
+        if high - low < 1e-12:
+            low, high = low - 0.5, high + 0.5
+        _text(image, f"{high:.3g}", 2, y0 + top - 2)
+        _text(image, f"{low:.3g}", 2, y0 + top + plot_h - 4)
+        _label(image, name, left + 4, y0 + 2, _COLOURS[p % len(_COLOURS)])
+
+        def xy(i, v):
+            x = left + 1 + (0 if epochs == 1 else int(round(i * (plot_w - 2) / (epochs - 1))))
+            y = y0 + top + int(round((high - v) / (high - low) * (plot_h - 1)))
+            return x, y
+
+        colour = _COLOURS[p % len(_COLOURS)]
+        for points, dashed in series:
+            previous = None
+            for i, v in points:
+                current = xy(i, v)
+                image[max(current[1] - 1, 0):current[1] + 2, max(current[0] - 1, 0):current[0] + 2] = colour
+                if previous is not None:
+                    _line(image, previous, current, colour, dashed)
+                previous = current
+    return atomic_write_bytes(path, _png(image))
+
+
+def _line(image, a, b, colour, dashed: bool) -> None:
+    (x0, y0), (x1, y1) = a, b
+    steps = max(abs(x1 - x0), abs(y1 - y0), 1)
+    for s in range(steps + 1):
+        if dashed and (s // 4) % 2:
+            continue
+        x = x0 + (x1 - x0) * s // steps
+        y = y0 + (y1 - y0) * s // steps
+        image[y:y + 2, x:x + 1] = colour
+
+
+def _text(image, text: str, x: int, y: int, colour=(0, 0, 0)) -> None:
+    for ch in text:
+        glyph = _FONT.get(ch, _FONT[" "])
+        for r in range(5):
+            for c in range(3):
+                if glyph[r * 3 + c] == "1" and 0 <= y + r < image.shape[0] and 0 <= x + c < image.shape[1]:
+                    image[y + r, x + c] = colour
+        x += 4
+
+
+def _label(image, name: str, x: int, y: int, colour) -> None:
+    """The quantity's name and a key: solid = training, dashed = validation."""
+    image[y + 2:y + 4, x:x + 12] = colour
+    _text(image, "train", x + 15, y, colour)
+    for i in range(0, 12, 6):
+        image[y + 2:y + 4, x + 40 + i:x + 43 + i] = colour
+    _text(image, "val", x + 55, y, colour)
+    _text(image, name.lower(), x + 80, y, (0, 0, 0))
+
+
+def _png(image) -> bytes:
+    height, width, _ = image.shape
+    raw = b"".join(b"\x00" + image[row].tobytes() for row in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+
+
+def read_json(path: FsPath) -> Any:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
