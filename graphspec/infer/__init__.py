@@ -15,7 +15,7 @@ from typing import Any, Union
 from graphspec.catalogue import catalogue
 from graphspec.errors import Diagnostic, DiagnosticSink, InferError, Path
 from graphspec.infer.rules import RULES
-from graphspec.infer.tensor import Inputs, LayerCall, RuleResult, Shape, ShapeError, TensorInfo
+from graphspec.infer.tensor import Inputs, LayerCall, RuleResult, Shape, ShapeError, TensorInfo, blame
 from graphspec.resolve import Graph, GraphNode, TensorRef
 
 __all__ = ["InferredGraph", "NodeInfo", "TensorInfo", "ShapeError", "LayerCall", "infer", "infer_layer", "RULES"]
@@ -194,8 +194,9 @@ def _infer_node(node: GraphNode, structure: Inputs) -> NodeInfo:
             try:
                 result = infer_layer(layer.type, layer.args, current)
             except ShapeError as error:
-                error.argument = ("sequential", i, error.argument) if error.argument else ("sequential", i, "type")
-                raise
+                if not error.argument:
+                    error.argument = "type"
+                raise blame(error, ("sequential", i))
             if result is None:
                 return NodeInfo(None, None)
             current = result.outputs

@@ -63,6 +63,14 @@ class ShapeError(Exception):
         self.code = code
 
 
+class ArgumentError(ShapeError):
+    """A constructor argument is invalid in itself (not for want of a fitting input)."""
+
+    def __init__(self, message: str, *, hint: str | None = None, argument: str | tuple | None = None,
+                 code: str = "bad-argument"):
+        super().__init__(message, hint=hint, argument=argument, code=code)
+
+
 def blame(error: ShapeError, prefix: tuple) -> ShapeError:
     """The error with its argument moved below ``prefix`` (for a wrapped layer's arguments)."""
     if error.argument is None:
@@ -131,7 +139,7 @@ class LayerCall:
     def data_format(self) -> str:
         value = self.args.get("data_format") or "channels_last"
         if value not in DATA_FORMATS:
-            raise ShapeError(f"{self.layer_type}: data_format must be 'channels_last' or 'channels_first', "
+            raise ArgumentError(f"{self.layer_type}: data_format must be 'channels_last' or 'channels_first', "
                              f"got {value!r}", argument="data_format")
         return value
 
@@ -140,7 +148,7 @@ class LayerCall:
         value = self.args.get(name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (value == 0 and not allow_zero):
             what = "a non-negative" if allow_zero else "a positive"
-            raise ShapeError(f"{self.layer_type}: '{name}' must be {what} integer, got {value!r}", argument=name)
+            raise ArgumentError(f"{self.layer_type}: '{name}' must be {what} integer, got {value!r}", argument=name)
         return value
 
     def ints(self, name: str, count: int, *, allow_zero: bool = False, value: Any = None) -> tuple[int, ...]:
@@ -151,15 +159,15 @@ class LayerCall:
         elif isinstance(raw, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in raw):
             values = tuple(raw)
             if len(values) != count:
-                raise ShapeError(f"{self.layer_type}: '{name}' needs {count} values (one per spatial axis), "
+                raise ArgumentError(f"{self.layer_type}: '{name}' needs {count} values (one per spatial axis), "
                                  f"got {len(values)}: {list(values)}", argument=name,
                                  hint=f"give one integer for all axes or a list of {count}")
         else:
-            raise ShapeError(f"{self.layer_type}: '{name}' must be an integer or a list of {count} integers, "
+            raise ArgumentError(f"{self.layer_type}: '{name}' must be an integer or a list of {count} integers, "
                              f"got {raw!r}", argument=name)
         smallest = 0 if allow_zero else 1
         if any(v < smallest for v in values):
-            raise ShapeError(f"{self.layer_type}: '{name}' values must be "
+            raise ArgumentError(f"{self.layer_type}: '{name}' values must be "
                              f"{'non-negative' if allow_zero else 'positive'}, got {list(values)}", argument=name)
         return values
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from graphspec.infer.rules import rule
-from graphspec.infer.tensor import LayerCall, RuleResult, ShapeError, TensorInfo
+from graphspec.infer.tensor import ArgumentError, LayerCall, RuleResult, ShapeError, TensorInfo
 
 _TENSOR_ARGS = ("query", "value", "key")
 
@@ -95,7 +95,7 @@ def grouped_query_attention(call: LayerCall) -> RuleResult:
     q_heads = call.positive("num_query_heads")
     kv_heads = call.positive("num_key_value_heads")
     if q_heads % kv_heads:
-        raise ShapeError(f"GroupQueryAttention: num_query_heads ({q_heads}) must be a multiple of "
+        raise ArgumentError(f"GroupQueryAttention: num_query_heads ({q_heads}) must be a multiple of "
                          f"num_key_value_heads ({kv_heads})", argument="num_key_value_heads")
     for t, name in ((query, "query"), (value, "value"), (key, "key")):
         call.require_rank(t, 3, what=name)
@@ -138,7 +138,7 @@ def attention(call: LayerCall) -> RuleResult:
     if call.layer_type == "Attention":
         score_mode = call.args.get("score_mode", "dot")
         if score_mode not in ("dot", "concat"):
-            raise ShapeError(f"Attention: score_mode must be 'dot' or 'concat', got {score_mode!r}",
+            raise ArgumentError(f"Attention: score_mode must be 'dot' or 'concat', got {score_mode!r}",
                              argument="score_mode")
         params = int(bool(call.arg("use_scale"))) + int(score_mode == "concat")
     elif call.args.get("use_scale", True):

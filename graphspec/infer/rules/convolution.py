@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from graphspec.infer.rules import rule
-from graphspec.infer.tensor import LayerCall, RuleResult, ShapeError, TensorInfo, show
+from graphspec.infer.tensor import ArgumentError, LayerCall, RuleResult, ShapeError, TensorInfo
 
 
 def spatial_rank(layer_type: str) -> int:
@@ -69,7 +69,7 @@ def padding_arg(call: LayerCall, *, causal: bool = False, lower: bool = True) ->
     allowed = ("valid", "same", "causal") if causal else ("valid", "same")
     if padding not in allowed:
         extra = " ('causal' only for 1D convolutions)" if padding == "causal" else ""
-        raise ShapeError(f"{call.layer_type}: padding must be one of {', '.join(map(repr, allowed))}{extra}; "
+        raise ArgumentError(f"{call.layer_type}: padding must be one of {', '.join(map(repr, allowed))}{extra}; "
                          f"got {padding!r}", argument="padding")
     return padding
 
@@ -95,7 +95,7 @@ def spatial_out(call: LayerCall, x: TensorInfo, spatial, kernel, strides, paddin
 
 def _check_strides_dilation(call: LayerCall, strides, dilation) -> None:
     if max(strides) > 1 and max(dilation) > 1:
-        raise ShapeError(f"{call.layer_type}: strides > 1 cannot be combined with dilation_rate > 1 "
+        raise ArgumentError(f"{call.layer_type}: strides > 1 cannot be combined with dilation_rate > 1 "
                          f"(strides={list(strides)}, dilation_rate={list(dilation)})", argument="dilation_rate",
                          hint="use strides: 1 with a dilation, or dilation_rate: 1 with strides")
 
@@ -115,7 +115,7 @@ def conv(call: LayerCall) -> RuleResult:
     groups = call.positive("groups") if call.args.get("groups") is not None else 1
     padding = padding_arg(call, causal=rank == 1)
     if filters % groups:
-        raise ShapeError(f"{call.layer_type}: filters ({filters}) must be divisible by groups ({groups})",
+        raise ArgumentError(f"{call.layer_type}: filters ({filters}) must be divisible by groups ({groups})",
                          argument="groups")
     _check_strides_dilation(call, strides, dilation)
     spatial, channels, first = split_channels(call, x, rank, need_channels=True)
@@ -141,7 +141,7 @@ def conv_transpose(call: LayerCall) -> RuleResult:
         output_padding = call.ints("output_padding", rank, allow_zero=True)
         for op, s in zip(output_padding, strides):
             if op >= s:
-                raise ShapeError(f"{call.layer_type}: every output_padding must be smaller than its stride; "
+                raise ArgumentError(f"{call.layer_type}: every output_padding must be smaller than its stride; "
                                  f"got output_padding={list(output_padding)}, strides={list(strides)}",
                                  argument="output_padding")
     _check_strides_dilation(call, strides, dilation)
@@ -206,5 +206,3 @@ def global_pooling(call: LayerCall) -> RuleResult:
         return RuleResult(TensorInfo(join_channels(x.shape[0], [1] * rank, channels, first), call.dtype()))
     return RuleResult(TensorInfo((x.shape[0], channels), call.dtype()))
 
-
-__all__ = ["spatial_rank", "split_channels", "join_channels", "conv_length", "transpose_length", "show"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from graphspec.infer.rules import rule
-from graphspec.infer.tensor import LayerCall, RuleResult, ShapeError, TensorInfo
+from graphspec.infer.tensor import ArgumentError, LayerCall, RuleResult, ShapeError, TensorInfo
 
 
 def _last_dim(call: LayerCall, x: TensorInfo) -> int:
@@ -79,7 +79,7 @@ def prelu(call: LayerCall) -> RuleResult:
     dims = list(x.shape[1:])
     for axis in shared:
         if not isinstance(axis, int) or not 1 <= axis <= len(dims):
-            raise ShapeError(f"PReLU: shared_axes must name axes 1..{len(dims)} of input {x}, got {shared}",
+            raise ArgumentError(f"PReLU: shared_axes must name axes 1..{len(dims)} of input {x}, got {shared}",
                              argument="shared_axes")
         dims[axis - 1] = 1
     if any(d is None for d in dims):
@@ -115,7 +115,7 @@ def normalization(call: LayerCall) -> RuleResult:
                          f"input {x}", argument="axis")
     has_mean, has_variance = call.args.get("mean") is not None, call.args.get("variance") is not None
     if has_mean != has_variance:
-        raise ShapeError("Normalization needs both mean and variance, or neither (to adapt them from data)",
+        raise ArgumentError("Normalization needs both mean and variance, or neither (to adapt them from data)",
                          argument="mean" if has_variance else "variance")
     # Without given statistics Keras keeps mean and variance of the kept axes' sizes, and a count.
     size = math.prod(x.shape[a] for a in keep)  # type: ignore[misc]

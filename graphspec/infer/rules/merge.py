@@ -9,7 +9,7 @@ unknown size matches anything.
 from __future__ import annotations
 
 from graphspec.infer.rules import rule
-from graphspec.infer.tensor import LayerCall, RuleResult, ShapeError, TensorInfo, show
+from graphspec.infer.tensor import ArgumentError, LayerCall, RuleResult, ShapeError, TensorInfo
 
 
 def _inputs(call: LayerCall, *, minimum: int = 1, exactly: int | None = None) -> list[TensorInfo]:
@@ -116,7 +116,7 @@ def dot(call: LayerCall) -> RuleResult:
     elif isinstance(raw, (list, tuple)) and len(raw) == 2 and all(isinstance(v, int) for v in raw):
         axes = [raw[0] % a.rank if raw[0] < 0 else raw[0], raw[1] % b.rank if raw[1] < 0 else raw[1]]
     else:
-        raise ShapeError(f"Dot: axes must be an integer or a list of two integers, got {raw!r}", argument="axes")
+        raise ArgumentError(f"Dot: axes must be an integer or a list of two integers, got {raw!r}", argument="axes")
     for axis, t in zip(axes, (a, b)):
         if not 1 <= axis < t.rank:
             raise ShapeError(f"Dot: axis {axis} is not a non-batch axis of input {t}", argument="axes",
@@ -135,5 +135,3 @@ def dot(call: LayerCall) -> RuleResult:
         out.append(1)
     return RuleResult(TensorInfo(tuple(out), call.dtype()))
 
-
-__all__ = ["show"]

@@ -6,7 +6,7 @@ import math
 
 from graphspec.infer.rules import rule
 from graphspec.infer.rules.core import _check_axes
-from graphspec.infer.tensor import LayerCall, RuleResult, ShapeError, TensorInfo
+from graphspec.infer.tensor import ArgumentError, LayerCall, RuleResult, ShapeError, TensorInfo
 
 
 def _size(call: LayerCall, x: TensorInfo, axes: list[int]) -> int:
@@ -21,7 +21,7 @@ def _size(call: LayerCall, x: TensorInfo, axes: list[int]) -> int:
 def _int_axis(call: LayerCall, x: TensorInfo) -> list[int]:
     axis = call.args.get("axis", -1)
     if not isinstance(axis, int) or isinstance(axis, bool):
-        raise ShapeError(f"{call.layer_type}: axis must be one integer, got {axis!r}", argument="axis")
+        raise ArgumentError(f"{call.layer_type}: axis must be one integer, got {axis!r}", argument="axis")
     return _check_axes(call, x, axis)
 
 
@@ -60,7 +60,7 @@ def group_norm(call: LayerCall) -> RuleResult:
     if groups == -1:
         groups = channels
     if not isinstance(groups, int) or isinstance(groups, bool) or groups <= 0:
-        raise ShapeError(f"GroupNormalization: groups must be a positive integer (or -1 for one per channel), "
+        raise ArgumentError(f"GroupNormalization: groups must be a positive integer (or -1 for one per channel), "
                          f"got {groups!r}", argument="groups")
     if channels < groups or channels % groups:
         raise ShapeError(f"GroupNormalization: groups={groups} must divide the {channels} channels of axis "

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from graphspec.infer.rules import rule
-from graphspec.infer.tensor import LayerCall, RuleResult, ShapeError, TensorInfo, blame
+from graphspec.infer.tensor import ArgumentError, LayerCall, RuleResult, ShapeError, TensorInfo, blame
 
 _GATES = {"SimpleRNN": 1, "GRU": 3, "LSTM": 4, "SimpleRNNCell": 1, "GRUCell": 3, "LSTMCell": 4}
 RECURRENT = ("SimpleRNN", "GRU", "LSTM", "RNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
@@ -80,7 +80,7 @@ def _wrapped(call: LayerCall, key: str) -> tuple[str, dict[str, Any]]:
     """The nested layer configuration ``{type: LSTM, units: 32, ...}`` under ``key``."""
     value = call.args.get(key)
     if not isinstance(value, dict) or not isinstance(value.get("type"), str):
-        raise ShapeError(f"{call.layer_type}: '{key}' must be a layer configuration such as "
+        raise ArgumentError(f"{call.layer_type}: '{key}' must be a layer configuration such as "
                          "{type: LSTM, units: 32}", argument=key)
     return value["type"], {k: v for k, v in value.items() if k != "type"}
 
@@ -103,14 +103,14 @@ def bidirectional(call: LayerCall) -> RuleResult | None:
     x = call.input
     merge_mode = call.args.get("merge_mode", "concat")
     if merge_mode not in ("concat", "sum", "mul", "ave", None):
-        raise ShapeError(f"Bidirectional: merge_mode must be concat, sum, mul, ave or null, got {merge_mode!r}",
+        raise ArgumentError(f"Bidirectional: merge_mode must be concat, sum, mul, ave or null, got {merge_mode!r}",
                          argument="merge_mode")
     inner_type, inner = _wrapped(call, "layer")
     from graphspec.catalogue import catalogue
 
     canonical = catalogue().canonical(inner_type) or inner_type
     if canonical not in RECURRENT:
-        raise ShapeError(f"Bidirectional wraps a recurrent layer (LSTM, GRU, SimpleRNN, RNN), got {inner_type}",
+        raise ArgumentError(f"Bidirectional wraps a recurrent layer (LSTM, GRU, SimpleRNN, RNN), got {inner_type}",
                          argument=("layer", "type"))
     forward = _apply(call, "layer", inner_type, inner, x)
     inner_full = layer_args(canonical, inner)
@@ -120,11 +120,11 @@ def bidirectional(call: LayerCall) -> RuleResult | None:
         back_type, back = _wrapped(call, "backward_layer")
         back_full = layer_args(catalogue().canonical(back_type) or back_type, back)
         if bool(back_full.get("go_backwards")) == bool(inner_full.get("go_backwards")):
-            raise ShapeError("Bidirectional: backward_layer must run the other way: set go_backwards: true on it "
+            raise ArgumentError("Bidirectional: backward_layer must run the other way: set go_backwards: true on it "
                              "(and not on layer)", argument=("backward_layer", "go_backwards"))
         for name in ("stateful", "return_sequences", "return_state"):
             if bool(back_full.get(name)) != bool(inner_full.get(name)):
-                raise ShapeError(f"Bidirectional: layer and backward_layer must agree on {name} "
+                raise ArgumentError(f"Bidirectional: layer and backward_layer must agree on {name} "
                                  f"({inner_full.get(name)} vs {back_full.get(name)})",
                                  argument=("backward_layer", name))
         backward = _apply(call, "backward_layer", back_type, back, x)

@@ -6,7 +6,7 @@ import math
 
 from graphspec.infer.rules import rule
 from graphspec.infer.rules.convolution import spatial_rank
-from graphspec.infer.tensor import LayerCall, RuleResult, ShapeError, TensorInfo, product, show
+from graphspec.infer.tensor import ArgumentError, LayerCall, RuleResult, ShapeError, TensorInfo, product
 
 
 @rule("Flatten")
@@ -25,10 +25,10 @@ def reshape(call: LayerCall) -> RuleResult:
     if isinstance(raw, int) and not isinstance(raw, bool):
         raw = [raw]
     if not isinstance(raw, (list, tuple)) or not all(isinstance(d, int) and not isinstance(d, bool) for d in raw):
-        raise ShapeError(f"Reshape: target_shape must be a list of integers, got {raw!r}", argument="target_shape")
+        raise ArgumentError(f"Reshape: target_shape must be a list of integers, got {raw!r}", argument="target_shape")
     target = list(raw)
     if target.count(-1) > 1 or any(d < -1 for d in target):
-        raise ShapeError(f"Reshape: target_shape may hold one -1 and otherwise sizes >= 0, got {target}",
+        raise ArgumentError(f"Reshape: target_shape may hold one -1 and otherwise sizes >= 0, got {target}",
                          argument="target_shape")
     known = x.shape[1:]
     total = product(known)
@@ -57,7 +57,7 @@ def permute(call: LayerCall) -> RuleResult:
     x = call.input
     dims = call.arg("dims")
     if not isinstance(dims, (list, tuple)) or sorted(dims) != list(range(1, len(dims) + 1)):
-        raise ShapeError(f"Permute: dims must be a permutation of 1..N (the batch axis 0 stays first), got {dims!r}",
+        raise ArgumentError(f"Permute: dims must be a permutation of 1..N (the batch axis 0 stays first), got {dims!r}",
                          argument="dims")
     if len(dims) != x.rank - 1:
         raise ShapeError(f"Permute with dims {list(dims)} expects a rank-{len(dims) + 1} input, got shape {x} "
@@ -80,7 +80,7 @@ def _pairs(call: LayerCall, name: str, rank: int, default) -> list[tuple[int, in
     value = call.args.get(name)
     if value is None:
         value = default
-    bad = ShapeError(f"{call.layer_type}: '{name}' must be an integer, a list of {rank} integers or a list of "
+    bad = ArgumentError(f"{call.layer_type}: '{name}' must be an integer, a list of {rank} integers or a list of "
                      f"{rank} [before, after] pairs, got {value!r}", argument=name)
     if rank == 1:
         pair = call.ints(name, 2, allow_zero=True, value=value)
@@ -144,5 +144,3 @@ def up_sampling(call: LayerCall) -> RuleResult:
             out[axis] *= size
     return RuleResult(TensorInfo(tuple(out), call.dtype()))
 
-
-__all__ = ["show"]

@@ -1,0 +1,378 @@
+"""Shape and dtype problems found by the infer stage, located in the spec; and what Keras accepts, accepted.
+
+Specs are checked with :func:`graphspec.pipeline.check_text` (pure Python: no Keras).
+The assertions compare the structured diagnostics (code, path, line, column, hint).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from graphspec.errors import Diagnostic, InferError, render
+from graphspec.pipeline import check_text
+
+
+def spec(body: str, inputs: str = "x: {shape: [32, 32, 3]}", outputs: str | None = None) -> str:
+    """A spec with the given inputs and nodes; outputs default to the last node."""
+    body = textwrap.dedent(body).strip("\n")
+    nodes = [line.split(":")[0].strip() for line in body.splitlines() if line.startswith("  ") is False and line]
+    text = "graphspec: 1\nname: t\ninputs:\n"
+    text += "".join(f"  {line.strip()}\n" for line in inputs.strip().splitlines())
+    text += "nodes:\n" + textwrap.indent(body, "  ") + "\n"
+    text += f"outputs: {outputs or '[' + nodes[-1] + ']'}\n"
+    return text
+
+
+def errors_of(text: str) -> list[Diagnostic]:
+    with pytest.raises(InferError) as info:
+        check_text(text, file="spec.yaml")
+    return info.value.errors
+
+
+def only_error(text: str) -> Diagnostic:
+    errors = errors_of(text)
+    assert len(errors) == 1, [render(e) for e in errors]
+    return errors[0]
+
+
+def position(text: str, line_text: str, token: str) -> tuple[int, int]:
+    """1-based (line, column) of ``token`` on the line containing ``line_text``."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line_text in line:
+            return number, line.index(token, line.index(line_text)) + 1
+    raise AssertionError(f"{line_text!r} not in spec")
+
+
+# --------------------------------------------------------------------------------------------
+# Incompatibilities
+# --------------------------------------------------------------------------------------------
+
+def test_concatenating_15x15_with_16x16_maps():
+    text = spec("""
+        a: {type: Conv2D, filters: 8, kernel_size: 3, strides: 2, input: x}
+        b: {type: Conv2D, filters: 8, kernel_size: 2, strides: 2, input: x}
+        cat: {type: Concatenate, input: [a, b]}
+    """)
+    error = only_error(text)
+    assert error.code == "shape-mismatch"
+    assert error.path == ("nodes", "cat", "input")
+    assert (error.line, error.col) == position(text, "cat:", "[a, b]")
+    assert "(None, 15, 15, 8)" in error.message and "(None, 16, 16, 8)" in error.message
+    assert "node 'cat'" in error.message
+    assert error.hint and "padding" in error.hint
+    assert render(error).startswith(f"spec.yaml:{error.line}:{error.col}: error[shape-mismatch]: node 'cat'")
+
+
+def test_adding_64_to_128_channels():
+    text = spec("""
+        a: {type: Conv2D, filters: 64, kernel_size: 3, padding: same, input: x}
+        b: {type: Conv2D, filters: 128, kernel_size: 3, padding: same, input: x}
+        add: {type: Add, input: [a, b]}
+    """)
+    error = only_error(text)
+    assert error.code == "shape-mismatch"
+    assert error.path == ("nodes", "add", "input")
+    assert (error.line, error.col) == position(text, "add:", "[a, b]")
+    assert "64" in error.message and "128" in error.message
+    assert "(None, 32, 32, 64)" in error.message and "(None, 32, 32, 128)" in error.message
+    assert "1x1 Conv" in error.hint and "128" in error.hint
+
+
+def test_rank_2_tensor_into_conv2d():
+    text = spec("""
+        conv:
+          type: Conv2D
+          filters: 4
+          kernel_size: 3
+          input: v
+    """, inputs="v: {shape: [10]}")
+    error = only_error(text)
+    assert error.code == "rank-mismatch"
+    assert error.path == ("nodes", "conv", "input")
+    assert (error.line, error.col) == position(text, "input: v", "v")
+    assert "rank-4" in error.message and "(None, 10)" in error.message
+    assert "Reshape" in error.hint
+
+
+def test_rank_error_without_input_key_points_at_the_node_name():
+    text = spec("""
+        d: {type: Dense, units: 8}
+        conv: {type: Conv2D, filters: 4, kernel_size: 3}
+    """, inputs="v: {shape: [10]}")
+    error = only_error(text)
+    assert error.code == "rank-mismatch"
+    assert (error.line, error.col) == position(text, "conv:", "conv")
+
+
+def test_window_larger_than_the_input_blames_kernel_size():
+    text = spec("""
+        big:
+          type: Conv2D
+          filters: 4
+          kernel_size: 40
+          input: x
+    """)
+    error = only_error(text)
+    assert error.code == "window-too-large"
+    assert error.path == ("nodes", "big", "kernel_size")
+    assert (error.line, error.col) == position(text, "kernel_size: 40", "40")
+    assert "same" in error.hint
+
+
+def test_pooling_window_too_large_after_downsampling():
+    text = spec("""
+        p1: {type: MaxPooling2D, pool_size: 8, input: x}
+        p2: {type: MaxPooling2D, pool_size: 8}
+    """)
+    error = only_error(text)
+    assert error.code == "window-too-large"
+    assert error.path == ("nodes", "p2", "pool_size")
+    assert "(None, 4, 4, 3)" in error.message
+
+
+def test_argument_errors_point_at_the_argument():
+    text = spec("""
+        grp: {type: Conv2D, filters: 6, kernel_size: 3, groups: 4, input: x}
+    """)
+    error = only_error(text)
+    assert error.code == "bad-argument"
+    assert error.path == ("nodes", "grp", "groups")
+    assert (error.line, error.col) == position(text, "grp:", "4, input")
+
+
+def test_groups_not_dividing_input_channels():
+    text = spec("""
+        grp: {type: Conv2D, filters: 4, kernel_size: 3, groups: 2, input: x}
+    """)
+    error = only_error(text)
+    assert error.code == "shape-mismatch" and error.path == ("nodes", "grp", "groups")
+    assert "3 channels" in error.message
+
+
+def test_reshape_to_a_different_size():
+    text = spec("""
+        flat: {type: Flatten, input: x}
+        r: {type: Reshape, target_shape: [10, 10]}
+    """)
+    error = only_error(text)
+    assert error.path == ("nodes", "r", "target_shape")
+    assert "3072" in error.message and "100" in error.message
+    assert (error.line, error.col) == position(text, "r:", "[10, 10]")
+
+
+def test_dense_needs_a_known_feature_axis():
+    text = spec("""
+        d: {type: Dense, units: 4, input: s}
+    """, inputs="s: {shape: [null]}")
+    error = only_error(text)
+    assert error.code == "shape-mismatch" and "last dimension" in error.message
+
+
+def test_lstm_on_a_flat_vector():
+    text = spec("""
+        lstm: {type: LSTM, units: 8, input: v}
+    """, inputs="v: {shape: [10]}")
+    error = only_error(text)
+    assert error.code == "rank-mismatch"
+    assert "(batch, steps, features)" in error.message
+
+
+def test_nested_layer_argument_is_located_inside_the_wrapper():
+    text = spec("""
+        bi:
+          type: Bidirectional
+          layer: {type: LSTM, units: 0}
+          input: s
+    """, inputs="s: {shape: [10, 4]}")
+    error = only_error(text)
+    assert error.code == "bad-argument"
+    assert error.path == ("nodes", "bi", "layer", "units")
+    assert (error.line, error.col) == position(text, "layer:", "0}")
+
+
+def test_time_distributed_applies_the_inner_rule_per_step():
+    text = spec("""
+        td:
+          type: TimeDistributed
+          layer: {type: Conv2D, filters: 4, kernel_size: 3}
+          input: s
+    """, inputs="s: {shape: [10, 16]}")
+    error = only_error(text)
+    assert error.code == "rank-mismatch"
+    assert "TimeDistributed(Conv2D)" in error.message and "(None, 16)" in error.message
+
+
+def test_error_in_a_shared_layer_points_at_its_declaration():
+    text = spec("""
+        s1: {shared: proj, input: x}
+    """).replace("nodes:", "layers:\n  proj: {type: Conv2D, filters: 4, kernel_size: 33}\nnodes:")
+    error = only_error(text)
+    assert error.path == ("layers", "proj", "kernel_size")
+    assert (error.line, error.col) == position(text, "proj:", "33")
+    assert "node 's1'" in error.message
+
+
+def test_error_inside_a_sequential_block():
+    text = spec("""
+        block:
+          sequential:
+            - {type: Dense, units: 4}
+            - {type: Reshape, target_shape: [5, 5]}
+          input: v
+    """, inputs="v: {shape: [10]}")
+    error = only_error(text)
+    assert error.path == ("nodes", "block", "sequential", 1, "target_shape")
+    assert (error.line, error.col) == position(text, "Reshape", "[5, 5]")
+
+
+def test_multi_head_attention_key_and_value_must_agree():
+    text = spec("""
+        mha:
+          type: MultiHeadAttention
+          num_heads: 2
+          key_dim: 4
+          input: {query: q, value: v, key: k}
+    """, inputs="q: {shape: [6, 8]}\nv: {shape: [9, 8]}\nk: {shape: [7, 8]}")
+    error = only_error(text)
+    assert error.path == ("nodes", "mha", "input")
+    assert "(None, 9, 8)" in error.message and "(None, 7, 8)" in error.message
+
+
+def test_multi_head_attention_needs_query_and_value():
+    text = spec("""
+        mha: {type: MultiHeadAttention, num_heads: 2, key_dim: 4, input: {query: q}}
+    """, inputs="q: {shape: [6, 8]}")
+    error = only_error(text)
+    assert error.code == "missing-call-argument"
+    assert "value" in error.message
+
+
+def test_output_index_beyond_the_outputs():
+    text = spec("""
+        lstm: {type: LSTM, units: 8, return_state: true, input: s}
+        d: {type: Dense, units: 2, input: "lstm[3]"}
+    """, inputs="s: {shape: [10, 4]}")
+    error = only_error(text)
+    assert error.code == "bad-output-index"
+    assert "3 outputs" in error.message and error.hint == "outputs are numbered 0..2"
+
+
+def test_all_problems_are_reported_together_without_cascades():
+    text = spec("""
+        a: {type: Conv2D, filters: 8, kernel_size: 3, input: x}
+        b: {type: Conv2D, filters: 8, kernel_size: 2, input: x}
+        cat: {type: Concatenate, input: [a, b]}
+        after: {type: Dense, units: 2}
+        v_conv: {type: Conv1D, filters: 2, kernel_size: 3, input: v}
+        out: {type: Concatenate, input: [after, v_conv]}
+    """, inputs="x: {shape: [32, 32, 3]}\nv: {shape: [10]}")
+    errors = errors_of(text)
+    assert [(e.path[1], e.code) for e in errors] == [("cat", "shape-mismatch"), ("v_conv", "rank-mismatch")]
+    assert errors[0].line < errors[1].line
+
+
+def test_dtype_is_carried_through_inference():
+    text = spec("""
+        emb: {type: Embedding, input_dim: 100, output_dim: 8, input: ids}
+        flat: {type: Flatten}
+        half: {type: Dense, units: 2, dtype: mixed_float16}
+    """, inputs="ids: {shape: [12], dtype: int32}")
+    checked = check_text(text)
+    nodes = checked.inferred.nodes
+    assert nodes["emb"].outputs.dtype == "float32"
+    assert nodes["half"].outputs.dtype == "float16"
+    assert checked.inferred.outputs["half"].shape == (None, 2)
+
+
+# --------------------------------------------------------------------------------------------
+# What Keras accepts is accepted
+# --------------------------------------------------------------------------------------------
+
+ACCEPTED = {
+    "dense on the last axis of a 4-D map": ("""
+        d: {type: Dense, units: 5, input: x}
+    """, "x: {shape: [32, 32, 3]}", {"d": (None, 32, 32, 5)}),
+    "broadcasting add": ("""
+        a: {type: Dense, units: 1, input: x}
+        add: {type: Add, input: [a, x]}
+    """, "x: {shape: [4, 3]}", {"add": (None, 4, 3)}),
+    "concatenating an unknown length": ("""
+        cat: {type: Concatenate, axis: 1, input: [s, t]}
+    """, "s: {shape: [null, 8]}\nt: {shape: [5, 8]}", {"cat": (None, None, 8)}),
+    "lstm states by index": ("""
+        lstm: {type: LSTM, units: 8, return_sequences: true, return_state: true, input: s}
+        h: {type: Dense, units: 2, input: "lstm[1]"}
+        c: {type: Dense, units: 3, input: "lstm[2]"}
+        seq: {type: GlobalAveragePooling1D, input: "lstm[0]"}
+        out: {type: Concatenate, input: [h, c, seq]}
+    """, "s: {shape: [10, 4]}", {"out": (None, 13)}),
+    "bidirectional with states": ("""
+        bi:
+          type: Bidirectional
+          layer: {type: GRU, units: 6, return_state: true}
+          input: s
+        out: {type: Concatenate, input: ["bi[0]", "bi[1]", "bi[2]"]}
+    """, "s: {shape: [10, 4]}", {"out": (None, 24)}),
+    "self-attention by call argument": ("""
+        mha: {type: MultiHeadAttention, num_heads: 2, key_dim: 4, input: {query: s, value: s}}
+    """, "s: {shape: [10, 16]}", {"mha": (None, 10, 16)}),
+    "time distributed dense": ("""
+        td: {type: TimeDistributed, layer: {type: Dense, units: 3}, input: s}
+    """, "s: {shape: [10, 16]}", {"td": (None, 10, 3)}),
+    "same padding keeps any size": ("""
+        c: {type: Conv2D, filters: 2, kernel_size: 7, padding: same, strides: 2, input: x}
+    """, "x: {shape: [3, 5, 1]}", {"c": (None, 2, 3, 2)}),
+    "channels first pooling": ("""
+        p: {type: GlobalAveragePooling2D, data_format: channels_first, keepdims: true, input: x}
+    """, "x: {shape: [3, 8, 8]}", {"p": (None, 3, 1, 1)}),
+    "unknown spatial sizes": ("""
+        c: {type: Conv2D, filters: 4, kernel_size: 3, input: x}
+        p: {type: GlobalMaxPooling2D}
+    """, "x: {shape: [null, null, 3]}", {"c": (None, None, None, 4), "p": (None, 4)}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ACCEPTED))
+def test_keras_accepted_specs_pass(name: str):
+    body, inputs, shapes = ACCEPTED[name]
+    checked = check_text(spec(body, inputs=inputs))
+    for node, shape in shapes.items():
+        outputs = checked.inferred.nodes[node].outputs
+        assert outputs is not None and outputs.shape == shape, (node, outputs)
+
+
+def test_frozen_layers_count_as_non_trainable():
+    text = spec("""
+        d: {type: Dense, units: 4, trainable: false, input: v}
+        bn: {type: BatchNormalization}
+    """, inputs="v: {shape: [10]}")
+    inferred = check_text(text).inferred
+    assert inferred.nodes["d"].params == 0 and inferred.nodes["d"].non_trainable_params == 44
+    assert inferred.trainable_params == 8 and inferred.total_params == 44 + 16
+
+
+def test_check_does_not_import_keras():
+    code = textwrap.dedent("""
+        import sys
+        from graphspec.pipeline import check_text
+        text = '''graphspec: 1
+        name: t
+        inputs:
+          x: {shape: [8, 8, 3]}
+          s: {shape: [5, 3]}
+        nodes:
+          c: {type: Conv2D, filters: 2, kernel_size: 3, input: x}
+          b: {type: Bidirectional, layer: {type: LSTM, units: 2}, input: s}
+        outputs: [c, b]
+        '''
+        checked = check_text(text)
+        assert checked.inferred.outputs['b'].shape == (None, 4)
+        heavy = [m for m in ('keras', 'tensorflow') if m in sys.modules]
+        assert not heavy, heavy
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
