@@ -39,12 +39,12 @@ def spec_text(body: str) -> str:
 
 
 def run_cli(*args: str, cwd: str | os.PathLike | None = None, timeout: float = 60,
-            env: dict | None = None) -> subprocess.CompletedProcess:
+            env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
     """Run ``graphspec ARGS`` in a fresh Python process; returns the completed process (text output)."""
     full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONDONTWRITEBYTECODE="1")
     full_env.update(env or {})
     return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env=full_env)
+                          env=full_env, **kwargs)
 
 
 def diagnostics_of(func, *args, **kwargs):
