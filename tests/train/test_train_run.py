@@ -1,0 +1,140 @@
+"""graphspec train in-process: the run directory, reproducibility, data errors, NaN."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from graphspec.errors import TrainError
+from graphspec.train.loop import read_state, train
+from trainhelpers import TINY_SPEC, tiny_arrays, weights_of
+
+
+def test_run_directory_holds_every_artifact(project):
+    result = train(project / "tiny.yaml", runs_root=project / "runs", run_name="first")
+    run = result.run_dir
+    assert run == project / "runs" / "tiny" / "first"
+    for name in ("run.json", "spec.yaml", "spec.json", "spec.sha256", "settings.json", "versions.json", "model.keras",
+                 "best.keras", "checkpoint.npz", "history.json", "history.csv", "metrics.json", "curves.png"):
+        assert (run / name).is_file(), name
+    assert list((run / "logs").rglob("events.out.tfevents.*"))
+    assert not list(run.glob(".*tmp")), "no temporary files are left behind"
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "completed" and info["epochs"] == 3
+    history = json.loads((run / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history[0])
+    assert (run / "history.csv").read_text().splitlines()[0].startswith("epoch,")
+    settings = json.loads((run / "settings.json").read_text())
+    assert settings["seed"] == 1 and settings["batch_size"] == 16
+    versions = json.loads((run / "versions.json").read_text())
+    assert {"python", "tensorflow", "keras", "graphspec"} <= set(versions)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert "val_accuracy" in metrics["final"]
+    assert (run / "curves.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    # the final model is a plain Keras model carrying the spec's hash
+    with zipfile.ZipFile(run / "model.keras") as archive:
+        meta = json.loads(archive.read("metadata.json"))
+    assert meta["graphspec"]["spec_hash"] == (run / "spec.sha256").read_text().strip() == result.spec_hash
+    import keras
+
+    loaded = keras.saving.load_model(run / "model.keras")
+    for a, b in zip(weights_of(loaded), weights_of(result.model)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_two_runs_with_the_same_seed_give_bit_identical_weights(project):
+    first = train(project / "tiny.yaml", write_run_dir=False, overrides=[(("train", "deterministic"), True)])
+    second = train(project / "tiny.yaml", write_run_dir=False, overrides=[(("train", "deterministic"), True)])
+    for a, b in zip(weights_of(first.model), weights_of(second.model)):
+        np.testing.assert_array_equal(a, b)
+    other = train(project / "tiny.yaml", write_run_dir=False, overrides=[(("train", "seed"), 2)])
+    assert any(not np.array_equal(a, b) for a, b in zip(weights_of(first.model), weights_of(other.model)))
+
+
+def test_python_api_takes_arrays_and_datasets(project):
+    import tensorflow as tf
+
+    arrays = tiny_arrays(64)
+    result = train(project / "tiny.yaml", data=arrays, write_run_dir=False, overrides=[(("train", "epochs"), 1)])
+    assert len(result.history) == 1
+    dataset = tf.data.Dataset.from_tensor_slices((arrays["x"], arrays["y"]))
+    result = train(project / "tiny.yaml", data=dataset, validation_data=dataset.batch(8), write_run_dir=False,
+                   overrides=[(("train", "epochs"), 1), (("train", "validation"), None)])
+    assert "val_loss" in result.history[0]
+    with pytest.raises(TrainError) as info:
+        train(project / "tiny.yaml", data={"x": arrays["x"][:, :3], "y": arrays["y"]}, write_run_dir=False)
+    assert "input 'x'" in str(info.value) and "(4,)" in str(info.value) and "(3,)" in str(info.value)
+
+
+def _error(project, text, **kwargs) -> TrainError:
+    path = project / "variant.yaml"
+    path.write_text(text)
+    with pytest.raises(TrainError) as info:
+        train(path, runs_root=project / "runs", **kwargs)
+    assert not (project / "runs").exists(), "nothing is written when the data is wrong"
+    return info.value
+
+
+def test_shape_mismatch_names_input_expected_and_received(project):
+    np.savez(project / "wide.npz", x=np.zeros((20, 5), np.float32), y=np.zeros(20, np.int64))
+    error = _error(project, TINY_SPEC.replace("data.npz", "wide.npz"))
+    (diagnostic,) = error.diagnostics
+    assert diagnostic.code == "data-shape-mismatch"
+    assert "input 'x'" in diagnostic.message and "(4,)" in diagnostic.message and "(5,)" in diagnostic.message
+    assert diagnostic.line == TINY_SPEC.splitlines().index("  data: {npz: data.npz}") + 1
+
+
+def test_target_shape_mismatch(project):
+    np.savez(project / "onehot.npz", x=np.zeros((20, 4), np.float32), y=np.zeros((20, 7), np.float32))
+    error = _error(project, TINY_SPEC.replace("data.npz", "onehot.npz"))
+    assert "output 'y'" in str(error) and "(7,)" in str(error)
+
+
+def test_missing_array_suggests_a_mapping(project):
+    np.savez(project / "renamed.npz", features=np.zeros((20, 4), np.float32), y=np.zeros(20, np.int64))
+    error = _error(project, TINY_SPEC.replace("data.npz", "renamed.npz"))
+    (diagnostic,) = error.diagnostics
+    assert diagnostic.code == "missing-data" and "input 'x'" in diagnostic.message and "features" in diagnostic.message
+    ok = project / "mapped.yaml"
+    ok.write_text(TINY_SPEC.replace("{npz: data.npz}", "{npz: renamed.npz, map: {x: features}}"))
+    assert train(ok, write_run_dir=False, overrides=[(("train", "epochs"), 1)]).history
+
+
+@pytest.mark.parametrize("path,code", [("missing.npz", "file-not-found"), ("../data.npz", "path-outside-project"),
+                                       ("/etc/passwd", "path-outside-project"), ("bad.npz", "bad-data"),
+                                       ("empty.npz", "empty-data")])
+def test_bad_data_files(project, path, code):
+    (project / "bad.npz").write_text("not a zip")
+    np.savez(project / "empty.npz", x=np.zeros((0, 4), np.float32), y=np.zeros(0, np.int64))
+    error = _error(project, TINY_SPEC.replace("data.npz", path))
+    assert error.diagnostics[0].code == code, str(error)
+
+
+def test_dtype_mismatch(project):
+    np.savez(project / "text.npz", x=np.array([["a"] * 4] * 10), y=np.zeros(10, np.int64))
+    error = _error(project, TINY_SPEC.replace("data.npz", "text.npz"))
+    assert error.diagnostics[0].code == "data-dtype-mismatch"
+
+
+def test_nan_loss_stops_with_an_error_and_keeps_the_last_good_checkpoint(project):
+    arrays = tiny_arrays()
+    target = arrays["y"].astype(np.float32).reshape(-1, 1)
+    target[::7] = np.nan  # relu swallows NaN inputs; a NaN target reaches the loss
+    np.savez(project / "nan.npz", x=arrays["x"], y=target)
+    path = project / "nan.yaml"
+    path.write_text(TINY_SPEC.replace("data.npz", "nan.npz").replace("units: 3, activation: softmax", "units: 1")
+                    .replace("sparse_categorical_crossentropy", "mse").replace("metrics: [accuracy]", "metrics: [mae]"))
+    with pytest.raises(TrainError) as info:
+        train(path, runs_root=project / "runs", run_name="n")
+    (diagnostic,) = info.value.diagnostics
+    assert diagnostic.code == "nan-loss" and "epoch 1" in diagnostic.message
+    run = project / "runs" / "tiny" / "n"
+    meta, arrays = read_state(run / "checkpoint.npz")
+    assert meta["epoch"] == 0
+    assert all(np.isfinite(v).all() for k, v in arrays.items() if v.dtype.kind == "f")
+    assert json.loads((run / "run.json").read_text())["status"] == "failed"
+    assert not (run / "model.keras").exists()
