@@ -32,7 +32,7 @@ def rule(*layer_types: str) -> Callable[[Rule], Rule]:
 
 def _load_rule_modules() -> None:
     from graphspec.infer.rules import (  # noqa: F401
-        attention, convolution, core, merge, normalization, recurrent, reshaping)
+        attention, convolution, core, merge, normalization, preprocessing, recurrent, reshaping)
 
 
 _load_rule_modules()

@@ -206,3 +206,13 @@ def global_pooling(call: LayerCall) -> RuleResult:
         return RuleResult(TensorInfo(join_channels(x.shape[0], [1] * rank, channels, first), call.dtype()))
     return RuleResult(TensorInfo((x.shape[0], channels), call.dtype()))
 
+
+
+@rule("AdaptiveAveragePooling1D", "AdaptiveAveragePooling2D", "AdaptiveAveragePooling3D",
+      "AdaptiveMaxPooling1D", "AdaptiveMaxPooling2D", "AdaptiveMaxPooling3D")
+def adaptive_pooling(call: LayerCall) -> RuleResult:
+    rank = spatial_rank(call.layer_type)
+    x = call.input
+    size = call.ints("output_size", rank)
+    spatial, channels, first = split_channels(call, x, rank)
+    return RuleResult(TensorInfo(join_channels(x.shape[0], list(size), channels, first), call.dtype()))

@@ -164,3 +164,41 @@ def time_distributed(call: LayerCall) -> RuleResult | None:
     out = result.outputs.shape
     return RuleResult(TensorInfo((out[0], x.shape[1], *out[1:]), call.dtype()), result.params,
                       result.non_trainable_params)
+
+
+@rule("ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
+def conv_lstm(call: LayerCall) -> RuleResult:
+    from graphspec.infer.rules.convolution import join_channels, padding_arg, spatial_out, spatial_rank
+
+    rank = spatial_rank(call.layer_type)
+    x = call.input
+    filters = call.positive("filters")
+    kernel = call.ints("kernel_size", rank)
+    strides = call.ints("strides", rank)
+    dilation = call.ints("dilation_rate", rank)
+    padding = padding_arg(call)
+    if max(strides) > 1 and max(dilation) > 1:
+        raise ArgumentError(f"{call.layer_type}: strides > 1 cannot be combined with dilation_rate > 1",
+                            argument="dilation_rate")
+    call.require_rank(x, rank + 3, what="sequence of feature maps (batch, time, ..., channels)")
+    first = call.data_format() == "channels_first"
+    spatial, channels = (list(x.shape[3:]), x.shape[2]) if first else (list(x.shape[2:-1]), x.shape[-1])
+    if None in spatial or channels is None:
+        raise ShapeError(f"{call.layer_type} needs known spatial sizes and channels, got {x}",
+                         hint="give every axis but the batch and time axes a size")
+    if call.args.get("stateful") and x.shape[0] is None:
+        raise ShapeError(f"a stateful {call.layer_type} needs a fixed batch size, the input {x} has none",
+                         argument="stateful")
+    step = TensorInfo((x.shape[0], *x.shape[2:]), x.dtype)
+    out = spatial_out(call, step, spatial, kernel, strides, padding, dilation)
+    state = join_channels(x.shape[0], out, filters, first)
+    dtype = call.dtype()
+    main = TensorInfo((state[0], x.shape[1], *state[1:]) if call.arg("return_sequences") else state, dtype)
+    outputs = [main, TensorInfo(state, dtype), TensorInfo(state, dtype)] if call.arg("return_state") else main
+    size = 1
+    for k in kernel:
+        size *= k
+    params = size * channels * 4 * filters + size * filters * 4 * filters
+    if call.arg("use_bias", True):
+        params += 4 * filters
+    return RuleResult(outputs, params)
