@@ -219,6 +219,67 @@ def train(
     typer.echo(f"run directory: {result.run_dir}")
 
 
+def _mapping(pairs: Optional[list[str]]) -> dict[str, str]:
+    result = {}
+    for pair in pairs or ():
+        name, sep, key = pair.partition("=")
+        if not sep or not name or not key:
+            raise typer.BadParameter(f"'{pair}' is not NAME=KEY", param_hint="--map")
+        result[name.strip()] = key.strip()
+    return result
+
+
+@app.command()
+def evaluate(
+    target: Annotated[Path, typer.Argument(help="A run directory or a .keras file saved by graphspec.")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="A .npz/.csv/.tfrecord file or an image folder "
+                                                 "(default: the run's validation data).")] = None,
+    mapping: Annotated[Optional[list[str]], typer.Option("--map", help="NAME=KEY: the array/feature holding an "
+                                                         "input or output.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Examples per batch.")] = None,
+    best: Annotated[bool, typer.Option("--best", help="Evaluate the run's best.keras instead of model.keras.")] = False,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the metrics as JSON here "
+                                                   "(default for a run: <run>/evaluation.json).")] = None,
+) -> None:
+    """Metrics of a trained model on data, per output: a table, and JSON."""
+    try:
+        from graphspec.train.evaluate import evaluate as run_evaluation, format_table
+
+        result = run_evaluation(target, data, mapping=_mapping(mapping), batch_size=batch_size, best=best,
+                                output=output)
+    except GraphspecError as error:
+        report(error)
+        raise typer.Exit(EXIT_USER_ERROR) from None
+    typer.echo(f"{result['model']} on {result['data']} ({result['examples']:,} examples)")
+    typer.echo(format_table(result["per_output"]))
+    if "written" in result:
+        typer.echo(f"wrote {result['written']}")
+
+
+@app.command()
+def predict(
+    target: Annotated[Path, typer.Argument(help="A run directory or a .keras file saved by graphspec.")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="A .npz/.csv/.tfrecord file or an image folder "
+                                                 "(default: the run's validation data).")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="predictions.npz (one array per output) or .csv.")]
+    = Path("predictions.npz"),
+    mapping: Annotated[Optional[list[str]], typer.Option("--map", help="NAME=KEY: the array/feature holding an "
+                                                         "input.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Examples per batch.")] = None,
+    best: Annotated[bool, typer.Option("--best", help="Use the run's best.keras instead of model.keras.")] = False,
+) -> None:
+    """Predict every example, batch by batch, into an NPZ or CSV with one array/column group per output."""
+    try:
+        from graphspec.train.predict import predict as run_prediction
+
+        result = run_prediction(target, data, output, mapping=_mapping(mapping), batch_size=batch_size, best=best)
+    except GraphspecError as error:
+        report(error)
+        raise typer.Exit(EXIT_USER_ERROR) from None
+    shapes = ", ".join(f"{name} {tuple(shape)}" for name, shape in result["arrays"].items())
+    typer.echo(f"wrote {result['output']}: {result['examples']:,} examples ({shapes})")
+
+
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     app()

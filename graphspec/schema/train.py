@@ -53,7 +53,8 @@ class BuiltinSource(_Source):
 
     Its arrays: ``image`` (8, 8, 1) uint8 0..16, ``pixels`` (64,) float32 0..1, ``label`` int32 0..9,
     ``onehot`` (10,) float32, ``parity`` (1,) float32 (1 for odd digits), ``ink`` (1,) float32
-    (mean pixel intensity 0..1), ``rows`` (8,) and ``cols`` (8,) float32 (ink profile per row/column)."""
+    (mean pixel intensity 0..1), ``rows`` (8,) and ``cols`` (8,) float32 (ink profile per row/column),
+    ``profile`` (16,) float32 (``rows`` then ``cols``)."""
 
     builtin: Literal["digits"]
     """Name of the built-in dataset."""

@@ -265,6 +265,7 @@ def digits_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "ink": scaled.mean(axis=(1, 2, 3)).astype(np.float32).reshape(-1, 1),
         "rows": scaled.mean(axis=(2, 3)).astype(np.float32),
         "cols": scaled.mean(axis=(1, 3)).astype(np.float32),
+        "profile": np.concatenate([scaled.mean(axis=(2, 3)), scaled.mean(axis=(1, 3))], axis=1).astype(np.float32),
     }
 
 
