@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from graphspec.catalogue import catalogue
 from graphspec.infer import RULES, TensorInfo, infer_layer
 from graphspec.infer.tensor import ShapeError
 
@@ -745,3 +746,39 @@ def test_aliases_use_the_canonical_rule(alias: str, canonical: str):
     x = TensorInfo((None, 8, 8, 3)) if "2D" in alias else TensorInfo((None, 8, 3))
     args = {"filters": 2, "kernel_size": 3} if "Conv" in alias else {}
     assert infer_layer(alias, args, x) == infer_layer(canonical, args, x)
+
+
+def _variants(layer_type: str) -> list[Case]:
+    """The first accepted configuration in other dtype policies, frozen, and with integer inputs."""
+    base = next((c for c in CASES.get(layer_type, []) if not c.error and not c.stricter), None)
+    if base is None:
+        return []
+
+    def with_dtype(spec: InputSpec, dtype: str) -> InputSpec:
+        if isinstance(spec, T):
+            return T(spec.shape, dtype, spec.batch)
+        if isinstance(spec, list):
+            return [with_dtype(s, dtype) for s in spec]
+        return {k: with_dtype(v, dtype) for k, v in spec.items()}
+
+    accepted = catalogue().layer(layer_type)["args"]  # e.g. SpatialDropout1D takes no 'trainable'
+    variants = []
+    if "dtype" in accepted:
+        variants += [Case({**base.args, "dtype": dtype}, base.inputs, base.call)
+                     for dtype in ("float16", "mixed_bfloat16", "float64")]
+    if "trainable" in accepted:
+        variants.append(Case({**base.args, "trainable": False}, base.inputs, base.call))
+    if "autocast" in accepted:
+        variants.append(Case({**base.args, "autocast": False}, with_dtype(base.inputs, "float16"), base.call))
+    if layer_type not in INTEGER_INPUTS_REFUSED:
+        variants.append(Case(dict(base.args), with_dtype(base.inputs, "int32"), base.call))
+    return variants
+
+
+INTEGER_INPUTS_REFUSED = {"AveragePooling1D", "AveragePooling2D", "AveragePooling3D"}
+
+
+@pytest.mark.parametrize("layer_type", sorted(RULES))
+def test_dtype_policies_and_frozen_layers(layer_type: str):
+    for c in _variants(layer_type):
+        check(layer_type, c, drawn=True)
