@@ -451,3 +451,18 @@ def test_resnet50_layer_names_match_keras_applications() -> None:
     for name, node in checked.graph.nodes.items():
         assert node.layer_type == type(reference.get_layer(name)).__name__
     assert checked.inferred.total_params == reference.count_params() == 25_636_712
+
+
+@pytest.mark.parametrize("path", gallery_specs(), ids=lambda p: p.stem)
+def test_gallery_spec_satisfies_the_editor_schema(path: Path) -> None:
+    """The JSON Schema that line 1 points editors at accepts every gallery spec (no false squiggles)."""
+    jsonschema = pytest.importorskip("jsonschema")
+    import json
+
+    from graphspec.load import load
+
+    schema_file = (path.parent / SCHEMA_COMMENT.split("$schema=", 1)[1]).resolve()
+    schema = json.loads(schema_file.read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = [f"{'.'.join(map(str, e.path))}: {e.message[:200]}" for e in validator.iter_errors(load(path).data)]
+    assert not errors
