@@ -2,8 +2,11 @@
 
     python specs/tools/make_encoder.py specs/encoder.keras
 
+The file is checked in (20 KB) so that `graphspec check specs/` and `graphspec build` work on a
+fresh checkout; the gallery test writes its own copy in a temporary folder.
+
 The encoder maps 32 features to 8 (Dense 16 relu, Dense 8): 664 parameters. Its
-weights come from a fixed seed, so the file is reproducible; it is not committed.
+weights come from a fixed seed.
 """
 
 from __future__ import annotations
