@@ -66,6 +66,16 @@ class RunResult:
     """Epoch numbers (0-based) trained by this call (a resumed run skips the finished ones)."""
 
 
+def model_hash(checked: CheckedSpec) -> str:
+    """Hash of the canonical spec without its train section: what the resume check calls "the spec"."""
+    from graphspec.canonical import canonical_data
+
+    data = canonical_data(checked.graph)
+    data.pop("train", None)
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
 def settings_hash(settings: dict) -> str:
     text = json.dumps({k: v for k, v in settings.items() if k != "verbose"}, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
@@ -359,7 +369,7 @@ class _Run:
             return
         state, extra = self.callback_state()
         meta = {"epoch": self.completed_epochs, "history": self.history, "callbacks": state,
-                "spec_hash": self.spec_hash, "settings_hash": settings_hash(self.settings),
+                "spec_hash": self.spec_hash, "model_hash": model_hash(self.checked), "settings_hash": settings_hash(self.settings),
                 "seed": self.settings["seed"], "time": time.time()}
         save_state(self.run_dir / STATE_FILE, model, meta, extra)
 
@@ -417,7 +427,7 @@ def _open(checked, io_, settings, data, validation_data, need_targets=True):
     return examples, validation
 
 
-def _check_resume(run_dir: FsPath, spec_hash: str, settings: dict) -> tuple[dict, dict]:
+def _check_resume(run_dir: FsPath, checked: CheckedSpec, settings: dict) -> tuple[dict, dict]:
     path = run_dir / STATE_FILE
     if not path.is_file():
         raise TrainError([Diagnostic(code="resume-error", message=f"'{run_dir}' has no {STATE_FILE} to resume from",
@@ -426,9 +436,10 @@ def _check_resume(run_dir: FsPath, spec_hash: str, settings: dict) -> tuple[dict
         meta, arrays = read_state(path)
     except Exception as exc:  # a damaged file
         raise TrainError([Diagnostic(code="resume-error", message=f"cannot read {path}: {exc}")]) from None
-    if meta.get("spec_hash") != spec_hash:
+    now = model_hash(checked)
+    if meta.get("model_hash") != now:
         raise TrainError([Diagnostic(code="resume-changed", message=f"the spec changed since '{run_dir}' was started "
-                                     f"(hash {str(meta.get('spec_hash'))[:19]}..., now {spec_hash[:19]}...)",
+                                     f"(model hash {str(meta.get('model_hash'))[:19]}..., now {now[:19]}...)",
                                      hint="resume with the spec as it was (see spec.yaml in the run directory), "
                                      "or start a new run")])
     if meta.get("settings_hash") != settings_hash(settings):
@@ -500,7 +511,7 @@ def train(spec: str | os.PathLike | CheckedSpec | None = None, *, overrides: lis
     meta: dict = {}
     arrays: dict = {}
     if resume_dir is not None:
-        meta, arrays = _check_resume(resume_dir, spec_hash, settings)
+        meta, arrays = _check_resume(resume_dir, checked, settings)
 
     run_dir: FsPath | None = None
     if write_run_dir and distribution.is_chief:

@@ -1,0 +1,158 @@
+"""Fault tolerance: SIGKILL mid-epoch then --resume gives the weights of an uninterrupted run; SIGTERM
+saves and exits non-zero; a changed spec or changed settings are refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graphspec.errors import TrainError
+from graphspec.train.loop import train
+from trainhelpers import TINY_SPEC, tiny_arrays
+
+GRAPHSPEC = [sys.executable, "-m", "graphspec.cli"]
+
+SLOW_SPEC = TINY_SPEC.replace("epochs: 3", "epochs: 5").replace("batch_size: 16", "batch_size: 4") \
+    .replace("  verbose: 0\n", "  verbose: 0\n  deterministic: true\n")
+
+
+def _weights(path: Path) -> list[np.ndarray]:
+    import keras
+
+    return [np.asarray(w) for w in keras.saving.load_model(path).get_weights()]
+
+
+def _history(run: Path) -> list[dict]:
+    try:
+        return json.loads((run / "history.json").read_text())
+    except (OSError, ValueError):
+        return []
+
+
+def _env():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    return env
+
+
+def _start(spec: Path, runs: Path, name: str) -> subprocess.Popen:
+    return subprocess.Popen([*GRAPHSPEC, "train", str(spec), "--runs", str(runs), "--name", name],
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for_epochs(process: subprocess.Popen, run: Path, count: int, timeout: float = 120) -> list[float]:
+    """Poll until `count` epochs are in history.json; returns the times each epoch appeared."""
+    seen: list[float] = []
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        rows = len(_history(run))
+        while len(seen) < rows:
+            seen.append(time.time())
+        if rows >= count:
+            return seen
+        if process.poll() is not None:
+            pytest.fail(f"training ended early: {process.stdout.read()}")
+        time.sleep(0.02)
+    pytest.fail("training did not progress")
+
+
+@pytest.fixture
+def slow_project(tmp_path: Path) -> Path:
+    np.savez(tmp_path / "data.npz", **tiny_arrays(2400))
+    (tmp_path / "tiny.yaml").write_text(SLOW_SPEC)
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_sigkill_in_epoch_3_then_resume_gives_the_uninterrupted_weights(slow_project):
+    spec, runs = slow_project / "tiny.yaml", slow_project / "runs"
+    full = subprocess.run([*GRAPHSPEC, "train", str(spec), "--runs", str(runs), "--name", "full"], env=_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert full.returncode == 0, full.stderr
+
+    run = runs / "tiny" / "cut"
+    process = _start(spec, runs, "cut")
+    times = _wait_for_epochs(process, run, 2)
+    epoch_time = max(times[1] - times[0], 0.2)
+    time.sleep(epoch_time / 2)  # the middle of epoch 3
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert len(_history(run)) == 2, "killed during epoch 3"
+    assert not (run / "model.keras").exists()
+
+    resumed = subprocess.run([*GRAPHSPEC, "train", "--resume", str(run)], env=_env(), capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr and "epoch 3 of 5" in resumed.stderr
+    history = _history(run)
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5], "each epoch counted once"
+    for a, b in zip(_weights(runs / "tiny" / "full" / "model.keras"), _weights(run / "model.keras")):
+        np.testing.assert_array_equal(a, b)
+    assert json.loads((run / "run.json").read_text())["status"] == "completed"
+    for row_full, row_cut in zip(_history(runs / "tiny" / "full"), history):
+        assert row_full == row_cut
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_resumable_checkpoint_and_exits_non_zero(slow_project):
+    spec, runs = slow_project / "tiny.yaml", slow_project / "runs"
+    run = runs / "tiny" / "term"
+    process = _start(spec, runs, "term")
+    _wait_for_epochs(process, run, 1)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, output
+    assert "graphspec train --resume" in output
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "interrupted"
+    done = len(_history(run))
+    assert 1 <= done < 5
+    resumed = subprocess.run([*GRAPHSPEC, "train", "--resume", str(run)], env=_env(), capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert [row["epoch"] for row in _history(run)] == [1, 2, 3, 4, 5]
+
+
+def _interrupted_run(project: Path) -> Path:
+    result = train(project / "tiny.yaml", runs_root=project / "runs", run_name="r",
+                   overrides=[(("train", "epochs"), 2)])
+    info = json.loads((result.run_dir / "run.json").read_text())
+    info["status"] = "interrupted"
+    (result.run_dir / "run.json").write_text(json.dumps(info))
+    return result.run_dir
+
+
+def test_resume_refuses_changed_settings(project):
+    run = _interrupted_run(project)
+    with pytest.raises(TrainError) as info:
+        train(resume=run, overrides=[(("train", "batch_size"), 8)])
+    assert info.value.diagnostics[0].code == "resume-changed" and "batch_size" in str(info.value)
+
+
+def test_resume_refuses_a_changed_spec(project):
+    run = _interrupted_run(project)
+    (project / "tiny.yaml").write_text(TINY_SPEC.replace("units: 8", "units: 9"))
+    with pytest.raises(TrainError) as info:
+        train(resume=run)
+    assert info.value.diagnostics[0].code == "resume-changed" and "spec changed" in str(info.value)
+
+
+def test_resume_of_a_completed_run_is_refused(project):
+    result = train(project / "tiny.yaml", runs_root=project / "runs", run_name="done",
+                   overrides=[(("train", "epochs"), 1)])
+    with pytest.raises(TrainError) as info:
+        train(resume=result.run_dir)
+    assert "already completed" in str(info.value)
+
+
+def test_resume_continues_from_the_checkpoint_in_process(project):
+    run = _interrupted_run(project)  # 2 epochs done, but the spec asks for 2 -> nothing left; ask for the same
+    result = train(resume=run)
+    assert result.epochs_run == [] and [row["epoch"] for row in result.history] == [1, 2]
