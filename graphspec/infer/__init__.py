@@ -105,11 +105,11 @@ def infer(graph: Graph) -> InferredGraph:
         if not isinstance(produced, list):
             if ref.index == 0:
                 return produced
-            raise ShapeError(f"'{ref.name}' has one output; '{ref}' asks for output {ref.index}",
-                             hint=f"use '{ref.name}'", code="bad-output-index")
+            raise _at(ShapeError(f"'{ref.name}' has one output; '{ref}' asks for output {ref.index}",
+                                 hint=f"use '{ref.name}'", code="bad-output-index"), ref)
         if ref.index >= len(produced):
-            raise ShapeError(f"'{ref.name}' has {len(produced)} outputs; '{ref}' asks for output {ref.index}",
-                             hint=f"outputs are numbered 0..{len(produced) - 1}", code="bad-output-index")
+            raise _at(ShapeError(f"'{ref.name}' has {len(produced)} outputs; '{ref}' asks for output {ref.index}",
+                                 hint=f"outputs are numbered 0..{len(produced) - 1}", code="bad-output-index"), ref)
         return produced[ref.index]
 
     for name, node in graph.nodes.items():
@@ -125,6 +125,10 @@ def infer(graph: Graph) -> InferredGraph:
         try:
             info = _infer_node(node, structure)
         except ShapeError as error:
+            if (isinstance(node.inputs, TensorRef) and isinstance(structure, list)
+                    and error.code == "wrong-input-count"):
+                ref = node.inputs
+                error.hint = f"'{ref.name}' has {len(structure)} outputs: pick one, e.g. '{ref.name}[0]'"
             _report(sink, node, error)
             infos[name] = NodeInfo(None, None)
             continue
@@ -143,7 +147,8 @@ def infer(graph: Graph) -> InferredGraph:
                                "feature sizes")
         infos[name] = info
 
-    total = sum(i.params + (i.non_trainable_params or 0) for i in infos.values() if i.counted and i.params)
+    total = sum(i.params + (i.non_trainable_params or 0) for i in infos.values()
+                if i.counted and i.params is not None)
     if total > MAX_PARAMS:
         sink.error("too-many-params", f"the model would have {total:,} parameters (more than {MAX_PARAMS:,})",
                    ("nodes",), "check the sizes (units, filters, input_dim) for a typo")
@@ -164,20 +169,32 @@ def infer(graph: Graph) -> InferredGraph:
     return InferredGraph(graph=graph, nodes=infos, inputs=inputs, outputs=outputs, warnings=sink.sorted())
 
 
+def _at(error: ShapeError, ref: TensorRef) -> ShapeError:
+    """The error, located at the reference that caused it."""
+    error.path = ref.path
+    return error
+
+
 def _gather(node: GraphNode, tensor) -> Inputs | None:
-    """The node's input tensors in the structure of its spec; None if any is unknown."""
+    """The node's input tensors in the structure of its spec; None if any is unknown.
+
+    One reference to a node with several outputs gives the list of them (what Keras'
+    call receives); inside a list or mapping of references each must name one tensor.
+    """
     if isinstance(node.inputs, TensorRef):
-        value = tensor(node.inputs)
-        return value
-    if isinstance(node.inputs, list):
-        values = [tensor(ref) for ref in node.inputs]
-        if any(v is None for v in values):
-            return None
-        return values  # type: ignore[return-value]
-    values_by_name = {key: tensor(ref) for key, ref in node.inputs.items()}
-    if any(v is None for v in values_by_name.values()):
+        return tensor(node.inputs)
+    refs = node.inputs if isinstance(node.inputs, list) else list(node.inputs.values())
+    values = [tensor(ref) for ref in refs]
+    for ref, value in zip(refs, values):
+        if isinstance(value, list):
+            raise _at(ShapeError(f"'{ref.name}' has {len(value)} outputs; inside a list or mapping of inputs each "
+                                 "reference must name one of them", hint=f"pick one, e.g. '{ref.name}[0]'",
+                                 code="multi-output"), ref)
+    if any(v is None for v in values):
         return None
-    return values_by_name  # type: ignore[return-value]
+    if isinstance(node.inputs, list):
+        return values  # type: ignore[return-value]
+    return dict(zip(node.inputs, values))  # type: ignore[return-value]
 
 
 def _infer_node(node: GraphNode, structure: Inputs) -> NodeInfo:
@@ -221,7 +238,9 @@ def _input_path(node: GraphNode) -> Path:
 
 
 def _report(sink: DiagnosticSink, node: GraphNode, error: ShapeError, *, ref_error: bool = False) -> None:
-    if error.argument:
+    if error.path is not None:
+        path = tuple(error.path)
+    elif error.argument:
         argument = error.argument if isinstance(error.argument, tuple) else (error.argument,)
         argument = tuple(p for p in argument if p is not None)
         path = node.path + argument
@@ -230,4 +249,5 @@ def _report(sink: DiagnosticSink, node: GraphNode, error: ShapeError, *, ref_err
     else:
         path = _input_path(node)
     message = error.message if ref_error else f"node '{node.name}': {error.message}"
-    sink.error(error.code, message, path, error.hint, key=not error.argument and node.spec.input is None)
+    at_key = error.path is None and not error.argument and node.spec.input is None
+    sink.error(error.code, message, path, error.hint, key=at_key)

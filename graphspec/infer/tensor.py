@@ -61,6 +61,8 @@ class ShapeError(Exception):
         self.hint = hint
         self.argument = argument
         self.code = code
+        self.path: tuple | None = None
+        """Set by the graph walker where the problem is a reference (a data path in the spec)."""
 
 
 class ArgumentError(ShapeError):

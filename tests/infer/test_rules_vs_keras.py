@@ -324,6 +324,8 @@ CASES: dict[str, list[Case]] = {
         case({"query": t(3, 4, 8), "value": t(3, 4, 8)}, num_heads=2, key_dim=4, attention_axes=[2]),
         case({"query": t(6, 16), "value": t(6, 16)}, num_heads=2, key_dim=4, dtype="float16"),
         case({"query": t(6, 16), "value": t(9, 8), "key": t(8, 8)}, num_heads=2, key_dim=4, error=True),
+        case([t(6, 16), t(9, 8)], num_heads=2, key_dim=4),
+        case([t(6, 16), t(9, 8), t(9, 4)], {"return_attention_scores": True}, num_heads=2, key_dim=4),
     ],
     "GroupQueryAttention": [
         case({"query": t(6, 16), "value": t(6, 16)}, head_dim=4, num_query_heads=4, num_key_value_heads=2),
@@ -591,23 +593,23 @@ def dot_configs(draw, layer: str):
 STRATEGIES: dict[str, tuple[Any, int]] = {}
 for _rank in (1, 2, 3):
     for _name in (f"Conv{_rank}D", f"Conv{_rank}DTranspose"):
-        STRATEGIES[_name] = (conv_configs(_name), 40)
+        STRATEGIES[_name] = (conv_configs(_name), 80)
     for _name in (f"MaxPooling{_rank}D", f"AveragePooling{_rank}D"):
-        STRATEGIES[_name] = (pool_configs(_name), 25)
+        STRATEGIES[_name] = (pool_configs(_name), 50)
     for _name in (f"GlobalMaxPooling{_rank}D", f"GlobalAveragePooling{_rank}D"):
-        STRATEGIES[_name] = (global_pool_configs(_name), 10)
+        STRATEGIES[_name] = (global_pool_configs(_name), 15)
     for _name in (f"ZeroPadding{_rank}D", f"Cropping{_rank}D"):
-        STRATEGIES[_name] = (pad_crop_configs(_name), 20)
+        STRATEGIES[_name] = (pad_crop_configs(_name), 30)
     STRATEGIES[f"UpSampling{_rank}D"] = (upsampling_configs(f"UpSampling{_rank}D"), 10)
 for _rank in (1, 2):
     for _name in (f"DepthwiseConv{_rank}D", f"SeparableConv{_rank}D"):
-        STRATEGIES[_name] = (conv_configs(_name), 30)
+        STRATEGIES[_name] = (conv_configs(_name), 60)
 for _name in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"):
-    STRATEGIES[_name] = (elementwise_configs(_name), 15)
-STRATEGIES["Dense"] = (dense_configs("Dense"), 15)
-STRATEGIES["Concatenate"] = (concatenate_configs("Concatenate"), 30)
-STRATEGIES["Reshape"] = (reshape_configs("Reshape"), 25)
-STRATEGIES["Dot"] = (dot_configs("Dot"), 25)
+    STRATEGIES[_name] = (elementwise_configs(_name), 30)
+STRATEGIES["Dense"] = (dense_configs("Dense"), 30)
+STRATEGIES["Concatenate"] = (concatenate_configs("Concatenate"), 60)
+STRATEGIES["Reshape"] = (reshape_configs("Reshape"), 50)
+STRATEGIES["Dot"] = (dot_configs("Dot"), 50)
 
 
 # --------------------------------------------------------------------------------------------
@@ -664,6 +666,9 @@ def _size(shape) -> int:
     return math.prod(int(d) for d in shape)
 
 
+SEPARATE_TENSOR_ARGS = ("MultiHeadAttention", "GroupQueryAttention")
+
+
 def keras_result(layer_type: str, c: Case):
     """(outputs as [(shape, dtype)], params, trainable, non_trainable) from Keras, or the exception it raised."""
     try:
@@ -671,6 +676,8 @@ def keras_result(layer_type: str, c: Case):
         inputs = _keras_inputs(c.inputs)
         if isinstance(inputs, dict):
             output = layer(**inputs, **c.call)
+        elif layer_type in SEPARATE_TENSOR_ARGS and isinstance(inputs, list):
+            output = layer(*inputs, **c.call)  # input: [query, value, key] are call(query, value, key)
         else:
             output = layer(inputs, **c.call)
     except Exception as exc:  # Keras refuses the configuration
