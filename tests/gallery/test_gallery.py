@@ -466,3 +466,12 @@ def test_gallery_spec_satisfies_the_editor_schema(path: Path) -> None:
     validator = jsonschema.validators.validator_for(schema)(schema)
     errors = [f"{'.'.join(map(str, e.path))}: {e.message[:200]}" for e in validator.iter_errors(load(path).data)]
     assert not errors
+
+
+def test_checked_in_encoder_builds_the_gallery_spec() -> None:
+    """specs/encoder.keras (checked in for 'graphspec check specs/') is the encoder the spec expects."""
+    checked, model = build_spec(SPECS / "seed002_model_as_layer.yaml")
+    assert model.count_params() == checked.spec.expect.params
+    reference = _tool("make_encoder").make_encoder()
+    loaded = keras.saving.load_model(SPECS / "encoder.keras", compile=False)
+    assert [w.shape for w in loaded.weights] == [w.shape for w in reference.weights]
