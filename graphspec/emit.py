@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import zipfile
 from pathlib import Path as FsPath
@@ -97,15 +98,25 @@ def make_layer(layer_type: str, args: dict[str, Any], name: str | None = None):
     return cls(**kwargs)
 
 
+_KERAS_NOISE = re.compile(r"^(Exception encountered when calling|Arguments received by|[•*] )")
+
+
 def _first_line(exc: BaseException) -> str:
+    """Keras' message without its call-site boilerplate ('Arguments received by ...')."""
     text = str(exc).strip() or type(exc).__name__
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    message = lines[0] if lines else text
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not _KERAS_NOISE.match(line.strip())]
+    message = lines[0] if lines else text.splitlines()[0]
     for line in lines[1:4]:
         if len(message) > 300:
             break
         message += " " + line
     return message[:600]
+
+
+def _blamed_argument(message: str, args: dict[str, Any]) -> str | None:
+    """The one constructor argument a Keras message names (``rate=1.5``, ``'rate'``), if exactly one."""
+    named = [key for key in args if re.search(rf"(?<![A-Za-z0-9_])[`'\"]?{re.escape(key)}[`'\"]?\s*(=|:|\bmust\b|\bshould\b)", message)]
+    return named[0] if len(named) == 1 else None
 
 
 class _Builder:
@@ -176,8 +187,11 @@ class _Builder:
             else:
                 output = layer(args, **node.spec.call)
         except Exception as exc:  # a Keras error is a user mistake in this node: report it at its line
-            self.sink.add(Diagnostic(code="keras-error", message=f"node '{node.name}': {_first_line(exc)}",
-                                     path=node.path, hint=_keras_hint(exc)), key=True)
+            message = _first_line(exc)
+            argument = _blamed_argument(message, node.layer_args) if node.kind == "layer" else None
+            path = node.path + (argument,) if argument else node.path
+            self.sink.add(Diagnostic(code="keras-error", message=f"node '{node.name}': {message}",
+                                     path=path, hint=_keras_hint(exc)), key=True)
             return
         self.tensors[node.name] = list(output) if isinstance(output, tuple) else output
 

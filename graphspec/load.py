@@ -187,7 +187,8 @@ def loads(text: str, file: str | None = None) -> LoadedSpec:
                     fail("anchor-not-allowed", f"YAML anchors ('&{event.anchor}') are not allowed in a spec",
                          position, "write the value out, or share a layer through 'layers:'")
                 if event.tag not in _ALLOWED_TAGS:
-                    fail("forbidden-tag", f"the YAML tag '{event.tag}' is not allowed", position,
+                    shown = "!!" + event.tag[len(_CORE_TAG):] if event.tag.startswith(_CORE_TAG) else event.tag
+                    fail("forbidden-tag", f"the YAML tag '{shown}' is not allowed", position,
                          "a spec is plain data: only the YAML core tags (!!str, !!int, !!float, "
                          "!!bool, !!null, !!map, !!seq) are accepted")
             if isinstance(event, yaml.ScalarEvent):

@@ -12,6 +12,7 @@ from pathlib import Path as FsPath
 
 from graphspec.errors import Diagnostic
 from graphspec.infer import InferredGraph, infer
+from graphspec.infer.expect import check_expectations
 from graphspec.load import LoadedSpec, load, loads
 from graphspec.resolve import Graph, resolve
 from graphspec.schema import Spec, validate
@@ -41,6 +42,7 @@ def check_loaded(loaded: LoadedSpec, path: FsPath | None = None) -> CheckedSpec:
     spec = validate(loaded)
     graph = resolve(spec, loaded.source, base_dir=path.parent if path is not None else None)
     inferred = infer(graph)
+    check_expectations(inferred)
     return CheckedSpec(loaded=loaded, spec=spec, graph=graph, inferred=inferred, path=path)
 
 

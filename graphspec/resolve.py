@@ -214,7 +214,11 @@ def resolve(spec: Spec, source: SourceMap, base_dir: FsPath | None = None) -> Gr
             ref = _parse_ref(ref_text, ("outputs", i))
             out_name = ref.name if ref.index is None else f"{ref.name}_{ref.index}"
             if out_name in outputs:
-                sink.error("duplicate-output", f"'{ref_text}' is listed twice in outputs", ref.path)
+                first = str(outputs[out_name])
+                message = (f"'{ref_text}' is listed twice in outputs" if first == ref_text else
+                           f"'{ref_text}' and '{first}' would both be named '{out_name}'")
+                sink.error("duplicate-output", message, ref.path,
+                           "name the outputs yourself with the mapping form: {name: reference}")
             outputs[out_name] = ref
     for out_name, ref in outputs.items():
         if check_ref(ref, f"output '{out_name}'") and ref.name in inputs:

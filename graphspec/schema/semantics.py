@@ -17,6 +17,7 @@ MAX_INT_ARG = 2**31 - 1
 """Largest integer accepted in a layer argument: bigger values would only exhaust memory."""
 
 POLICY_DTYPES = {"mixed_float16", "mixed_bfloat16"}
+_YAML11_BOOLEANS = {"yes", "no", "on", "off", "y", "n"}
 
 
 def _type_name(value: Any) -> str:
@@ -175,11 +176,15 @@ class SemanticChecker:
                 default = known[key].get("default")
                 expected = _matches_default(value, default)
                 if expected:
+                    hint = f"Keras' default is {default!r}"
+                    if expected == "true or false" and isinstance(value, str) and value.lower() in _YAML11_BOOLEANS:
+                        hint = f"'{value}' is a string in YAML 1.2 (graphspec's YAML); write true or false"
                     self.sink.error("bad-argument-type",
-                                    f"{canonical}.{key} expects {expected}, got {_type_name(value)}", arg_path,
-                                    f"Keras' default is {default!r}")
+                                    f"{canonical}.{key} expects {expected}, got {_type_name(value)}", arg_path, hint)
+        misspelt = {did_you_mean(key, list(known)) for key in args if key not in known}
         for key, meta in known.items():
-            if meta.get("required") and key not in args:
+            # A misspelt required argument is already reported, with the right spelling as its hint.
+            if meta.get("required") and key not in args and f"did you mean '{key}'?" not in misspelt:
                 self.sink.error("missing-argument", f"{canonical} needs the argument '{key}'", path + ("type",))
 
     def check_layer_config_dict(self, value: Any, path: Path) -> None:
