@@ -832,6 +832,7 @@ def training_dataset(examples: Examples, io_: ModelIO, *, batch_size: int, seed:
         if steps is None:
             return dataset.prefetch(autotune), None
         return dataset.repeat().prefetch(autotune), steps
+    repeat = steps is not None and steps != per_pass  # more (or fewer) batches than one pass: cycle the data
     steps = steps or per_pass
     if steps is None:
         raise TrainError([Diagnostic(code="bad-data", message=f"{examples.description}: its size is unknown, so "
@@ -853,7 +854,8 @@ def training_dataset(examples: Examples, io_: ModelIO, *, batch_size: int, seed:
                 return to_xy({name: tf.gather(t, idx) for name, t in tensors.items()})
 
             def one_epoch(epoch):
-                idx = tf.data.Dataset.from_tensor_slices(epoch_indices(epoch)).repeat()
+                idx = tf.data.Dataset.from_tensor_slices(epoch_indices(epoch))
+                idx = idx.repeat() if repeat else idx
                 return idx.batch(batch_size, drop_remainder=drop_remainder).take(steps).map(gather)
         else:
             def load(i):
@@ -868,7 +870,8 @@ def training_dataset(examples: Examples, io_: ModelIO, *, batch_size: int, seed:
                     ds = decoded.shuffle(min(n, shuffle_buffer), seed=seed * 1_000_003 + epoch) if shuffle else decoded
                 else:
                     ds = tf.data.Dataset.from_tensor_slices(epoch_indices(epoch)).map(load, num_parallel_calls=autotune)
-                return ds.repeat().batch(batch_size, drop_remainder=drop_remainder).take(steps).map(to_xy)
+                ds = ds.repeat() if repeat else ds
+                return ds.batch(batch_size, drop_remainder=drop_remainder).take(steps).map(to_xy)
     else:
         base = _base_stream(examples)
         if examples.cache:
@@ -876,10 +879,13 @@ def training_dataset(examples: Examples, io_: ModelIO, *, batch_size: int, seed:
 
         def one_epoch(epoch):
             ds = base.shuffle(shuffle_buffer, seed=seed * 1_000_003 + epoch) if shuffle else base
-            return ds.repeat().batch(batch_size, drop_remainder=drop_remainder).take(steps).map(
+            ds = ds.repeat() if repeat else ds
+            return ds.batch(batch_size, drop_remainder=drop_remainder).take(steps).map(
                 to_xy, num_parallel_calls=autotune)
 
     dataset = tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
+    if examples.size is not None:
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps * max(epochs - first_epoch, 0)))
     return dataset.prefetch(autotune), steps
 
 
@@ -910,6 +916,8 @@ def eval_dataset(examples: Examples, io_: ModelIO, *, batch_size: int, with_targ
         if examples.cache:
             dataset = dataset.cache()
         dataset = dataset.batch(batch_size).map(to_xy, num_parallel_calls=autotune)
+    if examples.size is not None:  # a known length spares Keras its "ran out of data" warning
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-examples.size // batch_size)))
     return dataset.prefetch(autotune)
 
 
