@@ -279,6 +279,8 @@ CASES: dict[str, list[Case]] = {
         case(t(5, 4), layer={"type": "Dense", "units": 2}, dtype="float16"),
         case(t(5), layer={"type": "Dense", "units": 3}, error=True),
         case(t(5, 4, 4), layer={"type": "Conv2D", "filters": 2, "kernel_size": 3}, error=True),
+        case(t(None, 1), layer={"type": "MaxPooling1D", "pool_size": 2},
+             stricter="Keras checks the wrapped layer's input rank only when the model runs"),
     ],
     # merging ------------------------------------------------------------------------------
     "Concatenate": [
@@ -590,7 +592,100 @@ def dot_configs(draw, layer: str):
     return Case({"axes": axes}, [t(*a), t(*b)])
 
 
+@st.composite
+def recurrent_configs(draw, layer: str):
+    args: dict[str, Any] = {"units": draw(st.integers(1, 6)), "return_sequences": draw(st.booleans()),
+                            "return_state": draw(st.booleans()), "use_bias": draw(st.booleans())}
+    if layer == "GRU":
+        args["reset_after"] = draw(st.booleans())
+    rank = 3 if draw(st.integers(0, 4)) else draw(st.sampled_from([2, 4]))  # mostly sequences
+    shape = [draw(SIZE)] + [draw(SMALL) for _ in range(rank - 2)]
+    return Case(args, t(*shape))
+
+
+@st.composite
+def bidirectional_configs(draw, layer: str):
+    inner = {"type": draw(st.sampled_from(["LSTM", "GRU", "SimpleRNN"])), "units": draw(st.integers(1, 5)),
+             "return_sequences": draw(st.booleans()), "return_state": draw(st.booleans())}
+    args: dict[str, Any] = {"layer": inner, "merge_mode": draw(st.sampled_from(["concat", "sum", "mul", "ave", None]))}
+    if draw(st.integers(0, 3)) == 0:
+        args["backward_layer"] = {**inner, "units": inner["units"], "go_backwards": True}
+    return Case(args, t(draw(SIZE), draw(SMALL)))
+
+
+@st.composite
+def time_distributed_configs(draw, layer: str):
+    inner = draw(st.sampled_from([
+        {"type": "Dense", "units": 3}, {"type": "Conv1D", "filters": 2, "kernel_size": 2},
+        {"type": "MaxPooling1D", "pool_size": 2}, {"type": "Flatten"}, {"type": "Dropout", "rate": 0.1},
+        {"type": "GlobalAveragePooling1D"}, {"type": "Embedding", "input_dim": 10, "output_dim": 3},
+    ]))
+    # Keras checks the wrapped layer's input rank only when the model runs: give it the rank it takes.
+    per_step = 2 if inner["type"].endswith("1D") else draw(st.integers(1, 3))
+    shape = [draw(SIZE)] + [draw(st.integers(1, 5)) for _ in range(per_step)]
+    return Case({"layer": inner}, t(*shape))
+
+
+@st.composite
+def mha_configs(draw, layer: str):
+    rank = draw(st.sampled_from([3, 3, 4]))
+    q = [draw(SIZE) for _ in range(rank - 2)] + [draw(st.integers(1, 8))]
+    v = [draw(SIZE) for _ in range(rank - 2)] + [draw(st.integers(1, 8))]
+    inputs: dict[str, T] = {"query": t(*q), "value": t(*v)}
+    if draw(st.booleans()):
+        inputs["key"] = t(*v[:-1], draw(st.integers(1, 8)))
+    args: dict[str, Any] = {"num_heads": draw(st.integers(1, 3)), "key_dim": draw(st.integers(1, 4)),
+                            "use_bias": draw(st.booleans())}
+    if draw(st.booleans()):
+        args["value_dim"] = draw(st.integers(1, 4))
+    if draw(st.booleans()):
+        args["output_shape"] = draw(st.one_of(st.integers(1, 5), st.lists(st.integers(1, 3), min_size=1, max_size=2)))
+    if rank == 4 and draw(st.booleans()):
+        args["attention_axes"] = draw(st.sampled_from([[1], [2], [1, 2]]))
+    if draw(st.booleans()):
+        args["use_gate"] = True
+    return Case(args, inputs, {"return_attention_scores": draw(st.booleans())})
+
+
+@st.composite
+def norm_configs(draw, layer: str):
+    shape = [draw(st.sampled_from([1, 2, 3, 4, 6, 8, None])) for _ in range(draw(st.integers(1, 3)))]
+    rank = len(shape) + 1
+    args: dict[str, Any] = {"center": draw(st.booleans()), "scale": draw(st.booleans())}
+    if layer == "LayerNormalization" and draw(st.booleans()):
+        args["axis"] = sorted(set(draw(st.lists(st.integers(1, rank - 1), min_size=1, max_size=rank - 1))))
+    else:
+        args["axis"] = draw(st.integers(-rank, rank - 1).filter(lambda a: a % rank != 0))
+    if layer == "GroupNormalization":
+        args["groups"] = draw(st.sampled_from([1, 2, 3, 4, -1]))
+    return Case(args, t(*shape))
+
+
+@st.composite
+def embedding_configs(draw, layer: str):
+    shape = [draw(SIZE) for _ in range(draw(st.integers(0, 3)))]
+    args = {"input_dim": draw(st.integers(1, 50)), "output_dim": draw(st.integers(1, 8)),
+            "mask_zero": draw(st.booleans())}
+    return Case(args, t(*shape, dtype=draw(st.sampled_from(["int32", "int64"]))))
+
+
+@st.composite
+def permute_configs(draw, layer: str):
+    shape = [draw(SIZE) for _ in range(draw(st.integers(1, 4)))]
+    dims = draw(st.permutations(list(range(1, len(shape) + 1))))
+    return Case({"dims": list(dims)}, t(*shape))
+
+
 STRATEGIES: dict[str, tuple[Any, int]] = {}
+for _name in ("LSTM", "GRU", "SimpleRNN"):
+    STRATEGIES[_name] = (recurrent_configs(_name), 15)
+STRATEGIES["Bidirectional"] = (bidirectional_configs("Bidirectional"), 20)
+STRATEGIES["TimeDistributed"] = (time_distributed_configs("TimeDistributed"), 20)
+STRATEGIES["MultiHeadAttention"] = (mha_configs("MultiHeadAttention"), 25)
+for _name in ("BatchNormalization", "LayerNormalization", "GroupNormalization"):
+    STRATEGIES[_name] = (norm_configs(_name), 20)
+STRATEGIES["Embedding"] = (embedding_configs("Embedding"), 15)
+STRATEGIES["Permute"] = (permute_configs("Permute"), 10)
 for _rank in (1, 2, 3):
     for _name in (f"Conv{_rank}D", f"Conv{_rank}DTranspose"):
         STRATEGIES[_name] = (conv_configs(_name), 80)

@@ -38,10 +38,12 @@ def batch_norm(call: LayerCall) -> RuleResult:
 @rule("LayerNormalization")
 def layer_norm(call: LayerCall) -> RuleResult:
     x = call.input
-    size = _size(call, x, _check_axes(call, x, call.args.get("axis", -1)))
+    axes = _check_axes(call, x, call.args.get("axis", -1))
     scale = bool(call.arg("scale", True)) or bool(call.arg("rms_scaling"))
     center = bool(call.arg("center", True)) and not call.arg("rms_scaling")
-    return RuleResult(TensorInfo(x.shape, call.dtype()), size * (int(scale) + int(center)))
+    if not (scale or center):  # no weights: any sizes will do
+        return RuleResult(TensorInfo(x.shape, call.dtype()))
+    return RuleResult(TensorInfo(x.shape, call.dtype()), _size(call, x, axes) * (int(scale) + int(center)))
 
 
 @rule("RMSNormalization")
