@@ -76,11 +76,29 @@ def infer_layer(layer_type: str, args: dict[str, Any], inputs: Inputs,
     if rule is None:
         return None
     merged = layer_args(canonical, args)
+    _check_numeric(canonical, inputs)
     result = rule(LayerCall(canonical, merged, inputs, dict(call_args or {})))
     if result is not None and merged.get("trainable") is False:
         # A frozen layer keeps its weights, none of them trained.
         result = RuleResult(result.outputs, 0, result.params + result.non_trainable_params)
     return result
+
+
+STRING_LAYOUT_LAYERS = {"Identity", "Flatten", "Reshape", "Permute"}
+"""Layers with a rule that only move values around, and so also take string tensors."""
+
+
+def _check_numeric(layer_type: str, inputs: Inputs) -> None:
+    """Keras builds any layer on a string tensor, but only layout layers can run on one."""
+    if layer_type in STRING_LAYOUT_LAYERS:
+        return
+    tensors = [inputs] if isinstance(inputs, TensorInfo) else list(inputs.values()) if isinstance(inputs, dict) \
+        else [t for t in inputs if isinstance(t, TensorInfo)]
+    for tensor in tensors:
+        if tensor.dtype == "string":
+            raise ShapeError(f"{layer_type} computes on numbers, but its input {tensor} holds strings",
+                             hint="turn the strings into numbers first (a StringLookup, TextVectorization or "
+                                  "Hashing node), or give the input a numeric dtype", code="dtype-mismatch")
 
 
 def _shape_of(values: list[int | None]) -> Shape:

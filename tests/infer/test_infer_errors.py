@@ -275,6 +275,17 @@ def test_all_problems_are_reported_together_without_cascades():
     assert errors[0].line < errors[1].line
 
 
+def test_strings_into_a_numeric_layer():
+    text = spec("""
+        flat: {type: Flatten, input: words}
+        d: {type: Dense, units: 4}
+    """, inputs="words: {shape: [3, 2], dtype: string}")
+    error = only_error(text)
+    assert error.code == "dtype-mismatch"
+    assert (error.line, error.col) == position(text, "d:", "d")
+    assert "(None, 6)" in error.message and "StringLookup" in error.hint
+
+
 def test_dtype_is_carried_through_inference():
     text = spec("""
         emb: {type: Embedding, input_dim: 100, output_dim: 8, input: ids}
