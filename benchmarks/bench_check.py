@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from gen_spec import generate  # noqa: E402
 
-CHILD_MEMORY_LIMIT = 2 * 1024**3
+CHILD_MEMORY_LIMIT = 1024**3
 """Address-space cap on every child, so a runaway input fails instead of swapping the machine."""
 
 
