@@ -121,3 +121,98 @@ def normalization(call: LayerCall) -> RuleResult:
     size = math.prod(x.shape[a] for a in keep)  # type: ignore[misc]
     non_trainable = 0 if has_mean else 2 * size + 1
     return RuleResult(TensorInfo(x.shape, call.dtype()), 0, non_trainable)
+
+
+def _einsum_shapes(call: LayerCall, x: TensorInfo):
+    """(kernel shape, bias shape or None, output shape): a port of Keras' ``_analyze_einsum_string``."""
+    import re
+
+    equation = call.arg("equation")
+    if not isinstance(equation, str):
+        raise ArgumentError(f"EinsumDense: equation must be a string such as 'ab,bc->ac', got {equation!r}",
+                            argument="equation")
+    replaced = equation.replace("...", "0")
+    left_elided = False
+    match = re.fullmatch("([a-zA-Z]+),([a-zA-Z]+)->([a-zA-Z]+)", replaced)
+    if match is None:
+        match = re.fullmatch("0([a-zA-Z]+),([a-zA-Z]+)->0([a-zA-Z]+)", replaced)
+        left_elided = match is not None
+    if match is None:
+        match = re.fullmatch("([a-zA-Z]{2,})0,([a-zA-Z]+)->([a-zA-Z]+)0", replaced)
+    if match is None:
+        raise ArgumentError(f"EinsumDense: equation {equation!r} is not of the form 'X,Y->Z', '...X,Y->...Z' or "
+                            "'X...,Y->Z...'", argument="equation")
+    input_spec, weight_spec, output_spec = match.groups()
+    shape = list(x.shape)
+    elided = len(shape) - len(input_spec)
+    if elided < 0 or (elided > 0 and "0" not in replaced):
+        raise ShapeError(f"EinsumDense: equation {equation!r} names {len(input_spec)} input axes, the input {x} has "
+                         f"{len(shape)}", argument="equation", code="rank-mismatch")
+    raw = call.arg("output_shape")
+    output = [raw] if isinstance(raw, int) or raw is None else list(raw)
+    output.insert(0, shape[0])
+    if elided > 0 and left_elided:
+        for i in range(1, elided):
+            output.insert(1, shape[i])
+    elif elided > 0:
+        output.extend(shape[len(shape) - elided:])
+    if left_elided:
+        in_map = {d: i + elided - len(shape) for i, d in enumerate(input_spec)}
+        out_map = {d: i + elided for i, d in enumerate(output_spec)}
+    else:
+        in_map = {d: i for i, d in enumerate(input_spec)}
+        out_map = {d: i for i, d in enumerate(output_spec)}
+    try:
+        for d in input_spec:
+            if d in out_map and output[out_map[d]] is not None and output[out_map[d]] != shape[in_map[d]]:
+                raise ShapeError(f"EinsumDense: axis '{d}' is {shape[in_map[d]]} in the input {x} but "
+                                 f"{output[out_map[d]]} in output_shape", argument="output_shape")
+        for d in output_spec:
+            if d not in input_spec and d not in weight_spec:
+                raise ArgumentError(f"EinsumDense: output axis '{d}' appears in neither the input nor the weight "
+                                    "spec", argument="equation")
+        kernel = []
+        for d in weight_spec:
+            if d in out_map:
+                kernel.append(output[out_map[d]])
+            elif d in in_map:
+                kernel.append(shape[in_map[d]])
+            else:
+                raise ArgumentError(f"EinsumDense: weight axis '{d}' appears in neither the input nor the output "
+                                    "spec", argument="equation")
+        bias = None
+        bias_axes = call.arg("bias_axes")
+        if bias_axes is not None:
+            offset = elided if left_elided else 0
+            sizes = {c: output[i + offset] for i, c in enumerate(output_spec)}
+            for c in bias_axes:
+                if c not in output_spec:
+                    raise ArgumentError(f"EinsumDense: bias axis '{c}' is not in the output spec '{output_spec}'",
+                                        argument="bias_axes")
+            first = min(output_spec.find(c) for c in bias_axes)
+            bias = [sizes[c] if c in bias_axes else 1 for c in output_spec[first:]]
+            if not left_elided:
+                bias.extend([1] * elided)
+    except IndexError:
+        raise ShapeError(f"EinsumDense: output_shape {raw!r} does not give a size to every output axis of "
+                         f"{equation!r}", argument="output_shape") from None
+    if any(d is None for d in kernel) or (bias and any(d is None for d in bias)):
+        raise ShapeError(f"EinsumDense: the weights' axes need known sizes; input {x}, output_shape {raw!r}",
+                         argument="output_shape", hint="give every weight axis a size in output_shape or the input")
+    return kernel, bias, output
+
+
+@rule("EinsumDense")
+def einsum_dense(call: LayerCall) -> RuleResult | None:
+    x = call.input
+    if call.args.get("quantization_config") is not None:
+        return None
+    kernel, bias, output = _einsum_shapes(call, x)
+    kernel_size = math.prod(kernel)
+    bias_size = math.prod(bias) if bias is not None else 0
+    out = TensorInfo(tuple(output), call.dtype())
+    rank = call.args.get("lora_rank")
+    if rank:
+        lora = math.prod(kernel[:-1]) * rank + rank * kernel[-1]
+        return RuleResult(out, lora + bias_size, kernel_size)
+    return RuleResult(out, kernel_size + bias_size)
