@@ -100,8 +100,14 @@ class LayerCall:
             return self.inputs
         if isinstance(self.inputs, list) and len(self.inputs) == 1:
             return self.inputs[0]
-        if isinstance(self.inputs, dict) and len(self.inputs) == 1:
-            return next(iter(self.inputs.values()))
+        if isinstance(self.inputs, dict):
+            # By call argument: the main tensor is the call's first argument ('inputs', 'sequences', ...);
+            # the others are masks or states.
+            if len(self.inputs) == 1:
+                return next(iter(self.inputs.values()))
+            main = _first_call_argument(self.layer_type)
+            if main in self.inputs:
+                return self.inputs[main]
         raise ShapeError(f"{self.layer_type} takes one input tensor, got {len(self.inputs)}: "
                          + ", ".join(str(t) for t in (self.inputs.values() if isinstance(self.inputs, dict)
                                                       else self.inputs)),
@@ -185,6 +191,14 @@ class LayerCall:
                 f"{self.layer_type} expects an {what} of rank {min_rank} or more, got shape {tensor} "
                 f"(rank {tensor.rank})",
                 hint=_rank_hint(self.layer_type, min_rank, tensor), code="rank-mismatch")
+
+
+def _first_call_argument(layer_type: str) -> str | None:
+    from graphspec.catalogue import catalogue
+
+    entry = catalogue().layer(layer_type)
+    names = entry.get("call_args") if entry else None
+    return names[0] if names else None
 
 
 def _layout(layer_type: str, rank: int) -> str:

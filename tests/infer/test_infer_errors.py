@@ -251,6 +251,17 @@ def test_multi_head_attention_needs_query_and_value():
     assert "value" in error.message
 
 
+def test_initial_state_of_the_wrong_size():
+    text = spec("""
+        h0: {type: Dense, units: 5, input: v}
+        gru: {type: GRU, units: 8, input: {sequences: s, initial_state: h0}}
+    """, inputs="s: {shape: [10, 4]}\nv: {shape: [3]}")
+    error = only_error(text)
+    assert error.path == ("nodes", "gru", "input", "initial_state")
+    assert (error.line, error.col) == position(text, "gru:", "h0}")
+    assert "(None, 5)" in error.message and "units: 8" in error.hint
+
+
 def test_output_index_beyond_the_outputs():
     text = spec("""
         lstm: {type: LSTM, units: 8, return_state: true, input: s}

@@ -249,6 +249,7 @@ CASES: dict[str, list[Case]] = {
         case(t(None, 3), units=5, use_bias=False),
         case(t(None, 3), units=5, dtype="float16"),
         case(t(6, 3, 2), units=2, error=True),
+        case({"sequences": SEQ, "initial_state": t(4)}, units=4, return_sequences=True),
     ],
     "LSTM": [
         case(SEQ, units=4),

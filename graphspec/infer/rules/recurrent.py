@@ -50,6 +50,11 @@ def recurrent(call: LayerCall) -> RuleResult:
     units = call.positive("units")
     features = _sequence(call, x, call.args)
     states = 2 if call.layer_type == "LSTM" else 1
+    initial = call.inputs.get("initial_state") if isinstance(call.inputs, dict) else None
+    if initial is not None and (initial.rank != 2 or initial.shape[1] not in (None, units)):
+        raise ShapeError(f"{call.layer_type} with {units} units starts from a state of shape (batch, {units}), "
+                         f"got initial_state {initial}", argument=("input", "initial_state"),
+                         hint=f"give initial_state a tensor of {units} features (e.g. a Dense with units: {units})")
     return RuleResult(_outputs(x, units, states, call.args, call.dtype()),
                       rnn_params(call.layer_type, call.args, features))
 
