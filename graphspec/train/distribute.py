@@ -95,3 +95,35 @@ def distribute_options(dataset):
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)
+
+
+def prepare_model(model, distribution: Distribution, sample_batch) -> None:
+    """Build the model's metrics and loss state from a local batch before ``fit``.
+
+    Keras 3.15's ``fit`` under ``MultiWorkerMirroredStrategy`` first pulls a distributed batch and
+    reduces it across replicas to build the compiled metrics, which fails for that strategy
+    ("Attempt to convert a value (PerReplica...) to a Tensor"). Building from a local batch inside the
+    strategy's scope does the same work; Keras' own step is then skipped for this model only.
+
+    The same Keras reduces each step's logs across workers with ``strategy.reduce("MEAN", v, axis=0)``,
+    which fails on scalar logs ("Invalid reduction dimension 0 for input with 0 dimensions",
+    tensorflow/tensorflow#72388). The logs are results of metrics whose variables are already
+    aggregated across replicas, so every worker holds the same value: giving them shape ``[1]``
+    makes that mean the identity.
+    """
+    if distribution.kind != "multi-worker":
+        return
+    import tensorflow as tf
+
+    with distribution.scope():
+        model._symbolic_build(data_batch=sample_batch)
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+
+    def shaped(step):
+        def wrapper(data):
+            logs = step(data)
+            return {k: tf.reshape(v, [1]) if getattr(v, "shape", None) == () else v for k, v in logs.items()}
+        return wrapper
+
+    model.train_step = shaped(model.train_step)
+    model.test_step = shaped(model.test_step)

@@ -540,16 +540,18 @@ def train(spec: str | os.PathLike | CheckedSpec | None = None, *, overrides: lis
 
     callbacks = make_callbacks(keras, run)
     first_epoch = 0
+    if model.optimizer is not None and not model.optimizer.built:
+        with distribution.scope():  # every worker creates the optimizer's variables at the same point
+            model.optimizer.build(model.trainable_variables)
     if meta:
-        restore_state(model, meta, arrays, str(resume_dir / STATE_FILE))
+        with distribution.scope():
+            restore_state(model, meta, arrays, str(resume_dir / STATE_FILE))
         run.history = list(meta.get("history", []))
         run.completed_epochs = first_epoch = int(meta["epoch"])
         run.restore_callbacks(meta.get("callbacks", {}), arrays)
         _update_run_json(run_dir, status="running", resumed_at_epoch=first_epoch)
         echo(f"resuming {run_dir} at epoch {first_epoch + 1} of {settings['epochs']}")
     elif run_dir is not None:
-        if model.optimizer is not None and not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
         run.save_checkpoint(model)  # epoch 0: a run stopped in its first epoch restarts from the same weights
 
     global_batch = settings["batch_size"] * distribution.replicas
@@ -562,7 +564,9 @@ def train(spec: str | os.PathLike | CheckedSpec | None = None, *, overrides: lis
     if validation is not None:
         val_ds = datalib.eval_dataset(validation, io_, batch_size=global_batch)
     if distribution.kind != "default":
-        from graphspec.train.distribute import distribute_options
+        from graphspec.train.distribute import distribute_options, prepare_model
+
+        prepare_model(model, distribution, next(iter(datalib.eval_dataset(examples, io_, batch_size=global_batch))))
 
         train_ds = distribute_options(train_ds)
         val_ds = distribute_options(val_ds) if val_ds is not None else None
