@@ -21,9 +21,8 @@ def check_expectations(inferred: InferredGraph) -> None:
     if expect.params is not None and total is not None and total != expect.params:
         sink.error("expect-failed", f"expected {expect.params:,} parameters, the model has {total:,}",
                    ("expect", "params"), f"if the change is intended, set params: {total}")
-    frozen = any(getattr(node.spec, "trainable", True) is False for node in inferred.graph.nodes.values())
-    if expect.trainable_params is not None and trainable is not None and not frozen \
-            and trainable != expect.trainable_params:
+    # Frozen layers and blocks are counted as non-trainable by inference (exactly as Keras does).
+    if expect.trainable_params is not None and trainable is not None and trainable != expect.trainable_params:
         sink.error("expect-failed",
                    f"expected {expect.trainable_params:,} trainable parameters, the model has {trainable:,}",
                    ("expect", "trainable_params"), f"if the change is intended, set trainable_params: {trainable}")

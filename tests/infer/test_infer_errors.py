@@ -398,3 +398,21 @@ def test_check_does_not_import_keras():
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_expected_trainable_params_count_frozen_layers_as_keras_does():
+    body = """
+        d: {type: Dense, units: 4, trainable: false, input: v}
+        block:
+          sequential: [{type: Dense, units: 3}, {type: BatchNormalization}]
+          trainable: false
+        out: {type: Dense, units: 2}
+    """
+    good = spec(body, inputs="v: {shape: [10]}") + "expect:\n  params: 44\n  trainable_params: 8\n"
+    good = good.replace("params: 44", f"params: {44 + 15 + 12 + 8}")
+    checked = check_text(good)
+    assert (checked.inferred.total_params, checked.inferred.trainable_params) == (79, 8)
+    bad = good.replace("trainable_params: 8", "trainable_params: 79")
+    error = only_error(bad)
+    assert error.code == "expect-failed" and error.path == ("expect", "trainable_params")
+    assert "set trainable_params: 8" in error.hint
