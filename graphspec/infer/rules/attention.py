@@ -128,7 +128,7 @@ def attention(call: LayerCall) -> RuleResult:
     query, value = tensors[0], tensors[1]
     key = tensors[2] if len(tensors) == 3 else value
     for t, name in ((query, "query"), (value, "value"), (key, "key")):
-        call.require_rank(t, min_rank=3, what=name)
+        call.require_rank(t, min_rank=2, what=name)
     if None not in (query.shape[-1], key.shape[-1]) and query.shape[-1] != key.shape[-1]:
         raise ShapeError(f"{call.layer_type} scores query against key, so their feature sizes must match; got "
                          f"query {query} and key {key}", hint="project one of them first (a Dense)")
