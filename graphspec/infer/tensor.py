@@ -99,7 +99,9 @@ class LayerCall:
         if isinstance(self.inputs, TensorInfo):
             return self.inputs
         if isinstance(self.inputs, list) and len(self.inputs) == 1:
-            return self.inputs[0]
+            # Keras hands a one-element list to call() as a list, which a single-input layer refuses.
+            raise ShapeError(f"{self.layer_type} takes one tensor, not a list of one",
+                             hint="write the reference without brackets, e.g. 'input: x'", code="wrong-input-count")
         if isinstance(self.inputs, dict):
             # By call argument: the main tensor is the call's first argument ('inputs', 'sequences', ...);
             # the others are masks or states.

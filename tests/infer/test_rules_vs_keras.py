@@ -131,6 +131,7 @@ CASES: dict[str, list[Case]] = {
         case(t(6), units=4, lora_rank=2),
         case(t(None), units=3, error=True),
         case(t(), units=3, error=True),
+        case([t(5)], units=3, error=True),
         case(t(5, dtype="string"), units=3, stricter="Keras builds it on a string tensor, but cannot run it"),
     ],
     "EinsumDense": [
