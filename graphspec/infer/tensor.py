@@ -185,12 +185,14 @@ class LayerCall:
                      what: str = "input") -> None:
         if rank is not None and tensor.rank != rank:
             raise ShapeError(
-                f"{self.layer_type} expects a rank-{rank} {what} {_layout(self.layer_type, rank)}, "
+                f"{self.layer_type} expects a rank-{rank} {what} "
+                f"{_layout(self.layer_type, rank, self.args.get('data_format') == 'channels_first')}, "
                 f"got shape {tensor} (rank {tensor.rank})",
                 hint=_rank_hint(self.layer_type, rank, tensor), code="rank-mismatch")
         if min_rank is not None and tensor.rank < min_rank:
             raise ShapeError(
-                f"{self.layer_type} expects an {what} of rank {min_rank} or more, got shape {tensor} "
+                f"{self.layer_type} expects {'an' if what[0] in 'aeiou' else 'a'} {what} of rank {min_rank} or more, "
+                f"got shape {tensor} "
                 f"(rank {tensor.rank})",
                 hint=_rank_hint(self.layer_type, min_rank, tensor), code="rank-mismatch")
 
@@ -203,16 +205,15 @@ def _first_call_argument(layer_type: str) -> str | None:
     return names[0] if names else None
 
 
-def _layout(layer_type: str, rank: int) -> str:
+def _layout(layer_type: str, rank: int, channels_first: bool = False) -> str:
     """How the axes of a rank-N input are laid out, for messages."""
     if rank == 2:
         return "(batch, features)"
     if rank == 3 and ("1D" in layer_type or layer_type in ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional")):
-        return "(batch, steps, features)"
-    if rank == 4 and "2D" in layer_type:
-        return "(batch, height, width, channels)"
-    if rank == 5 and "3D" in layer_type:
-        return "(batch, depth, height, width, channels)"
+        return "(batch, channels, steps)" if channels_first and "1D" in layer_type else "(batch, steps, features)"
+    spatial = {4: ("2D", "height, width"), 5: ("3D", "depth, height, width")}.get(rank)
+    if spatial and spatial[0] in layer_type:
+        return f"(batch, channels, {spatial[1]})" if channels_first else f"(batch, {spatial[1]}, channels)"
     return "(batch first)"
 
 
