@@ -169,7 +169,8 @@ CASES: dict[str, list[Case]] = {
         case(t(6), trainable=False),
         case(t(None, 3), error=True),
     ],
-    "Dropout": [case(t(4), rate=0.5), case(t(4, 3, dtype="int32"), rate=0.1), case(t(4), rate=0.5, noise_shape=[None, 1])],
+    "Dropout": [case(t(4), rate=0.5), case(t(4, 3, dtype="int32"), rate=0.1),
+                case(t(4), rate=0.5, noise_shape=[None, 1])],
     "SpatialDropout1D": [case(t(5, 3), rate=0.2), case(t(None, 3), rate=0.2), case(t(5), rate=0.2, error=True)],
     "SpatialDropout2D": [case(t(5, 4, 3), rate=0.2), case(t(3, 5, 4), rate=0.2, data_format="channels_first"),
                          case(t(5, 3), rate=0.2, error=True)],
@@ -192,7 +193,8 @@ CASES: dict[str, list[Case]] = {
         case(t(None, 3), axis=1, error=True),
     ],
     # reshaping ----------------------------------------------------------------------------
-    "Flatten": [case(t(4, 5, 3)), case(t(5)), case(t(None, 3)), case(t(3, 4, dtype="int32")), case(t(3, dtype="string")),
+    "Flatten": [case(t(4, 5, 3)), case(t(5)), case(t(None, 3)), case(t(3, 4, dtype="int32")),
+                case(t(3, dtype="string")),
                 case(t(2, 3, 4), data_format="channels_first"), case(t(2, 3), dtype="float16")],
     "Reshape": [
         case(t(12), target_shape=[3, 4]),
@@ -380,7 +382,8 @@ CASES: dict[str, list[Case]] = {
         case([t(6, 8), t(9, 8)], {"return_attention_scores": True}),
     ],
     # padding, cropping, upsampling ---------------------------------------------------------
-    "ZeroPadding1D": [case(t(5, 3)), case(t(5, 3), padding=[1, 2]), case(t(3, 5), padding=2, data_format="channels_first"),
+    "ZeroPadding1D": [case(t(5, 3)), case(t(5, 3), padding=[1, 2]),
+                      case(t(3, 5), padding=2, data_format="channels_first"),
                       case(t(None, 3), padding=1), case(t(5), error=True)],
     "ZeroPadding2D": [case(t(5, 4, 3)), case(t(5, 4, 3), padding=[1, 2]), case(t(5, 4, 3), padding=[[1, 0], [2, 3]]),
                       case(t(3, 5, 4), padding=2, data_format="channels_first"), case(t(5, 4), error=True)],

@@ -121,7 +121,8 @@ def conv(call: LayerCall) -> RuleResult:
     spatial, channels, first = split_channels(call, x, rank, need_channels=True)
     if channels % groups:
         raise ShapeError(f"{call.layer_type}: the input's {channels} channels are not divisible by groups={groups} "
-                         f"(input {x})", argument="groups", hint="groups must divide both the input channels and filters")
+                         f"(input {x})", argument="groups",
+                         hint="groups must divide both the input channels and filters")
     out = spatial_out(call, x, spatial, kernel, strides, padding, dilation)
     params = math.prod(kernel) * (channels // groups) * filters + _bias(call, filters)
     return RuleResult(TensorInfo(join_channels(x.shape[0], out, filters, first), call.dtype()), params)
