@@ -37,6 +37,13 @@ DATA_DIR = FsPath(__file__).resolve().parent.parent / "data"
 Shape = tuple  # of int | None
 
 
+def _plain_fn(fn):
+    """Mark a tf.data function as plain TensorFlow: no AutoGraph conversion (it costs ~1 s at start-up)."""
+    import tensorflow as tf
+
+    return tf.autograph.experimental.do_not_convert(fn)
+
+
 # -- what the model expects ---------------------------------------------------------------------
 
 @dataclass
@@ -492,6 +499,7 @@ def open_tfrecord(source: TfrecordSource, checked: CheckedSpec, io_: ModelIO, wh
             dtype = {"float32": tf.float32, "int64": tf.int64, "string": tf.string}[feature.dtype]
             description_[key] = tf.io.FixedLenFeature(feature.shape if feature.decode is None else [], dtype)
 
+        @_plain_fn
         def parse(record):
             parsed = tf.io.parse_single_example(record, description_)
             out = {}
@@ -513,7 +521,7 @@ def open_tfrecord(source: TfrecordSource, checked: CheckedSpec, io_: ModelIO, wh
         dataset = records()
         if source.limit is not None:
             dataset = dataset.take(source.limit)
-        return dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+        return dataset.map(_plain_fn(parse), num_parallel_calls=tf.data.AUTOTUNE)
 
     def count() -> int:
         import tensorflow as tf
@@ -636,13 +644,13 @@ def _dataset_examples(dataset, io_: ModelIO, description: str, sink: DiagnosticS
             elif y is not None and io_.targets:
                 out[io_.targets[0]] = y
             return out
-        mapped = lambda: dataset.map(to_dict)  # noqa: E731
+        mapped = lambda: dataset.map(_plain_fn(to_dict))  # noqa: E731
     elif isinstance(spec, dict):
         named = dict(spec)
         mapped = lambda: dataset  # noqa: E731
     else:
         named = {next(iter(io_.inputs)): spec}
-        mapped = lambda: dataset.map(lambda x: {next(iter(io_.inputs)): x})  # noqa: E731
+        mapped = lambda: dataset.map(_plain_fn(lambda x: {next(iter(io_.inputs)): x}))  # noqa: E731
     for name in _wanted(io_, need_targets):
         if name not in named:
             role = "input" if name in io_.inputs else "output"
@@ -781,6 +789,7 @@ def _cast(values: dict, io_: ModelIO):
 
 
 def _structure(io_: ModelIO, with_targets: bool):
+    @_plain_fn
     def to_xy(values):
         values = _cast(values, io_)
         x = io_.x(values)
@@ -850,14 +859,17 @@ def training_dataset(examples: Examples, io_: ModelIO, *, batch_size: int, seed:
             return subset
 
         if element is None:
+            @_plain_fn
             def gather(idx):
                 return to_xy({name: tf.gather(t, idx) for name, t in tensors.items()})
 
+            @_plain_fn
             def one_epoch(epoch):
                 idx = tf.data.Dataset.from_tensor_slices(epoch_indices(epoch))
                 idx = idx.repeat() if repeat else idx
                 return idx.batch(batch_size, drop_remainder=drop_remainder).take(steps).map(gather)
         else:
+            @_plain_fn
             def load(i):
                 return element({name: t[i] for name, t in tensors.items()})
 
@@ -865,6 +877,7 @@ def training_dataset(examples: Examples, io_: ModelIO, *, batch_size: int, seed:
             if examples.cache:  # decode once, then shuffle the decoded examples in a buffer
                 decoded = tf.data.Dataset.from_tensor_slices(subset).map(load, num_parallel_calls=autotune).cache()
 
+            @_plain_fn
             def one_epoch(epoch):
                 if decoded is not None:
                     ds = decoded.shuffle(min(n, shuffle_buffer), seed=seed * 1_000_003 + epoch) if shuffle else decoded
@@ -877,6 +890,7 @@ def training_dataset(examples: Examples, io_: ModelIO, *, batch_size: int, seed:
         if examples.cache:
             base = base.cache()
 
+        @_plain_fn
         def one_epoch(epoch):
             ds = base.shuffle(shuffle_buffer, seed=seed * 1_000_003 + epoch) if shuffle else base
             ds = ds.repeat() if repeat else ds
@@ -903,11 +917,11 @@ def eval_dataset(examples: Examples, io_: ModelIO, *, batch_size: int, with_targ
         subset = tf.constant(examples.indices if examples.indices is not None else np.arange(n), tf.int64)
         if examples.element is None:
             dataset = tf.data.Dataset.from_tensor_slices(subset).batch(batch_size).map(
-                lambda idx: to_xy({name: tf.gather(t, idx) for name, t in tensors.items()}))
+                _plain_fn(lambda idx: to_xy({name: tf.gather(t, idx) for name, t in tensors.items()})))
         else:
             element = examples.element
             dataset = tf.data.Dataset.from_tensor_slices(subset).map(
-                lambda i: element({name: t[i] for name, t in tensors.items()}), num_parallel_calls=autotune)
+                _plain_fn(lambda i: element({name: t[i] for name, t in tensors.items()})), num_parallel_calls=autotune)
             if examples.cache:
                 dataset = dataset.cache()
             dataset = dataset.batch(batch_size).map(to_xy)

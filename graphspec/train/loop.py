@@ -38,6 +38,10 @@ from graphspec.train import rundir
 from graphspec.train.settings import check_with_overrides, resolved_settings
 
 STATE_FILE = "checkpoint.npz"
+FLUSH_SECONDS = 60.0
+"""Longest time best.keras lags behind the best epoch while training runs (it is exact at the end)."""
+HISTORY_SECONDS = 5.0
+"""history.json/.csv are rewritten after an epoch at most this often while training runs (exact at the end)."""
 _META_KEY = "__meta__"
 
 
@@ -178,12 +182,19 @@ def make_callbacks(keras, run: "_Run"):
             self.model.optimizer.learning_rate.assign(value)
 
     class BestModel(keras.callbacks.Callback):
+        """Tracks the best epoch. Its weights are kept in memory (and in the checkpoint while they differ
+        from the current ones); ``best.keras`` is written when training ends or stops, and at most every
+        FLUSH_SECONDS in between, so a small model's epochs do not each pay for a full ``model.save``."""
+
         def __init__(self, monitor: str, mode: str):
             super().__init__()
             self.monitor = monitor
             self.direction = _direction(monitor, mode)
             self.best: float | None = None
             self.best_epoch: int | None = None
+            self.best_weights: list | None = None
+            self.written_epoch: int | None = None
+            self.last_flush = time.monotonic()
 
         def on_epoch_end(self, epoch, logs=None):
             if run.stopped_abnormally:
@@ -195,11 +206,29 @@ def make_callbacks(keras, run: "_Run"):
             better = self.best is None or (value < self.best if self.direction == "min" else value > self.best)
             if better:
                 self.best, self.best_epoch = value, epoch
-                if run.is_chief and run.run_dir is not None:
-                    from graphspec.emit import save_artifact
+                self.best_weights = self.model.get_weights()
+                if time.monotonic() - self.last_flush > FLUSH_SECONDS:
+                    self.flush()
 
-                    save_artifact(run.checked, self.model, run.run_dir / "best.keras")
-                    rundir.fix_mode(run.run_dir / "best.keras")
+        def on_train_end(self, logs=None):
+            self.flush()
+
+        def flush(self) -> None:
+            """Write best.keras from the best weights, if they are newer than the file."""
+            self.last_flush = time.monotonic()
+            if (not run.is_chief or run.run_dir is None or self.best_weights is None
+                    or self.written_epoch == self.best_epoch):
+                return
+            from graphspec.emit import save_artifact
+
+            current = self.model.get_weights()
+            try:
+                self.model.set_weights(self.best_weights)
+                save_artifact(run.checked, self.model, run.run_dir / "best.keras")
+                rundir.fix_mode(run.run_dir / "best.keras")
+            finally:
+                self.model.set_weights(current)
+            self.written_epoch = self.best_epoch
 
     class State(keras.callbacks.Callback):
         """Last in the list: records the epoch and writes the resumable checkpoint."""
@@ -222,8 +251,9 @@ def make_callbacks(keras, run: "_Run"):
             run.epochs_run.append(epoch)
             run.completed_epochs = epoch + 1
             run.save_checkpoint(self.model)
-            if run.is_chief and run.run_dir is not None:
+            if run.is_chief and run.run_dir is not None and time.monotonic() - run.history_written > HISTORY_SECONDS:
                 rundir.write_history(run.run_dir, run.history)
+                run.history_written = time.monotonic()
 
     callbacks = [Guard()]
     spec = run.settings["callbacks"]
@@ -305,7 +335,7 @@ def tensorboard_callback(keras, log_dir: FsPath, options: dict):
 _CALLBACK_STATE = {
     "early_stopping": ("wait", "best", "stopped_epoch", "best_epoch"),
     "reduce_lr": ("wait", "best", "cooldown_counter"),
-    "best_model": ("best", "best_epoch"),
+    "best_model": ("best", "best_epoch", "written_epoch"),
 }
 
 
@@ -334,6 +364,7 @@ class _Run:
     early_stopping: Any = None
     reduce_lr: Any = None
     best_model: Any = None
+    history_written: float = 0.0
 
     @property
     def stopped_abnormally(self) -> bool:
@@ -350,6 +381,10 @@ class _Run:
         if self.early_stopping is not None and self.early_stopping.best_weights is not None:
             for i, w in enumerate(self.early_stopping.best_weights):
                 extra[f"early_stopping_best/{i}"] = np.asarray(w)
+        best = self.best_model
+        if best is not None and best.best_weights is not None and best.best_epoch != self.completed_epochs - 1:
+            for i, w in enumerate(best.best_weights):
+                extra[f"best_model/{i}"] = np.asarray(w)
         return state, extra
 
     def restore_callbacks(self, state: dict, arrays: dict[str, np.ndarray]) -> None:
@@ -363,6 +398,12 @@ class _Run:
                          key=lambda k: int(k.rsplit("/", 1)[1]))
         if self.early_stopping is not None and weights:
             self.early_stopping.best_weights = [arrays[k] for k in weights]
+        best = sorted((k for k in arrays if k.startswith("extra/best_model/")), key=lambda k: int(k.rsplit("/", 1)[1]))
+        if self.best_model is not None and self.best_model.best_epoch is not None:
+            if best:
+                self.best_model.best_weights = [arrays[k] for k in best]
+            elif self.best_model.best_epoch == self.completed_epochs - 1:
+                self.best_model.best_weights = self.model.get_weights()  # the checkpoint's own weights
 
     def save_checkpoint(self, model) -> None:
         if not self.is_chief or self.run_dir is None:
@@ -454,13 +495,15 @@ def _check_resume(run_dir: FsPath, checked: CheckedSpec, settings: dict) -> tupl
 def train(spec: str | os.PathLike | CheckedSpec | None = None, *, overrides: list | None = None, data: Any = None,
           validation_data: Any = None, runs_root: str | os.PathLike = "runs", run_name: str | None = None,
           resume: str | os.PathLike | None = None, verbose: int | None = None, handle_signals: bool = True,
-          write_run_dir: bool = True, echo: Callable[[str], None] | None = None) -> RunResult:
+          write_run_dir: bool = True, callbacks: list | None = None,
+          echo: Callable[[str], None] | None = None) -> RunResult:
     """Train a spec's model; returns the fitted model, its history and the run directory.
 
     ``spec`` is a spec file (or a :class:`CheckedSpec`); ``overrides`` come from
     :func:`graphspec.train.settings.override_list`. ``data``/``validation_data`` replace the
     spec's sources (Python API: dicts of arrays, ``(x, y)`` or ``tf.data.Dataset``).
     ``resume`` continues the run in that directory, refusing if the spec or settings changed.
+    ``callbacks`` (Python API) are extra Keras callbacks, run before graphspec's checkpointing.
     """
     echo = echo or (lambda text: print(text, file=sys.stderr))
     overrides = list(overrides or [])
@@ -538,7 +581,9 @@ def train(spec: str | os.PathLike | CheckedSpec | None = None, *, overrides: lis
         rundir.atomic_write_json(run_dir / "settings.json", settings)
         rundir.atomic_write_json(run_dir / "versions.json", rundir.versions())
 
+    extra_callbacks = list(callbacks or [])
     callbacks = make_callbacks(keras, run)
+    callbacks[-1:-1] = extra_callbacks
     first_epoch = 0
     if model.optimizer is not None and not model.optimizer.built:
         with distribution.scope():  # every worker creates the optimizer's variables at the same point
@@ -603,6 +648,8 @@ def train(spec: str | os.PathLike | CheckedSpec | None = None, *, overrides: lis
             except (ValueError, TypeError):
                 pass
 
+    if run_dir is not None:
+        rundir.write_history(run_dir, run.history)
     if run.nan_at is not None:
         epoch, batch, value = run.nan_at
         _update_run_json(run_dir, status="failed", error=f"loss {value} at epoch {epoch + 1}, batch {batch + 1}")
