@@ -9,6 +9,8 @@ level, so ``check`` and ``--help`` stay fast.
 
 from __future__ import annotations
 
+import enum
+import functools
 import json
 import os
 import sys
@@ -30,6 +32,11 @@ app = typer.Typer(
 EXIT_USER_ERROR = 2
 
 
+class OutputFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
+
+
 def _echo_err(text: str) -> None:
     typer.echo(text, err=True)
 
@@ -43,10 +50,14 @@ def report(error: GraphspecError, source_lines: list[str] | None = None) -> None
 
 
 def _lines_of(diagnostic: Diagnostic) -> list[str] | None:
-    if not diagnostic.file:
-        return None
+    return _source_lines(diagnostic.file) if diagnostic.file else None
+
+
+@functools.lru_cache(maxsize=8)
+def _source_lines(file: str) -> list[str] | None:
+    """A spec's lines, read once however many diagnostics quote it."""
     try:
-        with open(diagnostic.file, encoding="utf-8-sig", errors="replace") as handle:
+        with open(file, encoding="utf-8-sig", errors="replace") as handle:
             return handle.read(8 * 1024 * 1024).splitlines()
     except OSError:
         return None
@@ -100,7 +111,7 @@ def _table(checked) -> str:
 def check(
     specs: Annotated[list[Path], typer.Argument(help="Spec files, or folders to search for *.yaml.")],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems.")] = False,
-    output_format: Annotated[str, typer.Option("--format", help="'text' or 'json' (diagnostics as JSON).")] = "text",
+    output_format: Annotated[OutputFormat, typer.Option("--format", help="Diagnostics and results as text or JSON.")] = OutputFormat.text,
 ) -> None:
     """Validate specs, resolve references and infer shapes, without importing TensorFlow."""
     from graphspec.canonical import spec_hash
@@ -117,13 +128,13 @@ def check(
             checked = check_file(file)
         except GraphspecError as error:
             failed += 1
-            if output_format == "json":
+            if output_format is OutputFormat.json:
                 results.append({"file": str(file), "ok": False, "stage": error.stage,
                                 "diagnostics": [d.to_dict() for d in error.diagnostics]})
             else:
                 report(error)
             continue
-        if output_format == "json":
+        if output_format is OutputFormat.json:
             results.append({"file": str(file), "ok": True, "hash": spec_hash(checked.graph),
                             "params": checked.inferred.total_params,
                             "diagnostics": [d.to_dict() for d in checked.warnings]})
@@ -132,7 +143,7 @@ def check(
         if not quiet:
             typer.echo(f"{file}: ok  ({checked.spec.name}, {len(checked.graph.nodes)} nodes, {spec_hash(checked.graph)[:19]})")
             typer.echo(_table(checked))
-    if output_format == "json":
+    if output_format is OutputFormat.json:
         typer.echo(json.dumps(results, indent=1))
     elif len(files) > 1 or quiet:
         typer.echo(f"{len(files) - failed} of {len(files)} specs ok")

@@ -184,6 +184,8 @@ class _Builder:
                 return
             if isinstance(args, dict):
                 output = layer(**args, **node.spec.call)
+            elif isinstance(args, list) and _spreads_list(node):
+                output = layer(*args, **node.spec.call)
             else:
                 output = layer(args, **node.spec.call)
         except Exception as exc:  # a Keras error is a user mistake in this node: report it at its line
@@ -194,6 +196,13 @@ class _Builder:
                                      path=path, hint=_keras_hint(exc)), key=True)
             return
         self.tensors[node.name] = list(output) if isinstance(output, tuple) else output
+
+
+def _spreads_list(node: GraphNode) -> bool:
+    """Whether a list ``input:`` is the layer's positional call arguments (``query, value`` of
+    MultiHeadAttention) rather than one list argument (``inputs`` of Concatenate, Attention)."""
+    entry = catalogue().layer(node.layer_type) if node.layer_type else None
+    return bool(entry) and bool(entry["call_args"]) and entry["call_args"][0] != "inputs"
 
 
 def _keras_hint(exc: BaseException) -> str | None:

@@ -8,6 +8,7 @@ Rendering (``spec.yaml:3:5: error[code]: message``) is written once, here.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Iterable, Literal, Sequence
 
@@ -38,6 +39,12 @@ class Diagnostic:
     file: str | None = None
     """The spec file's path as the user gave it."""
 
+    def __post_init__(self) -> None:
+        # Messages quote user strings; a spec must not be able to drive the user's terminal.
+        object.__setattr__(self, "message", printable(self.message))
+        if self.hint is not None:
+            object.__setattr__(self, "hint", printable(self.hint))
+
     def at(self, file: str | None, line: int | None, col: int | None) -> "Diagnostic":
         return replace(self, file=file, line=line, col=col)
 
@@ -51,6 +58,14 @@ class Diagnostic:
             "col": self.col,
             "hint": self.hint,
         }
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (terminal escapes) shown as ``\\x1b`` etc."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 class GraphspecError(Exception):
@@ -123,7 +138,7 @@ def render(diagnostic: Diagnostic, source_lines: Sequence[str] | None = None) ->
             where += f":{diagnostic.col}"
     text = f"{where}: {diagnostic.severity}[{diagnostic.code}]: {diagnostic.message}"
     if source_lines is not None and diagnostic.line is not None and 0 < diagnostic.line <= len(source_lines):
-        excerpt = source_lines[diagnostic.line - 1].rstrip("\n")
+        excerpt = printable(source_lines[diagnostic.line - 1].rstrip("\n"))
         if len(excerpt) > 200:
             excerpt = excerpt[:200] + "..."
         gutter = f"{diagnostic.line:>5} | "

@@ -30,6 +30,8 @@ MAX_FILE_BYTES = 8 * 1024 * 1024
 """Larger files are refused before parsing (a 10,000-node spec is about 1 MiB)."""
 MAX_DEPTH = 64
 """Deepest nesting of mappings and sequences a spec may use."""
+MAX_YAML_NODES = 200_000
+"""Most scalars, mappings and sequences a spec may hold (a 10,000-node spec has about 70,000)."""
 MAX_INT_DIGITS = 19
 """Integers beyond 64 bits are refused: no spec needs them and they only cost memory."""
 
@@ -131,6 +133,7 @@ def loads(text: str, file: str | None = None) -> LoadedSpec:
     stack: list[list] = []
     root: Any = None
     documents = 0
+    node_count = 0
 
     def attach(value: Any, position: tuple[int, int]) -> Path | None:
         """Place a finished value in its parent; returns its path."""
@@ -183,9 +186,18 @@ def loads(text: str, file: str | None = None) -> LoadedSpec:
                 fail("alias-not-allowed", f"YAML aliases ('*{event.anchor}') are not allowed in a spec", position,
                      "write the value out, or share a layer through 'layers:'")
             if isinstance(event, (yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                node_count += 1
+                if node_count > MAX_YAML_NODES:
+                    fail("too-many-values", f"the spec holds more than {MAX_YAML_NODES:,} YAML values", position,
+                         "a spec never needs this many; generate smaller specs or split the model")
                 if event.anchor is not None:
                     fail("anchor-not-allowed", f"YAML anchors ('&{event.anchor}') are not allowed in a spec",
                          position, "write the value out, or share a layer through 'layers:'")
+                expected_tag = {yaml.MappingStartEvent: "map", yaml.SequenceStartEvent: "seq"}.get(type(event))
+                if expected_tag and event.tag not in (None, "!", _CORE_TAG + expected_tag):
+                    shown = "!!" + event.tag[len(_CORE_TAG):] if event.tag.startswith(_CORE_TAG) else event.tag
+                    fail("forbidden-tag", f"the YAML tag '{shown}' cannot be given to a "
+                         f"{'mapping' if expected_tag == 'map' else 'list'}", position)
                 if event.tag not in _ALLOWED_TAGS:
                     shown = "!!" + event.tag[len(_CORE_TAG):] if event.tag.startswith(_CORE_TAG) else event.tag
                     fail("forbidden-tag", f"the YAML tag '{shown}' is not allowed", position,
@@ -221,7 +233,11 @@ def loads(text: str, file: str | None = None) -> LoadedSpec:
         problem = exc.problem or exc.context or "invalid YAML"
         fail("yaml-syntax", f"YAML syntax error: {problem}", _pos(mark) if mark else None,
              "check the indentation and the brackets around this place")
-    except yaml.YAMLError as exc:  # reader errors: control characters, bad encoding
+    except yaml.reader.ReaderError as exc:  # characters YAML does not allow (control characters, NUL)
+        fail("yaml-syntax", f"the character {exc.character!r} (U+{ord(exc.character):04X}) is not allowed in YAML"
+             if isinstance(exc.character, str) else f"cannot read the file as YAML: {exc.reason}",
+             _offset_position(text, exc.position), "remove it, or write it as an escape in a double-quoted string")
+    except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         fail("yaml-syntax", f"cannot read the file as YAML: {exc}", _pos(mark) if mark else None)
 
@@ -230,18 +246,26 @@ def loads(text: str, file: str | None = None) -> LoadedSpec:
     return LoadedSpec(data=root, source=source)
 
 
+def _offset_position(text: str | bytes, offset: int) -> tuple[int, int]:
+    """1-based (line, column) of a character (or byte) offset."""
+    newline = "\n" if isinstance(text, str) else b"\n"
+    line = text.count(newline, 0, offset) + 1
+    return line, offset - (text.rfind(newline, 0, offset) + 1) + 1
+
+
 def load(path: str | FsPath) -> LoadedSpec:
     """Read and parse a spec file; raises :class:`LoadError` with a located diagnostic."""
     path = FsPath(path)
     shown = str(path)
+    too_large = Diagnostic(code="file-too-large", file=shown,
+                           message=f"the spec is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB",
+                           hint="split it, or generate it from a smaller description")
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise LoadError([Diagnostic(
-                code="file-too-large", file=shown,
-                message=f"the spec is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB ({size} bytes)",
-                hint="split it, or generate it from a smaller description")])
-        raw = path.read_bytes()
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise LoadError([too_large])
+        with path.open("rb") as handle:
+            # Read at most one byte past the cap: a device file or a growing file cannot exhaust memory.
+            raw = handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise LoadError([Diagnostic(code="file-not-found", message=f"no such file: {shown}", file=shown)]) from None
     except IsADirectoryError:
@@ -249,10 +273,13 @@ def load(path: str | FsPath) -> LoadedSpec:
     except OSError as exc:
         raise LoadError([Diagnostic(code="file-unreadable", message=f"cannot read {shown}: {exc.strerror}",
                                     file=shown)]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise LoadError([too_large])
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise LoadError([Diagnostic(code="bad-encoding", file=shown,
-                                    message=f"the file is not UTF-8 (byte {exc.start})",
+        line, col = _offset_position(raw, exc.start)
+        raise LoadError([Diagnostic(code="bad-encoding", file=shown, line=line, col=col,
+                                    message=f"the file is not UTF-8 (byte 0x{raw[exc.start]:02x})",
                                     hint="save the spec as UTF-8")]) from None
     return loads(text, file=shown)

@@ -100,7 +100,7 @@ def test_check_error_is_located_with_excerpt_and_hint(tmp_path):
     assert f"{spec}:6:21: error[unknown-argument]: Dense has no argument 'unit'" in err
     assert "  hint: did you mean 'units'?" in err
     assert "    6 |   d1: {type: Dense, unit: 4}" in err
-    assert err[-1] == "2 errors (schema stage)"
+    assert err[-1] == "1 error (schema stage)"  # the misspelt 'units' is not also reported missing
 
 
 def test_check_of_a_folder(tmp_path):
@@ -147,11 +147,9 @@ def test_check_json(tmp_path):
     assert by_code["unknown-argument"] == {
         "severity": "error", "code": "unknown-argument", "message": "Dense has no argument 'unit'",
         "path": "nodes.d1.unit", "line": 6, "col": 21, "hint": "did you mean 'units'?"}
-    assert by_code["missing-argument"]["line"] == 6
+    assert "missing-argument" not in by_code  # 'unit' is reported once, with 'units' as its hint
 
 
-@pytest.mark.xfail(strict=True, reason="bug: 'check --format xml' silently prints text; the option accepts any "
-                                       "string (cli.py check(): output_format: str)")
 def test_check_rejects_an_unknown_format(tmp_path):
     result = runner.invoke(app, ["check", "--format", "xml", str(write(tmp_path, "a.yaml", MINIMAL))])
     assert result.exit_code == 2
@@ -239,7 +237,7 @@ def test_hash_ignores_formatting_comments_key_order_and_number_spelling():
 ])
 def test_hash_changes_with_the_model(change):
     old, new = change
-    changed = SPEC.replace(old, new).replace("aux: categorical", "aux2: categorical" if "aux2" in new else "aux: categorical")
+    changed = SPEC.replace("  params: 72", "  params: null").replace(old, new).replace("aux: categorical", "aux2: categorical" if "aux2" in new else "aux: categorical")
     assert changed != SPEC
     assert spec_hash(check_text(changed).graph) != spec_hash(check_text(SPEC).graph)
 

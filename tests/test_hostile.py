@@ -88,9 +88,7 @@ CASES = [
         " " * i + f"k{i}:\n" for i in range(1, 200))), [("too-deep", 66)]),
     Case("over-size-cap", None, [("file-too-large", None)],
          setup=lambda folder: _write_oversized(folder / "spec.yaml")),
-    Case("endless-device-file", None, [("file-too-large", None)], setup=_dev_zero, marks=[pytest.mark.xfail(
-        strict=True, reason="bug: load() trusts stat().st_size; a spec that is /dev/zero (or a symlink to it) "
-                            "is read without bound (MemoryError traceback)")]),
+    Case("endless-device-file", None, [("file-too-large", None)], setup=_dev_zero),
     Case("flat-list-within-size-cap", _utf8("graphspec: 1\nname: [" + "1," * 3_000_000 + "1]\n"), [(None, 2)],
          timeout=5, marks=[pytest.mark.xfail(strict=True, reason=(
              "bug: no cap on the number of YAML nodes: a 6 MB flat list (3 million items, under the 8 MiB cap) "
@@ -138,19 +136,10 @@ CASES = [
         "outputs: [s, v, n]\n"), [("file-argument", 7), ("file-argument", 8), ("file-argument", 9)]),
     Case("arbitrary-keras-object-in-argument", _utf8(spec_with(
         "  d1: {type: Dense, units: 4, quantization_config: {module: keras.layers, class_name: TFSMLayer,\n"
-        "        config: {filepath: /tmp/x, call_endpoint: serve}}}\n")), [(None, 6)],
-        marks=[pytest.mark.xfail(strict=True, reason=(
-            "bug: a mapping given to an argument outside the nested-object allow-list (Dense/EinsumDense/"
-            "Embedding quantization_config) passes check and is written verbatim into the .keras config, where "
-            "keras.saving.load_model deserializes it as an arbitrary Keras object"))]),
-    Case("not-utf8", b"graphspec: 1\nname: m\xff\xfe\n", [("bad-encoding", 2)], marks=[pytest.mark.xfail(
-        strict=True, reason="bug: bad-encoding is reported without line:col although the byte offset is known")]),
-    Case("binary-file", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", [("bad-encoding", 1)], marks=[pytest.mark.xfail(
-        strict=True, reason="bug: bad-encoding is reported without line:col although the byte offset is known")]),
-    Case("control-character", b"graphspec: 1\nname: m\x07x\n", [("yaml-syntax", 2)], marks=[pytest.mark.xfail(
-        strict=True, reason="bug: PyYAML reader errors (control characters, NUL) are reported without line:col; "
-                            "ReaderError has .position but no problem_mark, and the message leaks "
-                            "'in \"<unicode string>\", position N'")]),
+        "        config: {filepath: /tmp/x, call_endpoint: serve}}}\n")), [(None, 6)]),
+    Case("not-utf8", b"graphspec: 1\nname: m\xff\xfe\n", [("bad-encoding", 2)]),
+    Case("binary-file", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", [("bad-encoding", 1)]),
+    Case("control-character", b"graphspec: 1\nname: m\x07x\n", [("yaml-syntax", 2)]),
 ]
 
 
@@ -278,8 +267,6 @@ def test_build_refuses_saved_models_outside_the_project(tmp_path: Path):
     assert listing(tmp_path) == before  # no out.keras, no temporary files
 
 
-@pytest.mark.xfail(strict=True, reason="bug: messages quote user strings (keys, layer types, references) raw, "
-                                       "so escapes such as \\e[2J in a quoted YAML string reach the terminal")
 def test_messages_carry_no_control_characters():
     error = check_errors('graphspec: 1\nname: m\n"\\e[31mRED": 1\ninputs:\n  x: {shape: [8]}\n'
                          'nodes:\n  d1: {type: "Dense\\e]0;title\\a", units: 4, input: "x"}\n'

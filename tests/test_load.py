@@ -77,8 +77,6 @@ def test_tagged_scalar_that_does_not_fit_its_tag(scalar):
     assert (diagnostics[0].line, diagnostics[0].col) == (1, 4)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a core scalar tag on a collection (!!str {b: 1}) is silently "
-                                       "ignored; PyYAML's SafeLoader refuses it")
 def test_scalar_tag_on_a_collection_is_an_error():
     with pytest.raises(LoadError):
         loads("v: !!str {b: 1}\n")

@@ -37,11 +37,24 @@ __all__ = [
 _MODEL_FOR_PATH: list[tuple[tuple, type[BaseModel]]] = []
 
 
+class _OtherMember(Exception):
+    """The error belongs to a union member whose container kind differs from the data's."""
+
+
 def _data_path(data: Any, loc: tuple) -> Path:
-    """Pydantic's error location with its union-member labels removed: the path in the user's data."""
+    """Pydantic's error location with its union-member labels removed: the path in the user's data.
+
+    Raises :class:`_OtherMember` for errors of a ``list[...]`` member when the data is a
+    mapping (and vice versa): they say nothing useful about what the user wrote.
+    """
     path: list = []
     current = data
     for part in loc:
+        if isinstance(part, str) and part.startswith(("list[", "dict[")):
+            if (part.startswith("list[") and isinstance(current, dict)) or \
+                    (part.startswith("dict[") and isinstance(current, list)):
+                raise _OtherMember
+            continue
         if isinstance(current, dict) and part in current:
             path.append(part)
             current = current[part]
@@ -121,6 +134,9 @@ def _translate(error: dict, data: Any) -> Diagnostic:
         message = f"node '{path[-1] if path else '?'}' needs exactly one of 'type', 'shared', 'sequential' or 'model'"
         hint = ("'type: Dense' applies a Keras layer, 'shared: name' calls a shared layer, "
                 "'sequential: [...]' a block, 'model: file.keras' a saved model")
+    elif path == ("graphspec",):
+        code = "bad-value"
+        message = "unsupported format version; this graphspec reads 'graphspec: 1'"
     elif kind == "literal_error":
         code = "bad-value"
         message = f"{where}: {message}"
@@ -144,16 +160,23 @@ def validate(loaded: LoadedSpec) -> Spec:
     sink = DiagnosticSink(source=loaded.source)
     data = loaded.data
     if not isinstance(data, dict):
-        sink.error("not-a-mapping", "a spec is a mapping with 'graphspec', 'name', 'inputs', 'nodes' and 'outputs'",
-                   ())
+        sink.add(Diagnostic(code="not-a-mapping", line=1, col=1, file=loaded.source.file,
+                            message="a spec is a mapping with 'graphspec', 'name', 'inputs', 'nodes' and 'outputs'",
+                            hint=None if data is not None else "the file is empty"))
         raise SchemaError(sink.diagnostics)
     spec: Spec | None = None
     seen: dict[Path, Diagnostic] = {}
+    at_key: set[Path] = set()  # problems with a mapping key itself (a bad name)
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
-            diagnostic = _translate(error, data)
+            try:
+                diagnostic = _translate(error, data)
+            except _OtherMember:
+                continue
+            if "[key]" in error["loc"]:
+                at_key.add(diagnostic.path)
             previous = seen.get(diagnostic.path)
             if previous is not None:
                 # One value failed several union members: say what each would have needed, once.
@@ -169,8 +192,8 @@ def validate(loaded: LoadedSpec) -> Spec:
     for diagnostic in semantic.diagnostics:
         seen.setdefault(diagnostic.path, diagnostic)
     for diagnostic in seen.values():
-        sink.add(diagnostic, key=diagnostic.code in ("unknown-key", "unknown-argument", "name-argument",
-                                                      "unknown-call-argument"))
+        sink.add(diagnostic, key=diagnostic.path in at_key or diagnostic.code in (
+            "unknown-key", "unknown-argument", "name-argument", "unknown-call-argument"))
     sink.raise_if_errors(SchemaError)
     assert spec is not None
     return spec

@@ -195,7 +195,7 @@ from graphspec.schema.train import TrainSpec  # noqa: E402  (needs StrictModel, 
 class Spec(StrictModel):
     """A graphspec model specification (format version 1)."""
 
-    graphspec: Literal[1]
+    graphspec: Annotated[int, Field(strict=True, ge=1, le=1)]
     """Format version of the spec language; must be 1."""
     name: Name
     """Model name (the Keras model's name)."""

@@ -7,6 +7,7 @@ reported with their data path, so they point at the exact key or value.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from graphspec.catalogue import NESTED_LAYER_ARGS, Catalogue, catalogue, nested_namespace
@@ -123,6 +124,9 @@ class SemanticChecker:
             self._check_magnitudes(arg_value, path + (key,))
             if namespace == "optimizers" and key == "learning_rate" and isinstance(arg_value, (dict, str)):
                 self.check_object(arg_value, "schedules", path + (key,), "learning-rate schedule")
+            elif _holds_mapping(arg_value):
+                self.sink.error("bad-argument-type", f"{class_name}.{key} takes plain values, not a mapping",
+                                path + (key,))
         for key, meta in args.items():
             if meta.get("required") and key not in config:
                 self.sink.error("missing-argument", f"{class_name} needs the argument '{key}'", path)
@@ -172,6 +176,13 @@ class SemanticChecker:
             elif key in entry.get("list_only_args", ()) and isinstance(value, str):
                 self.sink.error("file-argument", f"'{key}' given as a string would make Keras read a file", arg_path,
                                 "give the vocabulary inline as a list")
+            elif _holds_mapping(value):
+                self.sink.error("bad-argument-type", f"{canonical}.{key} takes plain values, not a mapping", arg_path,
+                                "mappings are accepted only where graphspec builds the Keras object itself "
+                                "(activations, initializers, regularizers, constraints, nested layers)")
+            elif "default" not in known[key] and isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+                self.sink.error("bad-argument-type", f"{canonical}.{key} expects a number, got the string {value!r}",
+                                arg_path, "remove the quotes")
             else:
                 default = known[key].get("default")
                 expected = _matches_default(value, default)
@@ -267,6 +278,15 @@ class SemanticChecker:
                                      ("weighted_metrics", "metrics", "metric")):
             if compiled.get(key) is not None:
                 each(compiled[key], namespace, what, key)
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _holds_mapping(value: Any) -> bool:
+    if isinstance(value, dict):
+        return True
+    return isinstance(value, list) and any(_holds_mapping(v) for v in value)
 
 
 def _args(mapping: dict, reserved) -> dict:
