@@ -64,8 +64,13 @@ class _TooLarge(Exception):
     pass
 
 
+_NOT_SPECIAL = frozenset("abcdeghijklmopqrsuvwxyzABCDEGHIJKLMOPQRSUVWXYZ_/")  # cannot start null/bool/number
+
+
 def _resolve_plain(value: str) -> Any:
     """Type of an untagged plain scalar under the YAML 1.2 core schema."""
+    if value and value[0] in _NOT_SPECIAL:
+        return value  # the common case (names, layer types): no pattern can match
     if _NULL.match(value):
         return None
     if value in _BOOL:
@@ -175,7 +180,21 @@ def loads(text: str, file: str | None = None) -> LoadedSpec:
 
     try:
         for event in yaml.parse(text, Loader=_PARSE_LOADER):
-            position = _pos(event.start_mark) if event.start_mark else None
+            mark = event.start_mark
+            position = (mark.line + 1, mark.column + 1) if mark else None
+            if event.__class__ is yaml.ScalarEvent and event.tag is None and event.anchor is None:
+                # Fast path for the bulk of a spec: an untagged scalar.
+                node_count += 1
+                if node_count > MAX_YAML_NODES:
+                    fail("too-many-values", f"the spec holds more than {MAX_YAML_NODES:,} YAML values", position,
+                         "a spec never needs this many; generate smaller specs or split the model")
+                try:
+                    value = _resolve_plain(event.value) if event.implicit[0] else event.value
+                except _TooLarge:
+                    fail("number-too-large", f"the number '{event.value[:40]}' is out of range", position,
+                         "integers are limited to 64 bits and floats must be finite")
+                attach(value, position)
+                continue
             if isinstance(event, yaml.DocumentStartEvent):
                 documents += 1
                 if documents > 1:
