@@ -48,6 +48,8 @@ class Case:
     setup: object = None
     contains: str = ""
     timeout: float = 30
+    max_output: int = 100_000
+    """Characters of output allowed (a million brackets must not be echoed back)."""
     marks: list = field(default_factory=list)
 
 
@@ -91,13 +93,11 @@ CASES = [
     Case("endless-device-file", None, [("file-too-large", None)], setup=_dev_zero),
     Case("flat-list-within-size-cap", _utf8("graphspec: 1\nname: [" + "1," * 3_000_000 + "1]\n"), [(None, 2)],
          timeout=5, marks=[pytest.mark.xfail(strict=True, reason=(
-             "bug: no cap on the number of YAML nodes: a 6 MB flat list (3 million items, under the 8 MiB cap) "
-             "takes ~10 s and ~800 MB in load() (a Python loop per event and a SourceMap entry per item)"))]),
+             "bug: errors.render() pads the caret to the column although the excerpt is cut at 200 characters: "
+             "the error at line 2, column 399,998 prints a 400 KB caret line"))]),
     Case("many-errors-in-a-big-file", _utf8(spec_with("".join(f"  n{i}: {{type: Dense, unitz: 4}}\n" for i in range(2000)))
                                              + ("# " + "x" * 1021 + "\n") * 7000),
-         [("unknown-argument", 6), ("unknown-argument", 2005)], timeout=5, marks=[pytest.mark.xfail(strict=True, reason=(
-             "bug: cli.report() and _warn() re-read and re-split the whole file for every diagnostic "
-             "(_lines_of): 2,000 errors in a 7 MB spec take ~20 s to print (0.9 s with --format json)"))]),
+         [("unknown-argument", 6), ("unknown-argument", 2005)], timeout=10, max_output=1_000_000),
     Case("duplicate-keys", _utf8(spec_with("  d1: {type: Dense, units: 4}\n  d1: {type: Dense, units: 5}\n")),
          [("duplicate-key", 7)]),
     Case("yaml11-on-no", _utf8("graphspec: 1\nname: m\non: push\ninputs:\n  x: {shape: [8]}\nnodes:\n"
@@ -176,7 +176,7 @@ def test_check_refuses_hostile_input(case: Case, tmp_path: Path):
         assert re.search(rf"^{where}: error\[{code_re}\]: ", result.stderr, re.M), (code, line, out[-3000:])
     assert case.contains in result.stderr
     assert listing(tmp_path) == before  # nothing written (and no MARKER)
-    assert len(out) < 100_000  # no runaway output (a million brackets are not echoed back)
+    assert len(out) < case.max_output  # no runaway output
 
 
 def test_yaml12_numbers_in_a_valid_spec(tmp_path: Path):
@@ -265,6 +265,15 @@ def test_build_refuses_saved_models_outside_the_project(tmp_path: Path):
         assert re.search(rf"^spec\.yaml:{line}:\d+: error\[{code}\]", result.stderr, re.M), (line, result.stderr)
     assert not (project / "LOADED").exists()
     assert listing(tmp_path) == before  # no out.keras, no temporary files
+
+
+@pytest.mark.xfail(strict=True, reason="bug: errors.render() pads the caret line to the column even when the "
+                                       "excerpt is cut at 200 characters (graphspec/errors.py, render)")
+def test_error_far_along_a_long_line_renders_briefly():
+    from graphspec.errors import Diagnostic, render
+
+    text = render(Diagnostic(code="x", message="m", file="f.yaml", line=1, col=100_000), ["a" * 200_000])
+    assert len(text) < 1_000
 
 
 def test_messages_carry_no_control_characters():
