@@ -137,6 +137,13 @@ CASES = [
     Case("arbitrary-keras-object-in-argument", _utf8(spec_with(
         "  d1: {type: Dense, units: 4, quantization_config: {module: keras.layers, class_name: TFSMLayer,\n"
         "        config: {filepath: /tmp/x, call_endpoint: serve}}}\n")), [(None, 6)]),
+    Case("arbitrary-keras-object-in-call-argument", _utf8(spec_with(
+        "  d1: {type: Dense, units: 4, call: {training: {module: keras.layers, class_name: TFSMLayer,\n"
+        "        config: {filepath: /tmp/x, call_endpoint: serve}}}}\n")), [(None, 6)],
+        marks=[pytest.mark.xfail(strict=True, reason=(
+            "bug: a mapping under 'call:' passes check and is written into the node's kwargs in the .keras "
+            "config, which keras.saving.load_model deserializes (here a TFSMLayer); semantics.check_call checks "
+            "only the names of call arguments, not their values"))]),
     Case("not-utf8", b"graphspec: 1\nname: m\xff\xfe\n", [("bad-encoding", 2)]),
     Case("binary-file", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", [("bad-encoding", 1)]),
     Case("control-character", b"graphspec: 1\nname: m\x07x\n", [("yaml-syntax", 2)]),
