@@ -106,10 +106,10 @@ class Measure:
     expect_exit: int = 0
     bar_rss_mb: float | None = None
     runs: list[Run] = field(default_factory=list)
-    note: str = ""
+    timeout: float = 60
 
     def measure(self, repeat: int) -> None:
-        self.runs = [run_once(self.argv, self.cwd) for _ in range(repeat)]
+        self.runs = [run_once(self.argv, self.cwd, self.timeout) for _ in range(repeat)]
 
     @property
     def median(self) -> float:
@@ -174,7 +174,7 @@ def hostile_cases(folder: Path, cli: list[str]) -> list[Measure]:
             case.setup(case_dir)
         known_bug = " (known bug, xfail in tests)" if case.marks else ""
         measures.append(Measure(f"hostile: {case.id}{known_bug}", [*cli, "check", case.file], case_dir,
-                                bar_seconds=1.0, expect_exit=2, bar_rss_mb=200))
+                                bar_seconds=1.0, expect_exit=2, bar_rss_mb=200, timeout=case.timeout))
     return measures
 
 
