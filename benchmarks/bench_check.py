@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -80,11 +81,11 @@ def run_once(argv: list[str], cwd: Path, timeout: float = 60) -> Run:
         command = [GNU_TIME, "-f", "%M %x %U %S", "-o", rss_file.name, *argv] if GNU_TIME else argv
         start = time.perf_counter()
         process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                   preexec_fn=_limit)
+                                   preexec_fn=_limit, start_new_session=True)
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)  # GNU time and the command it runs
             process.wait()
         seconds = time.perf_counter() - start
         rss_mb, code, cpu = 0.0, process.returncode, None
