@@ -159,7 +159,13 @@ def make_callbacks(keras, run: "_Run"):
     """The Keras callbacks of a run, in the order they must see each epoch's end."""
 
     class Guard(keras.callbacks.Callback):
-        """NaN/Inf losses and signals: stop after the current batch."""
+        """NaN/Inf losses and signals: stop after the current batch.
+
+        ``async_safe``: Keras may run it on its callback thread, so the training loop keeps
+        dispatching steps asynchronously (as a plain ``model.fit`` does) instead of waiting for
+        every batch's logs; a NaN is then caught within a batch or two of where it appears."""
+
+        async_safe = True
 
         def on_train_batch_end(self, batch, logs=None):
             loss = (logs or {}).get("loss")
@@ -462,9 +468,10 @@ def _open(checked, io_, settings, data, validation_data, need_targets=True):
             examples, validation = datalib.split(examples, val_settings["split"], int(settings["seed"]),
                                                  val_settings.get("shuffle_before_split", True))
         except TrainError as error:
-            raise TrainError([DiagnosticSink(source=checked.loaded.source).source.locate(
-                Diagnostic(code=d.code, message=d.message, path=("train", "validation", "split"), hint=d.hint))
-                for d in error.diagnostics]) from None
+            located = DiagnosticSink(source=checked.loaded.source)
+            for d in error.diagnostics:
+                located.error(d.code, d.message, ("train", "validation", "split"), d.hint)
+            raise TrainError(located.sorted()) from None
     return examples, validation
 
 

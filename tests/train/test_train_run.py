@@ -138,3 +138,28 @@ def test_nan_loss_stops_with_an_error_and_keeps_the_last_good_checkpoint(project
     assert all(np.isfinite(v).all() for k, v in arrays.items() if v.dtype.kind == "f")
     assert json.loads((run / "run.json").read_text())["status"] == "failed"
     assert not (run / "model.keras").exists()
+
+
+def test_lr_schedule_precision_and_xla(project):
+    schedule = "{type: ExponentialDecay, initial_learning_rate: 0.01, decay_steps: 1, decay_rate: 0.5}"
+    result = train(project / "tiny.yaml", write_run_dir=False,
+                   overrides=[(("train", "callbacks"), {"lr_schedule": {
+                       "type": "ExponentialDecay", "initial_learning_rate": 0.01, "decay_steps": 1, "decay_rate": 0.5}}),
+                              (("train", "jit_compile"), True)])
+    assert [round(row["learning_rate"], 6) for row in result.history] == [0.01, 0.005, 0.0025], schedule
+    mixed = train(project / "tiny.yaml", write_run_dir=False,
+                  overrides=[(("train", "precision"), "mixed_bfloat16"), (("train", "epochs"), 1)])
+    assert mixed.model.layers[1].dtype_policy.name == "mixed_bfloat16"
+    assert np.isfinite(mixed.history[0]["loss"])
+    plain = train(project / "tiny.yaml", write_run_dir=False, overrides=[(("train", "epochs"), 1)])
+    assert plain.model.layers[1].dtype_policy.name == "float32"
+
+
+def test_validation_split_too_large_is_located(project):
+    path = project / "split.yaml"
+    path.write_text(TINY_SPEC.replace("split: 0.25", "split: 0.999"))
+    with pytest.raises(TrainError) as info:
+        train(path, write_run_dir=False)
+    (diagnostic,) = info.value.diagnostics
+    assert diagnostic.code == "empty-data" and diagnostic.line == TINY_SPEC.splitlines().index(
+        "  validation: {split: 0.25}") + 1
