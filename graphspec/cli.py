@@ -50,7 +50,9 @@ def report(error: GraphspecError, source_lines: list[str] | None = None) -> None
 
 
 def _lines_of(diagnostic: Diagnostic) -> list[str] | None:
-    return _source_lines(diagnostic.file) if diagnostic.file else None
+    if not diagnostic.file or diagnostic.line is None or not os.path.isfile(diagnostic.file):
+        return None  # nothing to quote (and never open a FIFO or a device to find out)
+    return _source_lines(diagnostic.file)
 
 
 @functools.lru_cache(maxsize=8)

@@ -60,6 +60,8 @@ class Diagnostic:
         }
 
 
+_EXCERPT = 160
+"""Characters of a source line shown in an excerpt."""
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
@@ -138,13 +140,20 @@ def render(diagnostic: Diagnostic, source_lines: Sequence[str] | None = None) ->
             where += f":{diagnostic.col}"
     text = f"{where}: {diagnostic.severity}[{diagnostic.code}]: {diagnostic.message}"
     if source_lines is not None and diagnostic.line is not None and 0 < diagnostic.line <= len(source_lines):
-        excerpt = printable(source_lines[diagnostic.line - 1].rstrip("\n"))
-        if len(excerpt) > 200:
-            excerpt = excerpt[:200] + "..."
+        line = source_lines[diagnostic.line - 1].rstrip("\n")
+        caret = (diagnostic.col or 1) - 1
+        if len(line) > _EXCERPT:
+            # A window of the line around the column, so the caret stays under the excerpt.
+            start = max(0, min(caret - _EXCERPT // 2, len(line) - _EXCERPT))
+            shown = line[start:start + _EXCERPT]
+            prefix = "..." if start else ""
+            caret = caret - start + len(prefix)
+            line = prefix + shown + ("..." if start + _EXCERPT < len(line) else "")
+        excerpt = printable(line)
         gutter = f"{diagnostic.line:>5} | "
         text += f"\n{gutter}{excerpt}"
         if diagnostic.col is not None:
-            text += "\n" + " " * (len(gutter) - 2) + "| " + " " * (diagnostic.col - 1) + "^"
+            text += "\n" + " " * (len(gutter) - 2) + "| " + " " * len(printable(line[:caret])) + "^"
     if diagnostic.hint:
         text += f"\n  hint: {diagnostic.hint}"
     return text

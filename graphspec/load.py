@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
@@ -280,7 +281,12 @@ def load(path: str | FsPath) -> LoadedSpec:
                            message=f"the spec is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB",
                            hint="split it, or generate it from a smaller description")
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
+        status = path.stat()
+        if not stat.S_ISREG(status.st_mode) and not stat.S_ISDIR(status.st_mode):
+            # A FIFO would block the read forever, a device would never end.
+            raise LoadError([Diagnostic(code="file-unreadable", file=shown,
+                                        message=f"{shown} is not a regular file", hint="give the path of a .yaml file")])
+        if status.st_size > MAX_FILE_BYTES:
             raise LoadError([too_large])
         with path.open("rb") as handle:
             # Read at most one byte past the cap: a device file or a growing file cannot exhaust memory.

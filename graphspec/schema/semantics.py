@@ -216,7 +216,10 @@ class SemanticChecker:
                     self.sink.error("unknown-call-argument", f"{self.cat.canonical(layer_type)}.call() has no argument '{key}'",
                                     path + ("input", key), did_you_mean(key, call_args)
                                     or f"its call arguments are: {', '.join(call_args)}", key=True)
-        for key in (node.get("call") if isinstance(node.get("call"), dict) else {}):
+        for key, value in (node.get("call") if isinstance(node.get("call"), dict) else {}).items():
+            if _holds_mapping(value):
+                self.sink.error("bad-argument-type", f"call argument '{key}' takes plain values, not a mapping",
+                                path + ("call", key))
             if key not in call_args:
                 self.sink.error("unknown-call-argument", f"{self.cat.canonical(layer_type)}.call() has no argument '{key}'",
                                 path + ("call", key), did_you_mean(key, call_args)
