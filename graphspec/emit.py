@@ -350,6 +350,9 @@ def save_artifact(checked: CheckedSpec, model, path: str | os.PathLike) -> FsPat
                 out.writestr(item, data)
         with open(final_tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(final_tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the model from its readers
         os.replace(final_tmp, target)
     finally:
         for leftover in (raw_tmp, final_tmp):

@@ -8,7 +8,7 @@ stage is reported at once.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
@@ -16,6 +16,7 @@ from graphspec.errors import Diagnostic, DiagnosticSink, Path, SchemaError, did_
 from graphspec.load import LoadedSpec
 from graphspec.schema.model import (
     RESERVED_NODE_KEYS,
+    node_form,
     CompileSpec,
     ExpectSpec,
     InputSpec,
@@ -33,9 +34,6 @@ __all__ = [
     "RESERVED_NODE_KEYS", "CompileSpec", "ExpectSpec", "InputSpec", "LayerConfig", "LayerNode", "ModelNode",
     "ObjectConfig", "SequentialNode", "SharedCall", "Spec", "validate",
 ]
-
-_MODEL_FOR_PATH: list[tuple[tuple, type[BaseModel]]] = []
-
 
 class _OtherMember(Exception):
     """The error belongs to a union member whose container kind differs from the data's."""
@@ -74,40 +72,39 @@ def _data_path(data: Any, loc: tuple) -> Path:
 _UNION_LABELS = {"str", "int", "float", "bool", "none", "ObjectConfig", "LayerConfig"}
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The Pydantic models an annotation can hold (through Optional, Union, Annotated, list, dict)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for arg in get_args(annotation):
+        found.extend(_models_in(arg))
+    return found
+
+
 def _fields_at(path: Path, data: Any) -> list[str]:
-    """Allowed keys at a data path, for 'did you mean' on unknown keys."""
-    parent = path[:-1]
-    model: type[BaseModel] | None = Spec
+    """Allowed keys of the mapping holding ``path``'s last key, for 'did you mean' on unknown keys.
+
+    Walks the Spec's own field annotations along the data, so every section (train
+    included) gets hints without a hand-kept table.
+    """
+    models: list[type[BaseModel]] = [Spec]
     node = data
-    for i, part in enumerate(parent):
-        if model is None:
-            return []
-        if isinstance(node, dict):
-            node = node.get(part)
-        if model is Spec and i == 0:
-            model = {"inputs": InputSpec, "compile": CompileSpec, "expect": ExpectSpec, "nodes": None,
-                     "layers": None}.get(part)
-            if part in ("nodes", "layers"):
-                model = "container"  # type: ignore[assignment]
-            continue
-        if model == "container":
-            if isinstance(node, dict):
-                if "shared" in node:
-                    model = SharedCall
-                elif "sequential" in node:
-                    model = SequentialNode
-                elif "model" in node:
-                    model = ModelNode
-                else:
-                    model = LayerNode
-            continue
-        if model is InputSpec:
-            model = None if i > 1 else InputSpec
-            continue
-        return []
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return list(model.model_fields)
-    return []
+    for part in path[:-1]:
+        node = node.get(part) if isinstance(node, dict) else (
+            node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None)
+        if isinstance(part, str) and any(part in m.model_fields for m in models):
+            annotation = next(m.model_fields[part].annotation for m in models if part in m.model_fields)
+            models = _models_in(annotation)
+        # else: an item of a list or of a name-keyed mapping, described by the container's models
+        form = node_form(node) if isinstance(node, dict) else None
+        if form and any(m is LayerNode for m in models):
+            models = [{"layer-node": LayerNode, "shared-call": SharedCall, "sequential-node": SequentialNode,
+                       "model-node": ModelNode}[form]]
+    fields: list[str] = []
+    for model in models:
+        fields.extend(f for f in model.model_fields if f not in fields)
+    return fields
 
 
 def _translate(error: dict, data: Any) -> Diagnostic:
@@ -149,6 +146,9 @@ def _translate(error: dict, data: Any) -> Diagnostic:
     elif kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than", "too_short", "too_long"):
         code = "bad-value"
         message = f"{where}: {message}"
+    elif kind == "value_error":
+        code = "bad-value"
+        message = f"{where}: {message.removeprefix('Value error, ')}"
     else:
         code = "bad-type"
         message = f"{where}: {message.replace('Input should be', 'expected')}"

@@ -9,7 +9,7 @@ their arguments, object names) is checked against the catalogue in
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Union
 
 from typing_extensions import TypeAliasType
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
