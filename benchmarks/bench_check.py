@@ -30,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,11 +83,12 @@ def run_once(argv: list[str], cwd: Path, timeout: float = 60) -> Run:
         start = time.perf_counter()
         process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env,
                                    preexec_fn=_limit, start_new_session=True)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)  # GNU time and the command it runs
-            process.wait()
+        # A watchdog kills the process group (GNU time and the command it runs) on timeout; the wait
+        # itself blocks in waitpid, since Popen.wait(timeout) polls and would round times up to 50 ms.
+        watchdog = threading.Timer(timeout, os.killpg, (process.pid, signal.SIGKILL))
+        watchdog.start()
+        process.wait()
+        watchdog.cancel()
         seconds = time.perf_counter() - start
         rss_mb, code, cpu = 0.0, process.returncode, None
         if GNU_TIME:
