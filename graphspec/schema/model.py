@@ -39,18 +39,25 @@ class StrictModel(BaseModel):
                               regex_engine="python-re")
 
 
-class ObjectConfig(BaseModel):
-    """A Keras object by class name with its constructor arguments, e.g. ``{type: Adam, learning_rate: 0.001}``."""
+class _ClassWithArguments(BaseModel):
+    """``type:`` names a Keras class; every other key is one of its constructor arguments."""
 
     model_config = ConfigDict(extra="allow", strict=True, use_attribute_docstrings=True)
     __pydantic_extra__: dict[str, ArgValue]
 
     type: str
-    """The class name in its Keras namespace (e.g. ``HeNormal``, ``Adam``, ``ExponentialDecay``)."""
 
     @property
     def args(self) -> dict[str, Any]:
+        """The constructor arguments (every key but ``type``)."""
         return dict(self.model_extra or {})
+
+
+class ObjectConfig(_ClassWithArguments):
+    """A Keras object by class name with its constructor arguments, e.g. ``{type: Adam, learning_rate: 0.001}``."""
+
+    type: str
+    """The class name in its Keras namespace (e.g. ``HeNormal``, ``Adam``, ``ExponentialDecay``)."""
 
 
 ObjectRef = Union[str, ObjectConfig]
@@ -68,18 +75,11 @@ class InputSpec(StrictModel):
     """Whether the input is a sparse tensor."""
 
 
-class LayerConfig(BaseModel):
+class LayerConfig(_ClassWithArguments):
     """A Keras layer: ``type`` is the class name, every other key a constructor argument."""
-
-    model_config = ConfigDict(extra="allow", strict=True, use_attribute_docstrings=True)
-    __pydantic_extra__: dict[str, ArgValue]
 
     type: str
     """The Keras layer class name, e.g. ``Dense``, ``Conv2D``, ``MultiHeadAttention``."""
-
-    @property
-    def args(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
 
 
 class _Call(BaseModel):
