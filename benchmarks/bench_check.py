@@ -1,6 +1,6 @@
 """Front-end benchmark: `graphspec --help` and `graphspec check`, each in a fresh process.
 
-    python benchmarks/bench_check.py                 # 5 runs per command, a Markdown table
+    python benchmarks/bench_check.py                 # 5 rounds over all commands, a Markdown table
     python benchmarks/bench_check.py --repeat 10
     python benchmarks/bench_check.py --profile       # also: -X importtime and cProfile of one check
 
@@ -110,9 +110,6 @@ class Measure:
     bar_rss_mb: float | None = None
     runs: list[Run] = field(default_factory=list)
     timeout: float = 60
-
-    def measure(self, repeat: int) -> None:
-        self.runs = [run_once(self.argv, self.cwd, self.timeout) for _ in range(repeat)]
 
     @property
     def median(self) -> float:
@@ -237,12 +234,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"graphspec check benchmark: {len(measures)} commands x {args.repeat} runs, fresh process each; "
           f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
           f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+    # Round-robin: each round runs every command once, so drift in the machine's load spreads
+    # over all commands instead of penalising whichever ran during a busy minute.
+    for _ in range(args.repeat):
+        for measure in measures:
+            measure.runs.append(run_once(measure.argv, measure.cwd, measure.timeout))
     print("| command | min s | median s | CPU s (min) | peak RSS MB | exit | bar | result |")
     print("|---|---:|---:|---:|---:|---:|---|---|")
     failed = 0
     for measure in measures:
-        measure.measure(args.repeat)
-        print(measure.row(), flush=True)
+        print(measure.row())
         failed += bool(measure.problems())
     print(f"\n{len(measures) - failed} of {len(measures)} bars met; load average after: "
           f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
