@@ -1,9 +1,12 @@
 """The canonical form of a spec and its hash.
 
-Two specs that mean the same model have the same canonical form, whatever their
-formatting, comments, key order, number spelling (``1e-3`` / ``0.001``) or implicit
-defaults: the validated spec is dumped with every default filled in and every
-node's input made explicit, as JSON with sorted keys.
+Two specs have the same canonical form whatever their formatting, comments, key
+order, number spelling (``1e-3`` / ``0.001``) and implicit inputs: the validated
+spec is dumped with graphspec's own defaults filled in and every node's input made
+explicit, as JSON with sorted keys. Keras' defaults are *not* filled in: they belong
+to the installed Keras, and a spec's hash must not change when Keras is upgraded.
+Writing a Keras default out (``use_bias: true``) is a change of the spec's text, and
+changes the hash.
 """
 
 from __future__ import annotations

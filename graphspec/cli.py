@@ -121,7 +121,7 @@ def check(
 
     files = _spec_files(specs)
     if not files:
-        _echo_err("no spec files found")
+        _echo_err(f"no spec files found in {', '.join(str(p) for p in specs)} (looked for *.yaml, *.yml)")
         raise typer.Exit(EXIT_USER_ERROR)
     failed = 0
     results = []

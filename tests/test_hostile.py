@@ -146,11 +146,7 @@ CASES = [
     Case("keras-object-in-call-of-a-block", _utf8(spec_with(
         "  d1: {sequential: [{type: Dense, units: 4}], call: {training: {module: keras.layers,\n"
         "        class_name: TFSMLayer, config: {filepath: /tmp/x, call_endpoint: serve}}}}\n",
-        outputs="outputs: [d1]\n")), [(None, 6)],
-        marks=[pytest.mark.xfail(strict=True, reason=(
-            "bug: the no-mapping rule for call: arguments is applied only to type:/shared: nodes; "
-            "SemanticChecker.check_spec never calls check_call for sequential: and model: nodes, whose call: "
-            "values also end up in the .keras config"))]),
+        outputs="outputs: [d1]\n")), [(None, 6)]),
     Case("not-utf8", b"graphspec: 1\nname: m\xff\xfe\n", [("bad-encoding", 2)]),
     Case("binary-file", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", [("bad-encoding", 1)]),
     Case("control-character", b"graphspec: 1\nname: m\x07x\n", [("yaml-syntax", 2)]),

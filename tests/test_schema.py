@@ -220,7 +220,7 @@ def test_strict_header(header, code, line):
     ("{type: 12}", "bad-type"),
     ("{sequential: [{type: Dense, units: 2}], trainable: 'no'}", "bad-type"),
     ("{sequential: []}", "bad-value"),
-    ("{model: ''}", "bad-type"),  # (pydantic's string_too_short is not mapped to bad-value)
+    ("{model: ''}", "bad-value"),
     ("{type: Dense, units: 4, kernel_initializer: 12}", "bad-object"),
     ("{type: Dense, units: 4, layer: {type: Dense}}", "unknown-argument"),
     ("{type: Bidirectional, layer: LSTM}", "bad-argument"),

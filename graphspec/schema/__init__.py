@@ -143,7 +143,8 @@ def _translate(error: dict, data: Any) -> Diagnostic:
         code = "bad-name"
         message = f"{error.get('input')!r} is not a valid name or reference"
         hint = "names use letters, digits and '_' and do not start with a digit; index outputs as node[1]"
-    elif kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than", "too_short", "too_long"):
+    elif kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than", "too_short", "too_long",
+                  "string_too_short", "string_too_long"):
         code = "bad-value"
         message = f"{where}: {message}"
     elif kind == "value_error":

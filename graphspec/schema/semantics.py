@@ -204,6 +204,13 @@ class SemanticChecker:
             return
         self.check_layer(value["type"], {k: v for k, v in value.items() if k != "type"}, path, in_node=False)
 
+    def check_call_values(self, node: dict, path: Path) -> None:
+        """``call:`` values of any node form are plain data: Keras would deserialize a mapping."""
+        for key, value in (node.get("call") if isinstance(node.get("call"), dict) else {}).items():
+            if _holds_mapping(value):
+                self.sink.error("bad-argument-type", f"call argument '{key}' takes plain values, not a mapping",
+                                path + ("call", key))
+
     def check_call(self, layer_type: str | None, node: dict, path: Path) -> None:
         """Call arguments named in ``call:`` or in a mapping ``input:``."""
         entry = self.cat.layer(layer_type) if layer_type else None
@@ -216,10 +223,7 @@ class SemanticChecker:
                     self.sink.error("unknown-call-argument", f"{self.cat.canonical(layer_type)}.call() has no argument '{key}'",
                                     path + ("input", key), did_you_mean(key, call_args)
                                     or f"its call arguments are: {', '.join(call_args)}", key=True)
-        for key, value in (node.get("call") if isinstance(node.get("call"), dict) else {}).items():
-            if _holds_mapping(value):
-                self.sink.error("bad-argument-type", f"call argument '{key}' takes plain values, not a mapping",
-                                path + ("call", key))
+        for key in (node.get("call") if isinstance(node.get("call"), dict) else {}):
             if key not in call_args:
                 self.sink.error("unknown-call-argument", f"{self.cat.canonical(layer_type)}.call() has no argument '{key}'",
                                 path + ("call", key), did_you_mean(key, call_args)
@@ -244,6 +248,7 @@ class SemanticChecker:
             if not isinstance(node, dict):
                 continue
             path = ("nodes", name)
+            self.check_call_values(node, path)
             if isinstance(node.get("type"), str) and not any(k in node for k in ("shared", "sequential", "model")):
                 self.check_layer(node["type"], _args(node, RESERVED_NODE_KEYS), path, in_node=True)
                 self.check_call(node["type"], node, path)
