@@ -82,6 +82,16 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return found
 
 
+def _train_spec() -> type[BaseModel]:
+    from graphspec.schema.train import TrainSpec
+
+    return TrainSpec
+
+
+_LAZY_SECTIONS = {"train": _train_spec}
+"""Top-level sections validated by a model imported on demand (see :func:`validate`)."""
+
+
 def _fields_at(path: Path, data: Any) -> list[str]:
     """Allowed keys of the mapping holding ``path``'s last key, for 'did you mean' on unknown keys.
 
@@ -93,7 +103,9 @@ def _fields_at(path: Path, data: Any) -> list[str]:
     for part in path[:-1]:
         node = node.get(part) if isinstance(node, dict) else (
             node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None)
-        if isinstance(part, str) and any(part in m.model_fields for m in models):
+        if models == [Spec] and part in _LAZY_SECTIONS:
+            models = [_LAZY_SECTIONS[part]()]
+        elif isinstance(part, str) and any(part in m.model_fields for m in models):
             annotation = next(m.model_fields[part].annotation for m in models if part in m.model_fields)
             models = _models_in(annotation)
         # else: an item of a list or of a name-keyed mapping, described by the container's models
@@ -168,10 +180,20 @@ def validate(loaded: LoadedSpec) -> Spec:
     spec: Spec | None = None
     seen: dict[Path, Diagnostic] = {}
     at_key: set[Path] = set()  # problems with a mapping key itself (a bad name)
+    errors: list[dict] = []
+    sections: dict[str, BaseModel] = {}
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
-        for error in exc.errors(include_url=False):
+        errors.extend(exc.errors(include_url=False))
+    for key, model in _LAZY_SECTIONS.items():
+        if data.get(key) is not None:
+            try:
+                sections[key] = model().model_validate(data[key])
+            except ValidationError as exc:
+                errors.extend({**e, "loc": (key, *e["loc"])} for e in exc.errors(include_url=False))
+    if errors:
+        for error in errors:
             try:
                 diagnostic = _translate(error, data)
             except _OtherMember:
@@ -197,7 +219,7 @@ def validate(loaded: LoadedSpec) -> Spec:
             "unknown-key", "unknown-argument", "name-argument", "unknown-call-argument"))
     sink.raise_if_errors(SchemaError)
     assert spec is not None
-    return spec
+    return spec.model_copy(update=sections) if sections else spec
 
 
 def json_schema() -> dict:

@@ -43,7 +43,16 @@ def _per_layer_rules(reserved: tuple[str, ...]) -> list[dict[str, Any]]:
 
 def build_json_schema() -> dict[str, Any]:
     schema = Spec.model_json_schema(mode="validation")
-    defs = schema.get("$defs", {})
+    defs = schema.setdefault("$defs", {})
+    # Sections validated by models imported on demand: their schemas join the spec's.
+    from graphspec.schema.train import TrainSpec
+
+    train = TrainSpec.model_json_schema(mode="validation", ref_template="#/$defs/{model}")
+    defs.update(train.pop("$defs", {}))
+    defs["TrainSpec"] = train
+    description = schema["properties"]["train"].get("description", "")
+    schema["properties"]["train"] = {"anyOf": [{"$ref": "#/$defs/TrainSpec"}, {"type": "null"}],
+                                     "default": None, "description": description}
     layer_names = catalogue().layer_names
     for definition, reserved in (("LayerNode", RESERVED_NODE_KEYS), ("LayerConfig", ("type",))):
         if definition in defs:

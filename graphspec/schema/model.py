@@ -189,9 +189,6 @@ class ExpectSpec(StrictModel):
     """Shape of each output without the batch dimension, by output name."""
 
 
-from graphspec.schema.train import TrainSpec  # noqa: E402  (needs StrictModel, Name, ArgValue above)
-
-
 class Spec(StrictModel):
     """A graphspec model specification (format version 1)."""
 
@@ -213,8 +210,11 @@ class Spec(StrictModel):
     """How to compile the model (optimizer, losses, metrics)."""
     expect: ExpectSpec | None = None
     """Assertions checked at build time."""
-    train: TrainSpec | None = None
-    """Training settings for ``graphspec train`` (see docs/training.md)."""
+    train: Any = None
+    """Training settings for ``graphspec train`` (see docs/training.md): a ``TrainSpec``.
+
+    Validated by :func:`graphspec.schema.validate` with :class:`graphspec.schema.train.TrainSpec`,
+    imported only for specs that have this section (it is most of the schema's import time)."""
 
     def output_map(self) -> dict[str, str]:
         """Output name -> reference, in order."""
