@@ -294,7 +294,9 @@ def predict(
 
 
 def main() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's C++ start-up chatter (CUDA probing on CPU machines, oneDNN notes) is not
+    # for graphspec's users; its real errors reach Python as exceptions. Set it to see them.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     app()
 
 

@@ -133,7 +133,7 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
 
 def render(diagnostic: Diagnostic, source_lines: Sequence[str] | None = None) -> str:
     """``file:line:col: severity[code]: message`` plus the source line, a caret and the hint."""
-    where = diagnostic.file or "<spec>"
+    where = diagnostic.file or "graphspec"  # a problem of the run, not of a file
     if diagnostic.line is not None:
         where += f":{diagnostic.line}"
         if diagnostic.col is not None:

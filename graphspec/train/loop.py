@@ -478,22 +478,22 @@ def _open(checked, io_, settings, data, validation_data, need_targets=True):
 def _check_resume(run_dir: FsPath, checked: CheckedSpec, settings: dict) -> tuple[dict, dict]:
     path = run_dir / STATE_FILE
     if not path.is_file():
-        raise TrainError([Diagnostic(code="resume-error", message=f"'{run_dir}' has no {STATE_FILE} to resume from",
+        raise TrainError([Diagnostic(code="resume-error", file=str(run_dir), message=f"'{run_dir}' has no {STATE_FILE} to resume from",
                                      hint="is it a graphspec run directory?")])
     try:
         meta, arrays = read_state(path)
     except Exception as exc:  # a damaged file
-        raise TrainError([Diagnostic(code="resume-error", message=f"cannot read {path}: {exc}")]) from None
+        raise TrainError([Diagnostic(code="resume-error", file=str(run_dir), message=f"cannot read {path}: {exc}")]) from None
     now = model_hash(checked)
     if meta.get("model_hash") != now:
-        raise TrainError([Diagnostic(code="resume-changed", message=f"the spec changed since '{run_dir}' was started "
+        raise TrainError([Diagnostic(code="resume-changed", file=str(run_dir), message=f"the spec changed since '{run_dir}' was started "
                                      f"(model hash {str(meta.get('model_hash'))[:19]}..., now {now[:19]}...)",
                                      hint="resume with the spec as it was (see spec.yaml in the run directory), "
                                      "or start a new run")])
     if meta.get("settings_hash") != settings_hash(settings):
         saved = rundir.read_json(run_dir / "settings.json") if (run_dir / "settings.json").is_file() else {}
         changed = sorted(k for k in set(saved) | set(settings) if k != "verbose" and saved.get(k) != settings.get(k))
-        raise TrainError([Diagnostic(code="resume-changed", message="the train settings changed since the run was "
+        raise TrainError([Diagnostic(code="resume-changed", file=str(run_dir), message="the train settings changed since the run was "
                                      f"started ({', '.join(changed) or 'see settings.json'})",
                                      hint="resume without overrides, or start a new run")])
     return meta, arrays
@@ -518,11 +518,11 @@ def train(spec: str | os.PathLike | CheckedSpec | None = None, *, overrides: lis
     recorded: dict = {}
     if resume_dir is not None:
         if not (resume_dir / "run.json").is_file():
-            raise TrainError([Diagnostic(code="resume-error", message=f"'{resume_dir}' is not a run directory "
+            raise TrainError([Diagnostic(code="resume-error", file=str(resume_dir), message=f"'{resume_dir}' is not a run directory "
                                          "(no run.json)")])
         recorded = rundir.read_json(resume_dir / "run.json")
         if recorded.get("status") == "completed":
-            raise TrainError([Diagnostic(code="resume-error", message=f"the run in '{resume_dir}' already completed",
+            raise TrainError([Diagnostic(code="resume-error", file=str(resume_dir), message=f"the run in '{resume_dir}' already completed",
                                          hint="start a new run")])
         if spec is None:
             spec = recorded["spec_path"]
