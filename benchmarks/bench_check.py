@@ -211,6 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-hostile", action="store_true", help="skip the hostile inputs")
     args = parser.parse_args(argv)
 
+    # An installed package ships compiled bytecode (pip compiles it); an editable checkout
+    # may not have it yet (e.g. under PYTHONDONTWRITEBYTECODE). Measure what users run.
+    import compileall
+
+    import graphspec
+
+    compileall.compile_dir(Path(graphspec.__file__).parent, quiet=1)
     cli = graphspec_command()
     work = Path(tempfile.mkdtemp(prefix="bench-check-"))
     measures: list[Measure] = [

@@ -35,8 +35,7 @@ RESERVED_NODE_KEYS = ("type", "shared", "sequential", "model", "input", "call")
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True,
-                              regex_engine="python-re")
+    model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
 
 
 class _ClassWithArguments(BaseModel):
