@@ -189,7 +189,14 @@ def schema(
     if output is None:
         sys.stdout.write(text)
     else:
-        output.write_text(text)
+        from graphspec.files import AtomicFile
+
+        try:
+            with AtomicFile(output, suffix=".json") as tmp:
+                tmp.write_text(text)
+        except GraphspecError as error:
+            report(error)
+            raise typer.Exit(EXIT_USER_ERROR) from None
         typer.echo(f"wrote {output}")
 
 
@@ -209,8 +216,6 @@ def train(
     verbose: Annotated[Optional[int], typer.Option("--verbose", "-v", help="0 silent, 1 progress bar, 2 a line per epoch.")] = None,
 ) -> None:
     """Train the spec's model on its data; writes runs/<spec name>/<run name>/."""
-    from graphspec.errors import TrainError
-
     try:
         from graphspec.train.settings import override_list
 

@@ -19,6 +19,7 @@ from typing import Any
 from graphspec.canonical import canonical_json, spec_hash
 from graphspec.catalogue import NESTED_LAYER_ARGS, catalogue, nested_namespace
 from graphspec.errors import Diagnostic, DiagnosticSink, EmitError
+from graphspec.files import AtomicFile
 from graphspec.pipeline import CheckedSpec
 from graphspec.resolve import GraphNode, TensorRef
 
@@ -230,6 +231,14 @@ def emit(checked: CheckedSpec, *, compile: bool = True):
     sink.raise_if_errors(EmitError)
 
     outputs = {name: builder.tensor(ref) for name, ref in checked.graph.outputs.items()}
+    if not isinstance(spec.outputs, dict):
+        # Keras names a list output after the layer that produced it; where that is not the
+        # output's name (a shared layer's call, one output of a multi-output layer), an
+        # Identity layer carries the output name, so losses and metrics keyed by it apply.
+        for name, tensor in outputs.items():
+            history = getattr(tensor, "_keras_history", None)
+            if history is not None and history.operation.name != name:
+                outputs[name] = keras.layers.Identity(name=name)(tensor)
     if isinstance(spec.outputs, dict):
         model_outputs: Any = outputs
     elif len(outputs) == 1:
@@ -325,16 +334,13 @@ def save_artifact(checked: CheckedSpec, model, path: str | os.PathLike) -> FsPat
     if target.suffix != ".keras":
         raise EmitError([Diagnostic(code="bad-output-path", message=f"'{target}' must end in .keras",
                                     hint="Keras 3 saves models as .keras archives")])
-    target.parent.mkdir(parents=True, exist_ok=True)
     graph = checked.graph
-    fd, raw_tmp = tempfile.mkstemp(suffix=".keras", dir=target.parent, prefix=".graphspec-")
-    os.close(fd)
-    fd, final_tmp = tempfile.mkstemp(suffix=".keras", dir=target.parent, prefix=".graphspec-")
-    os.close(fd)
-    try:
-        if getattr(model, "optimizer", None) is not None and not model.optimizer.built:
-            # Save the optimizer's (fresh) state too, so loading the file reports nothing missing.
-            model.optimizer.build(model.trainable_variables)
+    if getattr(model, "optimizer", None) is not None and not model.optimizer.built:
+        # Save the optimizer's (fresh) state too, so loading the file reports nothing missing.
+        model.optimizer.build(model.trainable_variables)
+    with AtomicFile(target, suffix=".keras", error_type=EmitError) as final_tmp, \
+            tempfile.TemporaryDirectory(prefix="graphspec-build-") as scratch:
+        raw_tmp = FsPath(scratch) / "model.keras"  # Keras' own archive, before the metadata is added
         model.save(raw_tmp)
         with zipfile.ZipFile(raw_tmp) as source, zipfile.ZipFile(final_tmp, "w", zipfile.ZIP_DEFLATED) as out:
             for item in source.infolist():
@@ -348,16 +354,6 @@ def save_artifact(checked: CheckedSpec, model, path: str | os.PathLike) -> FsPat
                     }
                     data = json.dumps(metadata, indent=1).encode()
                 out.writestr(item, data)
-        with open(final_tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(final_tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the model from its readers
-        os.replace(final_tmp, target)
-    finally:
-        for leftover in (raw_tmp, final_tmp):
-            if os.path.exists(leftover):
-                os.unlink(leftover)
     return target
 
 

@@ -16,6 +16,7 @@ from pathlib import Path as FsPath
 from typing import Any, Literal, Union
 
 from graphspec.errors import Diagnostic, DiagnosticSink, Path, ResolveError, did_you_mean
+from graphspec.files import confined_path, spec_data_paths
 from graphspec.schema import LayerNode, ModelNode, SequentialNode, SharedCall, Spec
 from graphspec.source import SourceMap
 
@@ -100,21 +101,9 @@ def _structure(raw: Any, path: Path) -> InputStructure:
 
 
 def saved_model_file(raw: str, base: FsPath, where: Path, sink: DiagnosticSink) -> FsPath | None:
-    """The ``.keras`` file a ``model:`` node names, if it is inside the spec's folder.
-
-    A spec may come from an untrusted pull request: it must not make graphspec read
-    files elsewhere on the machine.
-    """
-    candidate = FsPath(raw)
-    if candidate.is_absolute() or raw.startswith("~"):
-        sink.error("path-outside-project", f"'{raw}' is an absolute path", where,
-                   "give the path relative to the spec's folder")
-        return None
-    base = base.resolve()
-    target = (base / candidate).resolve()
-    if not target.is_relative_to(base):
-        sink.error("path-outside-project", f"'{raw}' leaves the spec's folder", where,
-                   "saved models must live in the spec's folder or below it")
+    """The ``.keras`` file a ``model:`` node names, if it is inside the spec's folder and exists."""
+    target = confined_path(raw, base, where, sink, what="a saved model")
+    if target is None:
         return None
     if target.suffix != ".keras":
         sink.error("bad-saved-model", f"'{raw}' is not a .keras file", where,
@@ -226,6 +215,10 @@ def resolve(spec: Spec, source: SourceMap, base_dir: FsPath | None = None) -> Gr
                        "an output must be computed by a node; add an Identity node if you need a pass-through")
 
     _check_output_keys(spec, outputs, sink)
+    if isinstance(_train_data(spec), dict):
+        # Data files are opened only by `train`, but an escaping path is flagged here, by `check`.
+        for where, raw in spec_data_paths(_train_data(spec)):
+            confined_path(raw, base_dir, where, sink, what="training data")
     if sink.has_errors:
         raise ResolveError(sink.sorted())
 
@@ -236,6 +229,14 @@ def resolve(spec: Spec, source: SourceMap, base_dir: FsPath | None = None) -> Gr
 
     _warn_unused(spec, sorted_nodes, outputs, sink)
     return Graph(spec=spec, source=source, nodes=sorted_nodes, outputs=outputs, warnings=sink.sorted())
+
+
+def _train_data(spec: Spec) -> dict | None:
+    """The train section as plain data (it is validated by its own model)."""
+    train = spec.train
+    if train is None:
+        return None
+    return train.model_dump(mode="json") if hasattr(train, "model_dump") else train
 
 
 def _check_output_keys(spec: Spec, outputs: dict[str, TensorRef], sink: DiagnosticSink) -> None:

@@ -150,6 +150,12 @@ def infer(graph: Graph) -> InferredGraph:
             _report(sink, node, error)
             infos[name] = NodeInfo(None, None)
             continue
+        except (TypeError, ValueError, KeyError, IndexError, ZeroDivisionError, AttributeError):
+            # A rule that cannot read an unusual argument (Keras accepts more forms than the
+            # rules know) leaves the shape to Keras, which reports a real mistake at this
+            # node's line at build time: `check` never fails with a traceback.
+            infos[name] = NodeInfo(None, None)
+            continue
         if node.kind == "shared":
             first = shared_params.get(node.layer_name)
             if first is None:

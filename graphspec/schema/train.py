@@ -108,7 +108,10 @@ class TfrecordSource(_Source):
     """Compression of the files."""
 
 
-_SOURCE_FORMS = {"npz": "npz", "builtin": "builtin", "csv": "csv", "images": "images", "tfrecord": "tfrecord"}
+# Tags differ from the keys: a tag appears in Pydantic's error locations, where a tag equal
+# to a key of the data would be mistaken for that key.
+_SOURCE_FORMS = {"npz": "npz-source", "builtin": "builtin-source", "csv": "csv-source", "images": "images-source",
+                 "tfrecord": "tfrecord-source"}
 
 
 def source_form(value: Any) -> str | None:
@@ -125,11 +128,11 @@ def source_form(value: Any) -> str | None:
 
 DataSource = Annotated[
     Union[
-        Annotated[NpzSource, Tag("npz")],
-        Annotated[BuiltinSource, Tag("builtin")],
-        Annotated[CsvSource, Tag("csv")],
-        Annotated[ImageDirSource, Tag("images")],
-        Annotated[TfrecordSource, Tag("tfrecord")],
+        Annotated[NpzSource, Tag("npz-source")],
+        Annotated[BuiltinSource, Tag("builtin-source")],
+        Annotated[CsvSource, Tag("csv-source")],
+        Annotated[ImageDirSource, Tag("images-source")],
+        Annotated[TfrecordSource, Tag("tfrecord-source")],
     ],
     Discriminator(
         source_form,

@@ -14,6 +14,8 @@ exactly the batches an uninterrupted one would.
 
 from __future__ import annotations
 
+import contextlib
+
 import csv
 from dataclasses import dataclass, field, replace
 from pathlib import Path as FsPath
@@ -21,6 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from graphspec.files import confined_path
 from graphspec.errors import Diagnostic, DiagnosticSink, Path, TrainError, did_you_mean
 from graphspec.pipeline import CheckedSpec
 from graphspec.schema.train import (
@@ -150,19 +153,33 @@ class Examples:
         return n if self.take is None else min(n, self.take)
 
 
+@contextlib.contextmanager
+def data_errors(what: str = "the data"):
+    """Turn TensorFlow's complaints about the *data* met while running (a label out of range,
+    a file that is not an image, a corrupt record) into a clear error instead of a traceback."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.errors.NotFoundError,
+            tf.errors.OutOfRangeError) as exc:
+        text = (exc.message or str(exc)).strip()
+        # TF wraps the op's own message in graph-execution context; keep the sentence about the data.
+        lines = [line.strip() for line in text.splitlines() if line.strip() and not line[0].isspace()
+                 and not line.strip().startswith(("Graph execution error", "Detected at node", "Stack trace",
+                                                  "[[", "File "))]
+        message = (lines[0] if lines else text.splitlines()[0])[:400]
+        raise TrainError([Diagnostic(code="bad-data", message=f"{what}: {message}", path=("train", "data"),
+                                     hint="check the values in the data (labels within the number of classes, "
+                                     "files of the right kind)")]) from None
+
+
 def resolve_data_path(checked: CheckedSpec, raw: str, where: Path, sink: DiagnosticSink, *,
                       directory: bool = False) -> FsPath | None:
     """A data path from the spec: relative to the spec's folder, never leaving it, existing."""
     base = checked.directory.resolve()
-    candidate = FsPath(raw)
-    if candidate.is_absolute() or raw.startswith("~"):
-        sink.error("path-outside-project", f"'{raw}' is an absolute path", where,
-                   "give data paths relative to the spec's folder")
-        return None
-    target = (base / candidate).resolve()
-    if not target.is_relative_to(base):
-        sink.error("path-outside-project", f"'{raw}' leaves the spec's folder", where,
-                   "data must live in the spec's folder or below it")
+    target = confined_path(raw, base, where, sink, what="training data")
+    if target is None:
         return None
     if directory and not target.is_dir():
         sink.error("file-not-found", f"no folder '{raw}' (looked in {base})", where)

@@ -35,12 +35,10 @@ def open_target(target: str | os.PathLike, *, best: bool = False) -> Target:
     path = FsPath(target)
     if path.is_dir():
         model_path = path / ("best.keras" if best else "model.keras")
-        if not (path / "run.json").is_file():
-            raise TrainError([Diagnostic(code="not-a-run", message=f"'{path}' is not a run directory (no run.json)")])
+        info = rundir.read_run(path)
         if not model_path.is_file():
             raise TrainError([Diagnostic(code="not-a-run", message=f"'{path}' has no {model_path.name} (did the run "
                                          "finish?)", hint=f"resume it: graphspec train --resume {path}")])
-        info = rundir.read_json(path / "run.json")
         spec_path = FsPath(info.get("spec_path") or path / "spec.yaml")
         text = (path / "spec.yaml").read_text(encoding="utf-8")
         overrides = [(tuple(p), v) for p, v in info.get("overrides", [])]
@@ -194,7 +192,8 @@ def evaluate(target: str | os.PathLike, data: str | os.PathLike | Any = None, *,
         what = "data"
     size = batch_size or (opened.settings or {}).get("batch_size") or 32
     dataset = datalib.eval_dataset(examples, io_, batch_size=size)
-    results = model.evaluate(dataset, verbose=0, return_dict=True)
+    with datalib.data_errors("evaluation stopped on bad data"):
+        results = model.evaluate(dataset, verbose=0, return_dict=True)
     results = {k: float(v) for k, v in results.items()}
     report = {"model": str(opened.model_path), "data": what, "examples": examples.size, "metrics": results,
               "per_output": per_output(results, list(io_.outputs))}

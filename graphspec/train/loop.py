@@ -517,15 +517,12 @@ def train(spec: str | os.PathLike | CheckedSpec | None = None, *, overrides: lis
     resume_dir = FsPath(resume) if resume is not None else None
     recorded: dict = {}
     if resume_dir is not None:
-        if not (resume_dir / "run.json").is_file():
-            raise TrainError([Diagnostic(code="resume-error", file=str(resume_dir), message=f"'{resume_dir}' is not a run directory "
-                                         "(no run.json)")])
-        recorded = rundir.read_json(resume_dir / "run.json")
+        recorded = rundir.read_run(resume_dir)
         if recorded.get("status") == "completed":
             raise TrainError([Diagnostic(code="resume-error", file=str(resume_dir), message=f"the run in '{resume_dir}' already completed",
                                          hint="start a new run")])
         if spec is None:
-            spec = recorded["spec_path"]
+            spec = recorded.get("spec_path") or resume_dir / "spec.yaml"
         overrides = [(tuple(p), v) for p, v in recorded.get("overrides", [])] + overrides
     if spec is None:
         raise TrainError([Diagnostic(code="no-spec", message="give a spec file or --resume RUN")])
@@ -639,9 +636,11 @@ def train(spec: str | os.PathLike | CheckedSpec | None = None, *, overrides: lis
                 break
     try:
         if first_epoch < epochs:
-            model.fit(train_ds, epochs=epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
-                      validation_data=val_ds, validation_freq=(settings.get("validation") or {}).get("frequency", 1),
-                      callbacks=callbacks, verbose=settings["verbose"], shuffle=False)
+            with datalib.data_errors("training stopped on bad data"):
+                model.fit(train_ds, epochs=epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
+                          validation_data=val_ds,
+                          validation_freq=(settings.get("validation") or {}).get("frequency", 1),
+                          callbacks=callbacks, verbose=settings["verbose"], shuffle=False)
     except GraphspecError:
         _update_run_json(run_dir, status="failed")
         raise

@@ -60,14 +60,15 @@ def predict(target: str | os.PathLike, data: str | os.PathLike | Any = None, out
         dtypes: dict[str, np.dtype] = {}
         count = 0
         try:
-            for batch in dataset:
-                x = batch[0]
-                values = _named(model.predict_on_batch(x), names, io_.dict_outputs)
-                for name, value in values.items():
-                    if name not in shapes:
-                        shapes[name], dtypes[name] = value.shape[1:], value.dtype
-                    parts[name].write(np.ascontiguousarray(value, dtype=dtypes[name]).tobytes())
-                count += len(next(iter(values.values())))
+            with datalib.data_errors("prediction stopped on bad data"):
+                for batch in dataset:
+                    x = batch[0]
+                    values = _named(model.predict_on_batch(x), names, io_.dict_outputs)
+                    for name, value in values.items():
+                        if name not in shapes:
+                            shapes[name], dtypes[name] = value.shape[1:], value.dtype
+                        parts[name].write(np.ascontiguousarray(value, dtype=dtypes[name]).tobytes())
+                    count += len(next(iter(values.values())))
         finally:
             for handle in parts.values():
                 handle.close()

@@ -27,9 +27,9 @@ import io
 import json
 import math
 import os
+import re
 import platform
 import struct
-import tempfile
 import time
 import zlib
 from pathlib import Path as FsPath
@@ -41,89 +41,8 @@ RUN_FILES = ("run.json", "spec.yaml", "spec.json", "spec.sha256", "settings.json
              "best.keras", "checkpoint.npz", "history.json", "history.csv", "metrics.json", "curves.png")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_MODE = 0o666 & ~_umask()
-
-
-def fix_mode(path: FsPath) -> None:
-    """Give a file written through ``mkstemp`` (mode 0600) the usual mode (0666 less the umask)."""
-    try:
-        os.chmod(path, _MODE)
-    except OSError:
-        pass
-
-
-def fsync_dir(path: FsPath) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> FsPath:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename, fsync folder)."""
-    target = FsPath(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, _MODE)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    fsync_dir(target.parent)
-    return target
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> FsPath:
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | os.PathLike, data: Any) -> FsPath:
-    return atomic_write_text(path, json.dumps(data, indent=1, sort_keys=False, allow_nan=True) + "\n")
-
-
-class AtomicFile:
-    """``with AtomicFile(path) as tmp_path:`` — write to ``tmp_path``; renamed onto ``path`` on success."""
-
-    def __init__(self, path: str | os.PathLike, suffix: str = ".tmp"):
-        self.target = FsPath(path)
-        self.suffix = suffix
-        self.tmp: FsPath | None = None
-
-    def __enter__(self) -> FsPath:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.", suffix=self.suffix)
-        os.close(fd)
-        self.tmp = FsPath(tmp)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        assert self.tmp is not None
-        if exc_type is None:
-            with open(self.tmp, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.chmod(self.tmp, _MODE)
-            os.replace(self.tmp, self.target)
-            fsync_dir(self.target.parent)
-        elif self.tmp.exists():
-            self.tmp.unlink()
+# Atomic writing is shared with `graphspec build`; kept importable from here.
+from graphspec.files import AtomicFile, atomic_write_bytes, atomic_write_json, atomic_write_text, fix_mode, fsync_dir  # noqa: E402,F401
 
 
 def versions() -> dict[str, str]:
@@ -144,8 +63,15 @@ def versions() -> dict[str, str]:
     return result
 
 
+_RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+
+
 def new_run_dir(root: str | os.PathLike, spec_name: str, run_name: str | None) -> FsPath:
     """``root/<spec name>/<run name>``; the run name defaults to a timestamp, made unique."""
+    if run_name is not None and not _RUN_NAME.fullmatch(run_name):
+        # A run name often comes from a branch or PR title: it must not steer the path.
+        raise TrainError([Diagnostic(code="bad-run-name", message=f"'{run_name}' is not a run name",
+                                     hint="letters, digits, '.', '_' and '-', not starting with '.' (one folder)")])
     base = FsPath(root) / spec_name
     name = run_name or time.strftime("%Y%m%d-%H%M%S")
     candidate = base / name
@@ -156,7 +82,11 @@ def new_run_dir(root: str | os.PathLike, spec_name: str, run_name: str | None) -
     while run_name is None and candidate.exists():
         candidate = base / f"{name}-{suffix}"
         suffix += 1
-    candidate.mkdir(parents=True, exist_ok=True)
+    try:
+        candidate.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TrainError([Diagnostic(code="cannot-write", message=f"cannot create the run directory "
+                                     f"'{candidate}': {exc.strerror}", hint="choose another --runs folder")]) from None
     return candidate
 
 
@@ -300,3 +230,24 @@ def _png(image) -> bytes:
 def read_json(path: FsPath) -> Any:
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
+
+
+def read_run(run_dir: FsPath) -> dict:
+    """A run directory's ``run.json``, checked: a run directory that is damaged or not a run
+    is a clear error, not a traceback."""
+    def not_a_run(why: str) -> TrainError:
+        return TrainError([Diagnostic(code="not-a-run", file=str(run_dir), message=f"'{run_dir}' is not a usable "
+                                      f"run directory: {why}", hint="give a directory written by graphspec train")])
+
+    if not (run_dir / "run.json").is_file():
+        raise not_a_run("it has no run.json")
+    try:
+        info = read_json(run_dir / "run.json")
+    except (OSError, ValueError) as exc:
+        raise not_a_run(f"run.json cannot be read ({exc})") from None
+    if not isinstance(info, dict) or not isinstance(info.get("spec_path", ""), str) \
+            or not isinstance(info.get("overrides", []), list):
+        raise not_a_run("run.json is not what graphspec writes")
+    if not (run_dir / "spec.yaml").is_file():
+        raise not_a_run("it has no spec.yaml")
+    return info

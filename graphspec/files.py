@@ -1,0 +1,148 @@
+"""Files: the paths a spec may name, and writing results atomically.
+
+A spec may come from an untrusted pull request, so every path it gives (saved models,
+training data) is relative to the spec's folder and may not leave it — no absolute
+paths, no ``~``, no ``..`` or symbolic link out of it. ``graphspec check`` applies the
+same rule as ``build`` and ``train``, so CI flags an escaping path without TensorFlow.
+
+Everything graphspec writes (models, run directories, predictions) goes to a temporary
+file in the target's folder, is fsynced and renamed: a crash never leaves a truncated file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path as FsPath
+from typing import Any
+
+from graphspec.errors import Diagnostic, DiagnosticSink, GraphspecError, Path
+
+
+def cannot_write(target: FsPath, exc: OSError, error_type: type[GraphspecError] = GraphspecError) -> GraphspecError:
+    """The error for an output that cannot be written (a missing folder, a directory, no permission)."""
+    return error_type([Diagnostic(code="cannot-write", file=str(target),
+                                  message=f"cannot write '{target}': {exc.strerror or exc}",
+                                  hint="check that the folder exists and is writable, and the path is not a folder")])
+
+
+def confined_path(raw: str, base: FsPath, where: Path, sink: DiagnosticSink, *, what: str) -> FsPath | None:
+    """``raw`` resolved under ``base``, or None (with a located error) if it would leave it."""
+    candidate = FsPath(raw)
+    if candidate.is_absolute() or raw.startswith("~"):
+        sink.error("path-outside-project", f"'{raw}' is an absolute path", where,
+                   f"give the path of {what} relative to the spec's folder")
+        return None
+    base = base.resolve()
+    target = (base / candidate).resolve()
+    if not target.is_relative_to(base):
+        sink.error("path-outside-project", f"'{raw}' leaves the spec's folder", where,
+                   f"{what} must live in the spec's folder or below it")
+        return None
+    return target
+
+
+def spec_data_paths(train: dict) -> list[tuple[Path, str]]:
+    """Every file or folder path a (plain-data) train section names, with its data path."""
+    found: list[tuple[Path, str]] = []
+
+    def source(value, path: Path) -> None:
+        if not isinstance(value, dict):
+            return
+        for key in ("npz", "csv", "images"):
+            if isinstance(value.get(key), str):
+                found.append((path + (key,), value[key]))
+        records = value.get("tfrecord")
+        if isinstance(records, str):
+            found.append((path + ("tfrecord",), records))
+        elif isinstance(records, list):
+            found.extend((path + ("tfrecord", i), r) for i, r in enumerate(records) if isinstance(r, str))
+
+    source(train.get("data"), ("train", "data"))
+    validation = train.get("validation")
+    if isinstance(validation, dict):
+        source(validation.get("data"), ("train", "validation", "data"))
+    return found
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_MODE = 0o666 & ~_umask()
+
+
+def fix_mode(path: FsPath) -> None:
+    """Give a file written through ``mkstemp`` (mode 0600) the usual mode (0666 less the umask)."""
+    try:
+        os.chmod(path, _MODE)
+    except OSError:
+        pass
+
+
+def fsync_dir(path: FsPath) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> FsPath:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename, fsync folder)."""
+    with AtomicFile(path) as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+    return FsPath(path)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> FsPath:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, data: Any) -> FsPath:
+    return atomic_write_text(path, json.dumps(data, indent=1, sort_keys=False, allow_nan=True) + "\n")
+
+
+class AtomicFile:
+    """``with AtomicFile(path) as tmp_path:`` — write to ``tmp_path``; renamed onto ``path`` on success."""
+
+    def __init__(self, path: str | os.PathLike, suffix: str = ".tmp",
+                 error_type: type[GraphspecError] = GraphspecError):
+        self.target = FsPath(path)
+        self.suffix = suffix
+        self.error_type = error_type
+        self.tmp: FsPath | None = None
+
+    def __enter__(self) -> FsPath:
+        try:
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.", suffix=self.suffix)
+        except OSError as exc:
+            raise cannot_write(self.target, exc, self.error_type) from None
+        os.close(fd)
+        self.tmp = FsPath(tmp)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        assert self.tmp is not None
+        if exc_type is None:
+            try:
+                with open(self.tmp, "rb") as handle:
+                    os.fsync(handle.fileno())
+                os.chmod(self.tmp, _MODE)
+                os.replace(self.tmp, self.target)
+            except OSError as error:  # e.g. the target is a folder
+                self.tmp.unlink(missing_ok=True)
+                raise cannot_write(self.target, error, self.error_type) from None
+            fsync_dir(self.target.parent)
+        elif self.tmp.exists():
+            self.tmp.unlink()
