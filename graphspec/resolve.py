@@ -10,7 +10,9 @@ shared layer twice never makes a cycle.
 from __future__ import annotations
 
 import heapq
+import json
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any, Literal, Union
@@ -112,7 +114,54 @@ def saved_model_file(raw: str, base: FsPath, where: Path, sink: DiagnosticSink) 
     if not target.is_file():
         sink.error("file-not-found", f"no saved model at '{raw}'", where)
         return None
-    return target
+    return target if _saved_model_is_plain_keras(target, raw, where, sink) else None
+
+
+MAX_SAVED_CONFIG_BYTES = 64 * 1024 * 1024
+_UNSAFE_CLASSES = {"Lambda", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer"}
+
+
+def _saved_model_is_plain_keras(path: FsPath, raw: str, where: Path, sink: DiagnosticSink) -> bool:
+    """Whether a ``.keras`` archive names only Keras' own classes, none that runs code or reads files.
+
+    A pull request can ship the saved model along with the spec; Keras' ``safe_mode`` is
+    the second line of defence, not the only one. Read in pure Python (no Keras import).
+    """
+    def refuse(why: str) -> bool:
+        sink.error("unsafe-saved-model", f"'{raw}' cannot be used: {why}", where,
+                   "a saved model used as a layer may hold only built-in Keras layers and objects")
+        return False
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo("config.json")
+            if info.file_size > MAX_SAVED_CONFIG_BYTES:
+                return refuse("its config.json is too large")
+            config = json.loads(archive.read(info))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        return refuse(f"it is not a Keras 3 archive ({exc})")
+    stack = [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+            continue
+        if not isinstance(item, dict):
+            continue
+        module, class_name = item.get("module"), item.get("class_name")
+        if isinstance(class_name, str) and module is not None:
+            if not isinstance(module, str) or not (module == "keras" or module.startswith("keras.")):
+                return refuse(f"it names the class '{class_name}' from module '{module}'")
+            if class_name in _UNSAFE_CLASSES:
+                return refuse(f"it holds a '{class_name}' layer, which runs code or reads files")
+            if item.get("registered_name") not in (None, class_name):  # a custom registered object
+                return refuse(f"it names the registered object '{item.get('registered_name')}'")
+            layer_config = item.get("config")
+            if class_name in ("StringLookup", "IntegerLookup", "TextVectorization") and isinstance(layer_config, dict) \
+                    and isinstance(layer_config.get("vocabulary"), str):
+                return refuse(f"its {class_name} reads its vocabulary from a file")
+        stack.extend(item.values())
+    return True
 
 
 def resolve(spec: Spec, source: SourceMap, base_dir: FsPath | None = None) -> Graph:
