@@ -70,6 +70,29 @@ def _warn(diagnostics: list[Diagnostic]) -> None:
         _echo_err(render(diagnostic, _lines_of(diagnostic)))
 
 
+def _import_tensorflow() -> None:
+    """Import TensorFlow for a command that needs it, without its C++ start-up chatter.
+
+    TensorFlow 2.21 logs (CUDA probing on CPU machines, oneDNN notes) through absl before
+    ``TF_CPP_MIN_LOG_LEVEL`` takes effect, so stderr is parked on /dev/null during the
+    import alone. Set ``TF_CPP_MIN_LOG_LEVEL`` yourself (e.g. 0) to see those logs.
+    """
+    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL") != _QUIET_TF:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+_QUIET_TF = "3"
+
+
 def _spec_files(paths: list[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
@@ -160,6 +183,7 @@ def build(
     summary: Annotated[bool, typer.Option(help="Print the Keras model summary.")] = True,
 ) -> None:
     """Build the Keras model, check 'expect:', and save it as .keras with the spec and its hash."""
+    _import_tensorflow()
     from graphspec.pipeline import check_file
 
     try:
@@ -216,6 +240,7 @@ def train(
     verbose: Annotated[Optional[int], typer.Option("--verbose", "-v", help="0 silent, 1 progress bar, 2 a line per epoch.")] = None,
 ) -> None:
     """Train the spec's model on its data; writes runs/<spec name>/<run name>/."""
+    _import_tensorflow()
     try:
         from graphspec.train.settings import override_list
 
@@ -260,6 +285,7 @@ def evaluate(
                                                    "(default for a run: <run>/evaluation.json).")] = None,
 ) -> None:
     """Metrics of a trained model on data, per output: a table, and JSON."""
+    _import_tensorflow()
     try:
         from graphspec.train.evaluate import evaluate as run_evaluation, format_table
 
@@ -287,6 +313,7 @@ def predict(
     best: Annotated[bool, typer.Option("--best", help="Use the run's best.keras instead of model.keras.")] = False,
 ) -> None:
     """Predict every example, batch by batch, into an NPZ or CSV with one array/column group per output."""
+    _import_tensorflow()
     try:
         from graphspec.train.predict import predict as run_prediction
 
@@ -301,7 +328,7 @@ def predict(
 def main() -> None:
     # TensorFlow's C++ start-up chatter (CUDA probing on CPU machines, oneDNN notes) is not
     # for graphspec's users; its real errors reach Python as exceptions. Set it to see them.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", _QUIET_TF)
     app()
 
 
