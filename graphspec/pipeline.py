@@ -38,9 +38,11 @@ class CheckedSpec:
         return self.path.parent if self.path is not None else FsPath.cwd()
 
 
-def check_loaded(loaded: LoadedSpec, path: FsPath | None = None) -> CheckedSpec:
+def check_loaded(loaded: LoadedSpec, path: FsPath | None = None, *, check_files: bool = True) -> CheckedSpec:
+    """Run the pure-Python stages on loaded data (``check_files``: see :func:`resolve`)."""
     spec = validate(loaded)
-    graph = resolve(spec, loaded.source, base_dir=path.parent if path is not None else None)
+    graph = resolve(spec, loaded.source, base_dir=path.parent if path is not None else None,
+                    check_files=check_files)
     inferred = infer(graph)
     check_expectations(inferred)
     return CheckedSpec(loaded=loaded, spec=spec, graph=graph, inferred=inferred, path=path)

@@ -164,10 +164,12 @@ def _saved_model_is_plain_keras(path: FsPath, raw: str, where: Path, sink: Diagn
     return True
 
 
-def resolve(spec: Spec, source: SourceMap, base_dir: FsPath | None = None) -> Graph:
-    """Resolve names (and saved-model paths, relative to ``base_dir``) into a sorted graph.
+def resolve(spec: Spec, source: SourceMap, base_dir: FsPath | None = None, *, check_files: bool = True) -> Graph:
+    """Resolve names (and the files the spec names, relative to ``base_dir``) into a sorted graph.
 
-    Raises :class:`ResolveError` with every broken reference found.
+    ``check_files=False`` skips the files: for a spec read back from a built model, whose
+    saved-model layers are already inside it. Raises :class:`ResolveError` with every broken
+    reference found.
     """
     sink = DiagnosticSink(source=source)
     base_dir = base_dir if base_dir is not None else FsPath.cwd()
@@ -222,7 +224,7 @@ def resolve(spec: Spec, source: SourceMap, base_dir: FsPath | None = None) -> Gr
             kind, layer_name, layer_type, args = "model", name, None, {}
         nodes[name] = GraphNode(name=name, kind=kind, spec=node, inputs=structure, layer_name=layer_name,
                                 layer_type=layer_type, layer_args=args)
-        if isinstance(node, ModelNode):
+        if isinstance(node, ModelNode) and check_files:
             nodes[name].model_file = saved_model_file(node.model, base_dir, path + ("model",), sink)
         previous = name
 
@@ -264,7 +266,7 @@ def resolve(spec: Spec, source: SourceMap, base_dir: FsPath | None = None) -> Gr
                        "an output must be computed by a node; add an Identity node if you need a pass-through")
 
     _check_output_keys(spec, outputs, sink)
-    if isinstance(_train_data(spec), dict):
+    if check_files and isinstance(_train_data(spec), dict):
         # Data files are opened only by `train`, but an escaping path is flagged here, by `check`.
         for where, raw in spec_data_paths(_train_data(spec)):
             confined_path(raw, base_dir, where, sink, what="training data")

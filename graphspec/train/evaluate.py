@@ -61,7 +61,9 @@ def open_target(target: str | os.PathLike, *, best: bool = False) -> Target:
     if not canonical:
         raise TrainError([Diagnostic(code="bad-model", message=f"'{path}' was not saved by graphspec (no spec in its "
                                      "metadata)", hint="evaluate a run directory or a model from graphspec build/train")])
-    checked = check_loaded(LoadedSpec(canonical, SourceMap(file=str(path))), FsPath.cwd() / "spec.yaml")
+    # The model's layers are all inside the archive: its spec's saved-model files are not needed.
+    checked = check_loaded(LoadedSpec(canonical, SourceMap(file=str(path))), FsPath.cwd() / "spec.yaml",
+                           check_files=False)
     return Target(path, checked, None, None)
 
 
