@@ -49,6 +49,7 @@ _INT10 = re.compile(r"^[-+]?[0-9]+$")
 _INT8 = re.compile(r"^0o[0-7]+$")
 _INT16 = re.compile(r"^0x[0-9a-fA-F]+$")
 _FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
+_INDEXED_REF = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\[[0-9]+\]")
 _INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
 _NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
 
@@ -251,8 +252,11 @@ def loads(text: str, file: str | None = None) -> LoadedSpec:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
-        fail("yaml-syntax", f"YAML syntax error: {problem}", _pos(mark) if mark else None,
-             "check the indentation and the brackets around this place")
+        hint = "check the indentation and the brackets around this place"
+        line = text.splitlines()[mark.line] if mark and mark.line < len(text.splitlines()) else ""
+        if _INDEXED_REF.search(line):
+            hint = "inside {...} or [...], quote an indexed reference: input: 'lstm[1]'"
+        fail("yaml-syntax", f"YAML syntax error: {problem}", _pos(mark) if mark else None, hint)
     except yaml.reader.ReaderError as exc:  # characters YAML does not allow (control characters, NUL)
         fail("yaml-syntax", f"the character {exc.character!r} (U+{ord(exc.character):04X}) is not allowed in YAML"
              if isinstance(exc.character, str) else f"cannot read the file as YAML: {exc.reason}",

@@ -149,8 +149,6 @@ def _translate(error: dict, data: Any) -> Diagnostic:
     elif kind == "literal_error":
         code = "bad-value"
         message = f"{where}: {message}"
-        if path == ("graphspec",):
-            message = "unsupported format version; this graphspec reads 'graphspec: 1'"
     elif kind == "string_pattern_mismatch":
         code = "bad-name"
         message = f"{error.get('input')!r} is not a valid name or reference"

@@ -446,8 +446,6 @@ def open_images(source: ImageDirSource, checked: CheckedSpec, io_: ModelIO, wher
         if source.one_hot:
             label_array = np.eye(len(classes), dtype=np.float32)[label_array]
             label_shape = (len(classes),)
-        if expected and expected[-1] not in (None, 1) and not source.one_hot and label_output not in io_.sparse:
-            pass  # checked against the output below
         arrays[label_output] = label_array
     height, width, channels = shape
     dtype = io_.inputs[image_input].dtype
