@@ -41,3 +41,20 @@ def canonical_json(graph: Graph) -> str:
 def spec_hash(graph: Graph) -> str:
     """``sha256:<hex>`` of the canonical JSON."""
     return "sha256:" + hashlib.sha256(canonical_json(graph).encode("utf-8")).hexdigest()
+
+
+def saved_model_digests(graph: Graph) -> dict[str, str]:
+    """``sha256:<hex>`` of each saved model a ``model:`` node loads, by node name.
+
+    The spec hash identifies the spec's text; a model built from it also depends on the
+    contents of these files, so artifacts and training runs record them beside the hash.
+    """
+    digests: dict[str, str] = {}
+    for name, node in graph.nodes.items():
+        if node.model_file is not None:
+            digest = hashlib.sha256()
+            with open(node.model_file, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            digests[name] = "sha256:" + digest.hexdigest()
+    return digests

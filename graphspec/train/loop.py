@@ -71,11 +71,13 @@ class RunResult:
 
 
 def model_hash(checked: CheckedSpec) -> str:
-    """Hash of the canonical spec without its train section: what the resume check calls "the spec"."""
-    from graphspec.canonical import canonical_data
+    """Hash of the canonical spec without its train section, and of the saved models it loads:
+    what the resume check calls "the spec" (a swapped encoder file is a changed model)."""
+    from graphspec.canonical import canonical_data, saved_model_digests
 
     data = canonical_data(checked.graph)
     data.pop("train", None)
+    data["saved_models"] = saved_model_digests(checked.graph)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True)
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
