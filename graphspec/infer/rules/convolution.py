@@ -100,6 +100,12 @@ def _check_strides_dilation(call: LayerCall, strides, dilation) -> None:
                          hint="use strides: 1 with a dilation, or dilation_rate: 1 with strides")
 
 
+def window_args(call: LayerCall, rank: int) -> tuple[int, tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """``filters``, ``kernel_size``, ``strides`` and ``dilation_rate`` of a convolution, validated."""
+    return (call.positive("filters"), call.ints("kernel_size", rank), call.ints("strides", rank),
+            call.ints("dilation_rate", rank))
+
+
 def _bias(call: LayerCall, size: int) -> int:
     return size if call.arg("use_bias", True) else 0
 
@@ -108,10 +114,7 @@ def _bias(call: LayerCall, size: int) -> int:
 def conv(call: LayerCall) -> RuleResult:
     rank = spatial_rank(call.layer_type)
     x = call.input
-    filters = call.positive("filters")
-    kernel = call.ints("kernel_size", rank)
-    strides = call.ints("strides", rank)
-    dilation = call.ints("dilation_rate", rank)
+    filters, kernel, strides, dilation = window_args(call, rank)
     groups = call.positive("groups") if call.args.get("groups") is not None else 1
     padding = padding_arg(call, causal=rank == 1)
     if filters % groups:
@@ -132,10 +135,7 @@ def conv(call: LayerCall) -> RuleResult:
 def conv_transpose(call: LayerCall) -> RuleResult:
     rank = spatial_rank(call.layer_type)
     x = call.input
-    filters = call.positive("filters")
-    kernel = call.ints("kernel_size", rank)
-    strides = call.ints("strides", rank)
-    dilation = call.ints("dilation_rate", rank)
+    filters, kernel, strides, dilation = window_args(call, rank)
     padding = padding_arg(call)
     output_padding = call.args.get("output_padding")
     if output_padding is not None:

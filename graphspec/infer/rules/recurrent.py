@@ -173,14 +173,11 @@ def time_distributed(call: LayerCall) -> RuleResult | None:
 
 @rule("ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
 def conv_lstm(call: LayerCall) -> RuleResult:
-    from graphspec.infer.rules.convolution import join_channels, padding_arg, spatial_out, spatial_rank
+    from graphspec.infer.rules.convolution import join_channels, padding_arg, spatial_out, spatial_rank, window_args
 
     rank = spatial_rank(call.layer_type)
     x = call.input
-    filters = call.positive("filters")
-    kernel = call.ints("kernel_size", rank)
-    strides = call.ints("strides", rank)
-    dilation = call.ints("dilation_rate", rank)
+    filters, kernel, strides, dilation = window_args(call, rank)
     padding = padding_arg(call)
     if max(strides) > 1 and max(dilation) > 1:
         raise ArgumentError(f"{call.layer_type}: strides > 1 cannot be combined with dilation_rate > 1",
