@@ -9,6 +9,7 @@ level, so ``check`` and ``--help`` stay fast.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import json
@@ -47,6 +48,18 @@ def report(error: GraphspecError, source_lines: list[str] | None = None) -> None
         _echo_err(render(diagnostic, source_lines or _lines_of(diagnostic)))
     count = len(error.errors)
     _echo_err(f"{count} error{'s' if count != 1 else ''} ({error.stage} stage)")
+
+
+@contextlib.contextmanager
+def user_errors():
+    """The one place commands turn graphspec's own errors into diagnostics and exit code 2.
+
+    Anything else is a bug in graphspec and is left to surface as one."""
+    try:
+        yield
+    except GraphspecError as error:
+        report(error)
+        raise typer.Exit(EXIT_USER_ERROR) from None
 
 
 def _lines_of(diagnostic: Diagnostic) -> list[str] | None:
@@ -186,7 +199,7 @@ def build(
     _import_tensorflow()
     from graphspec.pipeline import check_file
 
-    try:
+    with user_errors():
         checked = check_file(spec)
         _warn(checked.warnings)
         from graphspec.emit import emit, save_artifact
@@ -196,9 +209,6 @@ def build(
         if summary:
             model.summary(print_fn=lambda line, *args, **kwargs: typer.echo(line))
         save_artifact(checked, model, target)
-    except GraphspecError as error:
-        report(error)
-        raise typer.Exit(EXIT_USER_ERROR) from None
     typer.echo(f"wrote {target}")
 
 
@@ -215,12 +225,9 @@ def schema(
     else:
         from graphspec.files import AtomicFile
 
-        try:
+        with user_errors():
             with AtomicFile(output, suffix=".json") as tmp:
                 tmp.write_text(text)
-        except GraphspecError as error:
-            report(error)
-            raise typer.Exit(EXIT_USER_ERROR) from None
         typer.echo(f"wrote {output}")
 
 
@@ -241,7 +248,7 @@ def train(
 ) -> None:
     """Train the spec's model on its data; writes runs/<spec name>/<run name>/."""
     _import_tensorflow()
-    try:
+    with user_errors():
         from graphspec.train.settings import override_list
 
         overrides = override_list(sets, epochs=epochs, batch_size=batch_size, seed=seed, deterministic=deterministic)
@@ -254,9 +261,6 @@ def train(
             for diagnostic in stopped.diagnostics:
                 _echo_err(render(diagnostic))
             raise typer.Exit(stopped.exit_code) from None
-    except GraphspecError as error:
-        report(error)
-        raise typer.Exit(EXIT_USER_ERROR) from None
     shown = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items() if k != "learning_rate")
     typer.echo(f"trained {len(result.history)} epochs: {shown}")
     typer.echo(f"run directory: {result.run_dir}")
@@ -286,14 +290,11 @@ def evaluate(
 ) -> None:
     """Metrics of a trained model on data, per output: a table, and JSON."""
     _import_tensorflow()
-    try:
+    with user_errors():
         from graphspec.train.evaluate import evaluate as run_evaluation, format_table
 
         result = run_evaluation(target, data, mapping=_mapping(mapping), batch_size=batch_size, best=best,
                                 output=output)
-    except GraphspecError as error:
-        report(error)
-        raise typer.Exit(EXIT_USER_ERROR) from None
     typer.echo(f"{result['model']} on {result['data']} ({result['examples']:,} examples)")
     typer.echo(format_table(result["per_output"]))
     if "written" in result:
@@ -314,13 +315,10 @@ def predict(
 ) -> None:
     """Predict every example, batch by batch, into an NPZ or CSV with one array/column group per output."""
     _import_tensorflow()
-    try:
+    with user_errors():
         from graphspec.train.predict import predict as run_prediction
 
         result = run_prediction(target, data, output, mapping=_mapping(mapping), batch_size=batch_size, best=best)
-    except GraphspecError as error:
-        report(error)
-        raise typer.Exit(EXIT_USER_ERROR) from None
     shapes = ", ".join(f"{name} {tuple(shape)}" for name, shape in result["arrays"].items())
     typer.echo(f"wrote {result['output']}: {result['examples']:,} examples ({shapes})")
 
