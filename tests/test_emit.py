@@ -1,0 +1,85 @@
+"""Emit: what the built Keras model looks like, beyond the gallery's comparisons."""
+
+import numpy as np
+import pytest
+
+from graphspec.emit import emit, read_artifact_metadata, save_artifact
+from graphspec.errors import EmitError
+from graphspec.pipeline import check_text
+
+keras = pytest.importorskip("keras")
+
+
+def build(text: str, **kwargs):
+    return emit(check_text(text, file="s.yaml"), **kwargs)
+
+
+SHARED_OUTPUTS = """graphspec: 1
+name: m
+inputs: {x: {shape: [4]}, w: {shape: [4]}, seq: {shape: [5, 3]}}
+layers: {s: {type: Dense, units: 1}}
+nodes:
+  d: {shared: s, input: x}
+  e: {shared: s, input: w}
+  l: {type: LSTM, units: 2, return_state: true, input: seq}
+outputs: [d, e, "l[1]"]
+compile: {optimizer: sgd, loss: {d: mse, e: mae, l_1: mse}}
+"""
+
+
+def test_list_outputs_are_named_after_the_spec_even_from_shared_or_multi_output_layers():
+    model = build(SHARED_OUTPUTS)
+    assert model.output_names == ["d", "e", "l_1"]
+    x = {"x": np.ones((8, 4)), "w": np.ones((8, 4)), "seq": np.ones((8, 5, 3))}
+    y = {"d": np.zeros((8, 1)), "e": np.zeros((8, 1)), "l_1": np.zeros((8, 2))}
+    history = model.fit(x, y, epochs=1, verbose=0)
+    assert {"d_loss", "e_loss", "l_1_loss"} <= set(history.history)
+    # one Dense instance: both calls share its weights
+    assert [layer.name for layer in model.layers].count("s") == 1
+
+
+def test_mapping_outputs_are_keyed_by_output_name():
+    model = build(SHARED_OUTPUTS.replace('outputs: [d, e, "l[1]"]', "outputs: {first: d, second: e}")
+                  .replace("{d: mse, e: mae, l_1: mse}", "{first: mse, second: mae}"))
+    out = model.predict({"x": np.ones((2, 4)), "w": np.ones((2, 4)), "seq": np.ones((2, 5, 3))}, verbose=0)
+    assert set(out) == {"first", "second"}
+
+
+def test_keras_errors_point_at_the_argument_keras_names():
+    with pytest.raises(EmitError) as info:
+        build("graphspec: 1\nname: m\ninputs: {x: {shape: [4]}}\nnodes:\n"
+              "  drop: {type: Dropout, rate: 1.5}\noutputs: [drop]\n")
+    (diagnostic,) = info.value.diagnostics
+    assert diagnostic.code == "keras-error" and (diagnostic.line, diagnostic.col) == (5, 25)  # at 'rate'
+    assert "Arguments received" not in diagnostic.message
+
+
+def test_nested_objects_and_schedules_are_built_from_the_allow_list():
+    model = build("""graphspec: 1
+name: m
+inputs: {x: {shape: [4]}}
+nodes:
+  d: {type: Dense, units: 3, kernel_initializer: {type: HeNormal, seed: 1}, kernel_regularizer: {type: L2, l2: 0.01},
+      kernel_constraint: {type: MaxNorm, max_value: 2}, activation: gelu}
+outputs: [d]
+compile:
+  optimizer: {type: SGD, momentum: 0.9,
+              learning_rate: {type: ExponentialDecay, initial_learning_rate: 0.1, decay_steps: 10, decay_rate: 0.5}}
+  loss: {type: Huber, delta: 2.0}
+""")
+    dense = model.get_layer("d")
+    assert isinstance(dense.kernel_initializer, keras.initializers.HeNormal)
+    assert isinstance(dense.kernel_regularizer, keras.regularizers.L2)
+    schedule = model.optimizer.get_config()["learning_rate"]
+    assert schedule["class_name"] == "ExponentialDecay" and schedule["config"]["decay_rate"] == 0.5
+    assert isinstance(model.loss, keras.losses.Huber)
+
+
+def test_artifact_is_plain_keras_with_spec_hash_and_saved_model_digests(tmp_path):
+    checked = check_text(SHARED_OUTPUTS, file="s.yaml")
+    path = save_artifact(checked, emit(checked), tmp_path / "m.keras")
+    meta = read_artifact_metadata(path)
+    assert meta["spec_hash"].startswith("sha256:") and meta["saved_models"] == {}
+    loaded = keras.saving.load_model(path)
+    assert loaded.output_names == ["d", "e", "l_1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]  # no temporary files left
