@@ -18,6 +18,7 @@ MAX_INT_ARG = 2**31 - 1
 """Largest integer accepted in a layer argument: bigger values would only exhaust memory."""
 
 POLICY_DTYPES = {"mixed_float16", "mixed_bfloat16"}
+_MODEL_CALL_ARGS = ("training", "mask")
 _YAML11_BOOLEANS = {"yes", "no", "on", "off", "y", "n"}
 
 
@@ -261,6 +262,13 @@ class SemanticChecker:
                     if isinstance(layer, dict) and isinstance(layer.get("type"), str):
                         self.check_layer(layer["type"], _args(layer, ("type",)), path + ("sequential", i),
                                          in_node=False)
+            if "sequential" in node or "model" in node:
+                # A block or a saved model is called like any Keras model: model.call(inputs, training, mask).
+                for key in (node.get("call") if isinstance(node.get("call"), dict) else {}):
+                    if key not in _MODEL_CALL_ARGS:
+                        self.sink.error("unknown-call-argument", f"a model's call() has no argument '{key}'",
+                                        path + ("call", key), did_you_mean(key, _MODEL_CALL_ARGS)
+                                        or "its call arguments are: training, mask", key=True)
         if isinstance(data.get("compile"), dict):
             self.check_compile(data["compile"])
 
