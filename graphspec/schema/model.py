@@ -9,7 +9,7 @@ their arguments, object names) is checked against the catalogue in
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Callable, Union
 
 from typing_extensions import TypeAliasType
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
@@ -124,20 +124,28 @@ class ModelNode(_Call, StrictModel):
     """Whether the loaded model's weights are trained (``false`` freezes them)."""
 
 
-_NODE_FORMS = {"type": "layer-node", "shared": "shared-call", "sequential": "sequential-node", "model": "model-node"}
+def keyed_form(forms: dict[str, str]) -> Callable[[Any], str | None]:
+    """A Pydantic discriminator: the union member (tag) named by the one key of ``forms`` a mapping holds.
+
+    Tags differ from the keys: a tag appears in Pydantic's error locations, where a tag
+    equal to a key of the data would be mistaken for that key.
+    """
+    def form(value: Any) -> str | None:
+        if isinstance(value, dict):
+            present = [key for key in forms if key in value]
+            return forms[present[0]] if len(present) == 1 else None
+        if isinstance(value, BaseModel):
+            for key, tag in forms.items():
+                if key in type(value).model_fields:
+                    return tag
+        return None
+
+    return form
 
 
-def node_form(value: Any) -> str | None:
-    """Which node form a mapping is, by the one reserved key it holds."""
-    if isinstance(value, dict):
-        present = [key for key in _NODE_FORMS if key in value]
-        if len(present) == 1:
-            return _NODE_FORMS[present[0]]
-    elif isinstance(value, BaseModel):
-        for key, tag in _NODE_FORMS.items():
-            if hasattr(value, key) and key in type(value).model_fields:
-                return tag
-    return None
+node_form = keyed_form({"type": "layer-node", "shared": "shared-call", "sequential": "sequential-node",
+                        "model": "model-node"})
+"""Which node form a mapping is, by the one reserved key it holds."""
 
 
 Node = Annotated[

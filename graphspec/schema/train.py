@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Discriminator, Field, Tag, field_validator, model_validator
 
-from graphspec.schema.model import NAME_PATTERN, ArgValue, Name, StrictModel
+from graphspec.schema.model import NAME_PATTERN, ArgValue, Name, StrictModel, keyed_form
 
 PathText = Annotated[str, Field(min_length=1, max_length=1024)]
 """A file or folder path, relative to the spec's folder (it may not leave that folder)."""
@@ -108,22 +108,9 @@ class TfrecordSource(_Source):
     """Compression of the files."""
 
 
-# Tags differ from the keys: a tag appears in Pydantic's error locations, where a tag equal
-# to a key of the data would be mistaken for that key.
-_SOURCE_FORMS = {"npz": "npz-source", "builtin": "builtin-source", "csv": "csv-source", "images": "images-source",
-                 "tfrecord": "tfrecord-source"}
-
-
-def source_form(value: Any) -> str | None:
-    """Which kind of data source a mapping is, by the one key naming its kind."""
-    if isinstance(value, dict):
-        present = [key for key in _SOURCE_FORMS if key in value]
-        return _SOURCE_FORMS[present[0]] if len(present) == 1 else None
-    if isinstance(value, BaseModel):
-        for key, tag in _SOURCE_FORMS.items():
-            if key in type(value).model_fields:
-                return tag
-    return None
+source_form = keyed_form({"npz": "npz-source", "builtin": "builtin-source", "csv": "csv-source",
+                          "images": "images-source", "tfrecord": "tfrecord-source"})
+"""Which kind of data source a mapping is, by the one key naming its kind."""
 
 
 DataSource = Annotated[

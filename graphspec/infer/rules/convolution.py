@@ -100,10 +100,14 @@ def _check_strides_dilation(call: LayerCall, strides, dilation) -> None:
                          hint="use strides: 1 with a dilation, or dilation_rate: 1 with strides")
 
 
+def window(call: LayerCall, rank: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """``kernel_size``, ``strides`` and ``dilation_rate`` of a convolution, validated."""
+    return call.ints("kernel_size", rank), call.ints("strides", rank), call.ints("dilation_rate", rank)
+
+
 def window_args(call: LayerCall, rank: int) -> tuple[int, tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-    """``filters``, ``kernel_size``, ``strides`` and ``dilation_rate`` of a convolution, validated."""
-    return (call.positive("filters"), call.ints("kernel_size", rank), call.ints("strides", rank),
-            call.ints("dilation_rate", rank))
+    """``filters`` and the :func:`window` of a convolution, validated."""
+    return (call.positive("filters"), *window(call, rank))
 
 
 def _bias(call: LayerCall, size: int) -> int:
@@ -158,9 +162,7 @@ def depthwise_conv(call: LayerCall) -> RuleResult:
     rank = spatial_rank(call.layer_type)
     x = call.input
     multiplier = call.positive("depth_multiplier")
-    kernel = call.ints("kernel_size", rank)
-    strides = call.ints("strides", rank)
-    dilation = call.ints("dilation_rate", rank)
+    kernel, strides, dilation = window(call, rank)
     padding = padding_arg(call)
     spatial, channels, first = split_channels(call, x, rank, need_channels=True)
     out = spatial_out(call, x, spatial, kernel, strides, padding, dilation)
@@ -174,9 +176,7 @@ def separable_conv(call: LayerCall) -> RuleResult:
     x = call.input
     filters = call.positive("filters")
     multiplier = call.positive("depth_multiplier")
-    kernel = call.ints("kernel_size", rank)
-    strides = call.ints("strides", rank)
-    dilation = call.ints("dilation_rate", rank)
+    kernel, strides, dilation = window(call, rank)
     padding = padding_arg(call)
     spatial, channels, first = split_channels(call, x, rank, need_channels=True)
     out = spatial_out(call, x, spatial, kernel, strides, padding, dilation)
