@@ -42,10 +42,10 @@ def _echo_err(text: str) -> None:
     typer.echo(text, err=True)
 
 
-def report(error: GraphspecError, source_lines: list[str] | None = None) -> None:
+def report(error: GraphspecError) -> None:
     """Print every diagnostic of a failed stage, in file order."""
     for diagnostic in error.diagnostics:
-        _echo_err(render(diagnostic, source_lines or _lines_of(diagnostic)))
+        _echo_err(render(diagnostic, _lines_of(diagnostic)))
     count = len(error.errors)
     _echo_err(f"{count} error{'s' if count != 1 else ''} ({error.stage} stage)")
 

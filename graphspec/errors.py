@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Literal, Sequence
 
 if TYPE_CHECKING:
@@ -44,9 +44,6 @@ class Diagnostic:
         object.__setattr__(self, "message", printable(self.message))
         if self.hint is not None:
             object.__setattr__(self, "hint", printable(self.hint))
-
-    def at(self, file: str | None, line: int | None, col: int | None) -> "Diagnostic":
-        return replace(self, file=file, line=line, col=col)
 
     def to_dict(self) -> dict:
         return {

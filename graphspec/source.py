@@ -20,10 +20,6 @@ class SourceMap:
     values: dict[Path, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Path, tuple[int, int]] = field(default_factory=dict)
 
-    @property
-    def lines(self) -> list[str]:
-        return self.text.splitlines()
-
     def position(self, path: Path, *, key: bool = False) -> tuple[int, int] | None:
         """Position of the value (or the key) at ``path``; falls back to the nearest ancestor."""
         path = tuple(path)
