@@ -13,7 +13,7 @@ from pathlib import Path as FsPath
 from graphspec.errors import Diagnostic
 from graphspec.infer import InferredGraph, infer
 from graphspec.infer.expect import check_expectations
-from graphspec.load import LoadedSpec, load, loads
+from graphspec.loader import LoadedSpec, load, loads
 from graphspec.resolve import Graph, resolve
 from graphspec.schema import Spec, validate
 

@@ -154,7 +154,7 @@ CASES = [
 
 
 def _write_oversized(path: Path) -> None:
-    from graphspec.load import MAX_FILE_BYTES
+    from graphspec.loader import MAX_FILE_BYTES
 
     line = b"# " + b"x" * 1021 + b"\n"
     with open(path, "wb") as handle:

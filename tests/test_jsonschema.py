@@ -6,7 +6,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from graphspec.load import loads
+from graphspec.loader import loads
 from graphspec.schema import json_schema
 
 SCHEMA_FILE = Path(__file__).parents[1] / "schemas" / "graphspec.schema.json"

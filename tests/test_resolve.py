@@ -8,7 +8,7 @@ import time
 import pytest
 
 from graphspec.errors import ResolveError
-from graphspec.load import loads
+from graphspec.loader import loads
 from graphspec.resolve import TensorRef, resolve
 from graphspec.schema import validate
 from testkit import codes, diagnostics_of

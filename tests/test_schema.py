@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from graphspec.errors import GraphspecError, SchemaError
-from graphspec.load import loads
+from graphspec.loader import loads
 from graphspec.pipeline import check_text
 from graphspec.schema import LayerNode, ModelNode, SequentialNode, SharedCall, validate
 from testkit import codes, diagnostics_of

@@ -13,7 +13,7 @@ from typing import Any, get_args
 from pydantic import BaseModel, ValidationError
 
 from graphspec.errors import Diagnostic, DiagnosticSink, Path, SchemaError, did_you_mean
-from graphspec.load import LoadedSpec
+from graphspec.loader import LoadedSpec
 from graphspec.schema.model import (
     RESERVED_NODE_KEYS,
     node_form,

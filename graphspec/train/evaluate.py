@@ -13,7 +13,7 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from graphspec.errors import Diagnostic, TrainError
-from graphspec.load import LoadedSpec, loads
+from graphspec.loader import LoadedSpec, loads
 from graphspec.pipeline import CheckedSpec, check_loaded
 from graphspec.source import SourceMap
 from graphspec.train import data as datalib

@@ -15,7 +15,7 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from graphspec.errors import Diagnostic, GraphspecError, SchemaError, TrainError, did_you_mean
-from graphspec.load import LoadedSpec, load, loads
+from graphspec.loader import LoadedSpec, load, loads
 from graphspec.pipeline import CheckedSpec, check_loaded
 from graphspec.schema.train import TRAIN_FIELDS, TrainSpec
 

@@ -459,7 +459,7 @@ def test_gallery_spec_satisfies_the_editor_schema(path: Path) -> None:
     jsonschema = pytest.importorskip("jsonschema")
     import json
 
-    from graphspec.load import load
+    from graphspec.loader import load
 
     schema_file = (path.parent / SCHEMA_COMMENT.split("$schema=", 1)[1]).resolve()
     schema = json.loads(schema_file.read_text())

@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from graphspec.errors import Diagnostic, LoadError
-from graphspec.load import MAX_DEPTH, load, loads
+from graphspec.loader import MAX_DEPTH, load, loads
 from testkit import codes, diagnostics_of
 
-load_module = importlib.import_module("graphspec.load")
+load_module = importlib.import_module("graphspec.loader")
 
 
 def value_of(scalar: str):
