@@ -52,8 +52,16 @@ def loads(text: str, file: str | None = None, directory=None) -> "CheckedSpec":
 
 def build(spec, *, compile: bool = True):
     """A compiled ``keras.Model`` from a spec path or a :func:`load` result."""
-    from graphspec.emit import emit
     from graphspec.pipeline import CheckedSpec, check_file
 
     checked = spec if isinstance(spec, CheckedSpec) else check_file(spec)
+    _import_tensorflow_quietly()
+    from graphspec.emit import emit
+
     return emit(checked, compile=compile)
+
+
+def _import_tensorflow_quietly() -> None:
+    from graphspec.backend import import_tensorflow
+
+    import_tensorflow()

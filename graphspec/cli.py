@@ -84,26 +84,10 @@ def _warn(diagnostics: list[Diagnostic]) -> None:
 
 
 def _import_tensorflow() -> None:
-    """Import TensorFlow for a command that needs it, without its C++ start-up chatter.
+    """Import TensorFlow for a command that needs it (quietly: see :mod:`graphspec.backend`)."""
+    from graphspec.backend import import_tensorflow
 
-    TensorFlow 2.21 logs (CUDA probing on CPU machines, oneDNN notes) through absl before
-    ``TF_CPP_MIN_LOG_LEVEL`` takes effect, so stderr is parked on /dev/null during the
-    import alone. Set ``TF_CPP_MIN_LOG_LEVEL`` yourself (e.g. 0) to see those logs.
-    """
-    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL") != _QUIET_TF:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-_QUIET_TF = "3"
+    import_tensorflow()
 
 
 def _spec_files(paths: list[Path]) -> list[Path]:
@@ -324,9 +308,9 @@ def predict(
 
 
 def main() -> None:
-    # TensorFlow's C++ start-up chatter (CUDA probing on CPU machines, oneDNN notes) is not
+    # TensorFlow's C++ log lines after start-up (warnings about retracing, oneDNN notes) are not
     # for graphspec's users; its real errors reach Python as exceptions. Set it to see them.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", _QUIET_TF)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     app()
 
 

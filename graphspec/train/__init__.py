@@ -14,11 +14,14 @@ imported by ``graphspec check`` or ``graphspec --help``.
 
 from __future__ import annotations
 
+from graphspec.backend import import_tensorflow
+
 __all__ = ["train", "evaluate", "predict"]
 
 
 def train(*args, **kwargs):
     """See :func:`graphspec.train.loop.train`."""
+    import_tensorflow()
     from graphspec.train.loop import train as _train
 
     return _train(*args, **kwargs)
@@ -26,6 +29,7 @@ def train(*args, **kwargs):
 
 def evaluate(*args, **kwargs):
     """See :func:`graphspec.train.evaluate.evaluate`."""
+    import_tensorflow()
     from graphspec.train.evaluate import evaluate as _evaluate
 
     return _evaluate(*args, **kwargs)
@@ -33,6 +37,7 @@ def evaluate(*args, **kwargs):
 
 def predict(*args, **kwargs):
     """See :func:`graphspec.train.predict.predict`."""
+    import_tensorflow()
     from graphspec.train.predict import predict as _predict
 
     return _predict(*args, **kwargs)
