@@ -15,8 +15,12 @@ exactly the batches an uninterrupted one would.
 from __future__ import annotations
 
 import contextlib
-
 import csv
+import math
+import os
+import re
+import struct
+import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path as FsPath
 from typing import Any, Callable
@@ -65,6 +69,8 @@ class ModelIO:
     """Outputs that have a loss, so need target data for training and evaluation."""
     sparse: set[str] = field(default_factory=set)
     """Outputs whose loss takes class indices (sparse categorical losses)."""
+    sparse_metrics: set[str] = field(default_factory=set)
+    """Outputs with a metric that takes class indices (``sparse_categorical_accuracy``, ...)."""
     dict_outputs: bool = False
 
     def x(self, values: dict):
@@ -112,7 +118,15 @@ def model_io(checked: CheckedSpec, model) -> ModelIO:
             targets.append(name)
             if "sparse" in _loss_names(own).lower():
                 sparse.add(name)
-    return ModelIO(inputs=inputs, outputs=outputs, targets=targets, sparse=sparse,
+    sparse_metrics: set[str] = set()
+    compile_ = spec.compile
+    for metrics in (getattr(compile_, "metrics", None), getattr(compile_, "weighted_metrics", None)):
+        for name in outputs:
+            own = metrics.get(name) if isinstance(metrics, dict) else metrics
+            own = own if isinstance(own, list) else [own] if own is not None else []
+            if any("sparse" in _loss_names(m).lower() for m in own):
+                sparse_metrics.add(name)
+    return ModelIO(inputs=inputs, outputs=outputs, targets=targets, sparse=sparse, sparse_metrics=sparse_metrics,
                    dict_outputs=isinstance(spec.outputs, dict))
 
 
@@ -142,6 +156,17 @@ class Examples:
     cache: bool = False
     shapes: dict[str, Tensor] = field(default_factory=dict)
     """Per-example shape and dtype of each name, as the source gives it (before casting)."""
+    row_name: Callable[[int], str] | None = None
+    """How errors name example *i* of the arrays (``line 7`` for CSV); default ``example i``."""
+    origin: Diagnostic | None = None
+    """Where the source is in the spec (file, line, column, path): errors met while streaming it point there."""
+    failed: Callable[[str], str] | None = None
+    """For ``element`` decoding files: a failed file's name -> what is wrong with it (read again to tell)."""
+    failed_hint: str = ""
+    origin_token: int | None = None
+    verify: Callable[["Examples", DiagnosticSink], None] | None = None
+    """A stream's reading pass, run once its shapes are known to fit (it sets ``count``)."""
+    """A stream's registered :class:`_Origin` (its location is filled in when the source is opened)."""
 
     @property
     def size(self) -> int | None:
@@ -151,6 +176,50 @@ class Examples:
             return None
         n = self.count - self.skip
         return n if self.take is None else min(n, self.take)
+
+
+# -- errors met while the data streams --------------------------------------------------------------
+#
+# A file that cannot be decoded (an image folder's file, a TFRecord's image bytes) only shows up when
+# the pipeline reaches it, inside model.fit.  The pipeline then fails a tf.debugging.Assert whose
+# message carries a marker: the number of a registered origin (which source, where in the spec) and
+# the name of the file or record.  data_errors() turns that back into a located error.
+
+_MARK = "graphspec-bad-data#"
+_MARK_RE = re.compile(re.escape(_MARK) + r"(\d+):(.*?)#end", re.S)
+
+
+@dataclass
+class _Origin:
+    description: str
+    diagnostic: Diagnostic | None
+    """A located template (file, line, column, path) or None (data given in Python)."""
+    explain: Callable[[str], str]
+    """The marker's payload (a file, a record number) -> the sentence saying what is wrong."""
+    hint: str
+
+
+_ORIGINS: dict[int, _Origin] = {}
+_ORIGINS_KEPT = 256
+
+
+def _register(origin: _Origin) -> int:
+    token = max(_ORIGINS, default=0) + 1
+    _ORIGINS[token] = origin
+    for old in sorted(_ORIGINS)[:-_ORIGINS_KEPT]:
+        del _ORIGINS[old]
+    return token
+
+
+def _tf_message(exc: BaseException) -> str:
+    """The sentence of a TensorFlow error about the data, without its graph-execution wrapping."""
+    text = (getattr(exc, "message", None) or str(exc)).strip()
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+    text = re.sub(r"\s*\[Op:[A-Za-z]+\].*$", "", text, flags=re.S)
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line[0].isspace()
+             and not line.strip().startswith(("Graph execution error", "Detected at node", "Stack trace",
+                                              "<stack traces unavailable>", "[[", "File "))]
+    return (lines[0] if lines else text.splitlines()[0] if text else type(exc).__name__)[:400]
 
 
 @contextlib.contextmanager
@@ -163,15 +232,48 @@ def data_errors(what: str = "the data"):
         yield
     except (tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.errors.NotFoundError,
             tf.errors.OutOfRangeError) as exc:
-        text = (exc.message or str(exc)).strip()
-        # TF wraps the op's own message in graph-execution context; keep the sentence about the data.
-        lines = [line.strip() for line in text.splitlines() if line.strip() and not line[0].isspace()
-                 and not line.strip().startswith(("Graph execution error", "Detected at node", "Stack trace",
-                                                  "[[", "File "))]
-        message = (lines[0] if lines else text.splitlines()[0])[:400]
-        raise TrainError([Diagnostic(code="bad-data", message=f"{what}: {message}", path=("train", "data"),
+        text = (getattr(exc, "message", None) or str(exc))
+        marked = _MARK_RE.search(text)
+        origin = _ORIGINS.get(int(marked.group(1))) if marked else None
+        if origin is not None:
+            message = f"{what}: {origin.description}: {origin.explain(marked.group(2))}"
+            if origin.diagnostic is not None:
+                diagnostic = replace(origin.diagnostic, code="bad-data", message=message, hint=origin.hint)
+            else:
+                diagnostic = Diagnostic(code="bad-data", message=message, hint=origin.hint)
+            raise TrainError([diagnostic]) from None
+        raise TrainError([Diagnostic(code="bad-data", message=f"{what}: {_tf_message(exc)}", path=("train", "data"),
                                      hint="check the values in the data (labels within the number of classes, "
                                      "files of the right kind)")]) from None
+
+
+def _checked_map(items, fn, count: int, name_of: Callable, token: int):
+    """``items`` (a dataset of ``(k, item)``, k = 0, 1, ... count-1) mapped by ``fn``; an item whose ``fn``
+    fails (a file that is not an image) stops the pipeline with the marker naming ``name_of(k)``.
+
+    Failed items are dropped (``ignore_errors``) and a running position check, with a sentinel at the
+    end, notices the first gap: exact, and nothing more than a counter per element when all is well.
+    """
+    import tensorflow as tf
+
+    mapped = items.map(_plain_fn(lambda k, item: (k, fn(item))), num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=True).ignore_errors()
+    values_spec = mapped.element_spec[1]
+    count = tf.cast(count, tf.int64)
+    sentinel = tf.data.Dataset.from_tensors((count, tf.nest.map_structure(
+        lambda s: tf.zeros([d if d is not None else 0 for d in s.shape], s.dtype), values_spec)))
+
+    @_plain_fn
+    def check(expected, element):
+        k, values = element
+        name = name_of(tf.minimum(expected, count - 1))
+        message = tf.strings.join([f"{_MARK}{token}:", name, "#end"])
+        with tf.control_dependencies([tf.debugging.Assert(tf.equal(k, expected), [message])]):
+            k = tf.identity(k)
+        return expected + 1, (k, values)
+
+    checked = mapped.concatenate(sentinel).scan(tf.constant(0, tf.int64), check)
+    return checked.filter(_plain_fn(lambda k, values: k < count)).map(_plain_fn(lambda k, values: values))
 
 
 def resolve_data_path(checked: CheckedSpec, raw: str, where: Path, sink: DiagnosticSink, *,
@@ -235,23 +337,44 @@ def open_npz(source: NpzSource, checked: CheckedSpec, io_: ModelIO, where: Path,
 
 def _load_npz(path: FsPath, description: str, source, io_: ModelIO, where: Path, sink: DiagnosticSink,
               need_targets: bool, extra: Callable[[dict], dict] | None = None) -> Examples | None:
+    rewrite = "write it again with numpy.savez(path, name=array, ...) or numpy.savez_compressed"
+    # Only a zip archive is handed to numpy: anything else would be tried as a pickle (refused, but numpy's
+    # message then suggests loading it unsafely).
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(6)
+    except OSError as exc:
+        sink.error("bad-data", f"{description} cannot be read: {exc.strerror or exc}", where)
+        return None
+    if magic.startswith(b"\x93NUMPY"):
+        sink.error("bad-data", f"{description} holds a single array (a .npy file), not named arrays", where,
+                   "save it with numpy.savez(path, input_name=array, ...)")
+        return None
+    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        sink.error("bad-data", f"{description} is not an NPZ file (a zip archive of .npy arrays)"
+                   + ("; it is empty" if not magic else ""), where, rewrite)
+        return None
     try:
         archive = np.load(path, allow_pickle=False)
-    except Exception as exc:  # not a zip, truncated, pickled: the user's file to fix
-        sink.error("bad-data", f"{description} cannot be read as an NPZ file: {exc}", where,
-                   "write it with numpy.savez or numpy.savez_compressed")
-        return None
-    if not hasattr(archive, "files"):
-        sink.error("bad-data", f"{description} holds a single array, not named arrays", where,
-                   "save it with numpy.savez(path, input_name=array, ...)")
+    except Exception as exc:  # a damaged or truncated archive: the user's file to fix
+        sink.error("bad-data", f"{description} is a damaged NPZ file: {_member_error(exc)}", where, rewrite)
         return None
     with archive:
         available = list(archive.files)
         raw: dict[str, np.ndarray] = {}
+        member = ""
+
+        def read(key):
+            nonlocal member
+            member = key
+            value = archive[key]
+            member = ""
+            return value
+
         try:
-            loader = (lambda key: archive[key])
+            loader = read
             if extra is not None:
-                derived = extra({k: archive[k] for k in available})
+                derived = extra({k: read(k) for k in available})
                 available = list(derived)
                 loader = derived.__getitem__
             keys = {}
@@ -262,8 +385,14 @@ def _load_npz(path: FsPath, description: str, source, io_: ModelIO, where: Path,
                     continue
                 raw[name] = np.asarray(loader(key))
                 keys[name] = key
-        except ValueError as exc:  # object arrays need pickle: refused
-            sink.error("bad-data", f"{description}: {exc}", where, "arrays of objects are not read (no pickle)")
+        except Exception as exc:  # a damaged member (bad CRC, truncated), or an array of Python objects
+            if _is_object_array_error(exc):
+                sink.error("bad-data", f"{description}: array '{member}' holds Python objects (dtype object), "
+                           "which are not read", where, "save numbers (or strings) as plain numpy arrays, e.g. "
+                           "numpy.asarray(values, dtype=numpy.float32)")
+            else:
+                sink.error("bad-data", f"{description}: array '{member}' (member '{member}.npy') cannot be read, "
+                           f"the file is damaged: {_member_error(exc)}", where, rewrite)
             return None
     unknown = [n for n in source.map if n not in io_.inputs and n not in io_.outputs]
     for name in unknown:
@@ -273,6 +402,18 @@ def _load_npz(path: FsPath, description: str, source, io_: ModelIO, where: Path,
         return None
     examples = _arrays_examples(description, raw, keys, source.limit, where, sink)
     return examples
+
+
+def _is_object_array_error(exc: BaseException) -> bool:
+    return isinstance(exc, ValueError) and ("allow_pickle" in str(exc) or "bject arrays" in str(exc))
+
+
+def _member_error(exc: BaseException) -> str:
+    """Why a zip member could not be read, without numpy's advice to unpickle it."""
+    text = _first_line(exc)
+    if "pickle" in text.lower():
+        return "it holds pickled data, which is not read"
+    return text or type(exc).__name__
 
 
 def digits_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -305,16 +446,34 @@ def open_csv(source: CsvSource, checked: CheckedSpec, io_: ModelIO, where: Path,
     if path is None:
         return None
     description = f"csv '{source.csv}'"
+    rows: list[list[str]] = []
+    lines: list[int] = []  # the file line each row starts on (a quoted cell may span lines)
+    ragged: tuple[int, int] | None = None
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle, delimiter=source.delimiter)
             header = next(reader, None)
-            rows = list(reader) if source.limit is None else [r for _, r in zip(range(source.limit), reader)]
+            width = len(header or ())
+            line = reader.line_num + 1
+            for row in reader:
+                if source.limit is not None and len(rows) >= source.limit:
+                    break
+                if row and any(cell.strip() for cell in row):  # blank lines are skipped
+                    if len(row) != width and ragged is None:
+                        ragged = (line, len(row))
+                    rows.append(row)
+                    lines.append(line)
+                line = reader.line_num + 1
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         sink.error("bad-data", f"{description} cannot be read: {exc}", where)
         return None
     if not header:
         sink.error("empty-data", f"{description} is empty (no header row)", where)
+        return None
+    if ragged is not None:
+        # A row with more or fewer cells than the header: its values would be read from the wrong columns.
+        sink.error("bad-data", f"{description} line {ragged[0]} has {ragged[1]} cells, the header has {width}",
+                   where, "every row needs one cell per header column (quote cells that contain the delimiter)")
         return None
     header = [h.strip() for h in header]
     column_of = {h: i for i, h in enumerate(header)}
@@ -341,7 +500,7 @@ def open_csv(source: CsvSource, checked: CheckedSpec, io_: ModelIO, where: Path,
         expected = io_.inputs.get(name) or io_.outputs.get(name)
         is_text = expected is not None and expected.dtype == "string"
         matrix = []
-        for line, row in enumerate(rows, start=2):
+        for line, row in zip(lines, rows):
             values = []
             for col in cols:
                 index = column_of[col]
@@ -350,11 +509,16 @@ def open_csv(source: CsvSource, checked: CheckedSpec, io_: ModelIO, where: Path,
                     values.append(cell)
                     continue
                 try:
-                    values.append(float(cell))
+                    value = float(cell)
                 except ValueError:
                     sink.error("bad-data", f"{description} line {line}, column '{col}': {cell!r} is not a number",
                                where + ("columns", name))
                     break
+                if not math.isfinite(value):
+                    sink.error("bad-data", f"{description} line {line}, column '{col}': {cell!r} is not a finite "
+                               "number", where + ("columns", name), _NONFINITE_HINT)
+                    break
+                values.append(value)
             else:
                 matrix.append(values)
                 continue
@@ -376,6 +540,7 @@ def open_csv(source: CsvSource, checked: CheckedSpec, io_: ModelIO, where: Path,
         return None
     examples = _arrays_examples(description, arrays, keys, None, where, sink)
     if examples is not None:
+        examples.row_name = lambda i: f"line {lines[i]}"
         # A single column for a [1]-shaped input: give it that shape.
         for name, array in list(arrays.items()):
             expected = io_.inputs.get(name) or io_.outputs.get(name)
@@ -424,6 +589,7 @@ def open_images(source: ImageDirSource, checked: CheckedSpec, io_: ModelIO, wher
     labels: list[int] = []
     for index, name in enumerate(classes):
         folder = root / name
+        found = 0
         for file in sorted(folder.rglob("*")):
             if file.suffix.lower() in IMAGE_EXTENSIONS and file.is_file():
                 resolved = file.resolve()
@@ -431,6 +597,15 @@ def open_images(source: ImageDirSource, checked: CheckedSpec, io_: ModelIO, wher
                     continue  # a link leaving the folder is ignored
                 paths.append(str(resolved))
                 labels.append(index)
+                found += 1
+        if not found:
+            # A class without examples still takes a class index: almost always a mistake (a failed copy).
+            sink.error("empty-data", f"{description}: class folder '{name}' holds no images "
+                       f"({', '.join(IMAGE_EXTENSIONS)})", where + (("classes",) if source.classes else ()),
+                       "add its images, or remove the folder" + (" and its name from classes:" if source.classes
+                                                                 else " (or list the classes to use: classes: [...])"))
+    if sink.has_errors:
+        return None
     if source.limit is not None:
         order = np.random.default_rng(0).permutation(len(paths))[:source.limit]
         paths = [paths[i] for i in sorted(order)]
@@ -462,12 +637,28 @@ def open_images(source: ImageDirSource, checked: CheckedSpec, io_: ModelIO, wher
             out[label_output] = values[label_output]
         return out
 
+    def failed(path: str) -> str:
+        """What is wrong with an image file the pipeline could not decode (read it again to tell)."""
+        import tensorflow as tf
+
+        shown = path
+        with contextlib.suppress(ValueError):
+            shown = str(FsPath(path).relative_to(checked.directory.resolve()))
+        try:
+            tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+            reason = "it could not be decoded"
+        except Exception as exc:  # the error to report
+            reason = _tf_message(exc)
+        return f"image file '{shown}' cannot be read as an image: {reason}"
+
     shapes = {image_input: Tensor((height, width, channels), dtype)}
     if need_targets and label_output is not None:
         shapes[label_output] = Tensor(label_shape, label_array.dtype.name)
     keys = {image_input: "images", **({label_output: "class folder"} if label_output else {})}
     return Examples(description=description, count=len(paths), arrays=arrays, element=element, shapes=shapes,
-                    keys=keys, cache=source.cache)
+                    keys=keys, cache=source.cache, failed=failed,
+                    failed_hint="replace or remove the file; image folders take PNG, JPEG, GIF and BMP files "
+                    "(recognised by their content, whatever the extension)")
 
 
 def open_tfrecord(source: TfrecordSource, checked: CheckedSpec, io_: ModelIO, where: Path, sink: DiagnosticSink,
@@ -501,58 +692,194 @@ def open_tfrecord(source: TfrecordSource, checked: CheckedSpec, io_: ModelIO, wh
     compression = {"none": None, "gzip": "GZIP", "zlib": "ZLIB"}[source.compression]
     wanted = {key: features[key] for key in set(names.values())}
 
-    def records():
+    parse_spec = _tfrecord_parse_spec(wanted)
+
+    @_plain_fn
+    def parse(record):
         import tensorflow as tf
 
-        return tf.data.TFRecordDataset(files, compression_type=compression)
+        parsed = tf.io.parse_single_example(record, parse_spec())
+        out = {}
+        for name, key in names.items():
+            value = parsed[key]
+            feature = wanted[key]
+            expected = io_.inputs.get(name) or io_.outputs.get(name)
+            if feature.decode == "image":
+                channels = expected.shape[-1] if expected.shape and expected.shape[-1] in (1, 3, 4) else 0
+                value = tf.io.decode_image(value, channels=channels, expand_animations=False)
+                value = tf.cast(value, expected.dtype)
+                value = tf.ensure_shape(value, expected.shape)
+            elif feature.decode == "raw":
+                value = tf.io.decode_raw(value, expected.dtype)
+                value = tf.reshape(value, expected.shape)
+            out[name] = value
+        return out
+
+    counts: list[int] = []
+
+    def verify(examples: Examples, sink: DiagnosticSink) -> None:
+        """Once the shapes are known to fit: read every record (counting, checking values)."""
+        found = _read_tfrecords(files, raw_files, compression, source.limit, names, wanted, parse_spec, io_,
+                                need_targets, where, sink)
+        if found is not None:
+            counts[:] = found
+            examples.count = sum(found)
+
+    decodes = any(feature.decode is not None for feature in wanted.values())
+    token = _register(_Origin(description, None, lambda payload: _explain_record(payload, files, raw_files,
+                                                                                 compression, parse),
+                              "rewrite the record, or leave the file out")) if decodes else None
 
     def stream():
         import tensorflow as tf
 
-        description_ = {}
-        for key, feature in wanted.items():
-            dtype = {"float32": tf.float32, "int64": tf.int64, "string": tf.string}[feature.dtype]
-            description_[key] = tf.io.FixedLenFeature(feature.shape if feature.decode is None else [], dtype)
-
-        @_plain_fn
-        def parse(record):
-            parsed = tf.io.parse_single_example(record, description_)
-            out = {}
-            for name, key in names.items():
-                value = parsed[key]
-                feature = wanted[key]
-                expected = io_.inputs.get(name) or io_.outputs.get(name)
-                if feature.decode == "image":
-                    channels = expected.shape[-1] if expected.shape and expected.shape[-1] in (1, 3, 4) else 0
-                    value = tf.io.decode_image(value, channels=channels, expand_animations=False)
-                    value = tf.cast(value, expected.dtype)
-                    value = tf.ensure_shape(value, expected.shape)
-                elif feature.decode == "raw":
-                    value = tf.io.decode_raw(value, expected.dtype)
-                    value = tf.reshape(value, expected.shape)
-                out[name] = value
-            return out
-
-        dataset = records()
+        dataset = tf.data.TFRecordDataset(files, compression_type=compression)
         if source.limit is not None:
             dataset = dataset.take(source.limit)
-        return dataset.map(_plain_fn(parse), num_parallel_calls=tf.data.AUTOTUNE)
+        if token is None:
+            return dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+        # Bytes decoded while streaming (images) may fail: name the record that did.
+        n = sum(counts)
+        starts = tf.constant(np.cumsum([0] + counts[:-1]), tf.int64)
+        shown = tf.constant(files[:len(counts)])
 
-    def count() -> int:
+        def name_of(k):
+            i = tf.searchsorted(starts, tf.reshape(k, [1]), side="right")[0] - 1
+            return tf.strings.join([tf.gather(shown, i), "|", tf.strings.as_string(k - tf.gather(starts, i))])
+        return _checked_map(dataset.enumerate(), parse, n, name_of, token)
+
+    return Examples(description=description, count=None, stream=stream, shapes=shapes, keys=dict(names),
+                    cache=source.cache, origin_token=token, verify=verify)
+
+
+def _tfrecord_parse_spec(wanted: dict) -> Callable[[], dict]:
+    def spec():
         import tensorflow as tf
 
-        dataset = records()
-        if source.limit is not None:
-            dataset = dataset.take(source.limit)
-        return int(dataset.reduce(np.int64(0), lambda c, _: c + 1))
+        out = {}
+        for key, feature in wanted.items():
+            dtype = {"float32": tf.float32, "int64": tf.int64, "string": tf.string}[feature.dtype]
+            out[key] = tf.io.FixedLenFeature(feature.shape if feature.decode is None else [], dtype)
+        return out
+    return spec
 
+
+def _scan_tfrecord(path: str, limit: int | None) -> str | None:
+    """Walk an uncompressed TFRecord file by its length headers (no data read): the problem if a record
+    runs past the end of the file.  TensorFlow reads a file cut inside a record's header as a clean end."""
+    size = os.path.getsize(path)
+    offset = count = 0
+    with open(path, "rb") as handle:
+        while offset < size and (limit is None or count < limit):
+            header = handle.read(12)
+            if len(header) < 12:
+                return (f"the file ends inside the header of record {count} (byte {offset}, {size - offset} of "
+                        "12 bytes): it is truncated")
+            (length,) = struct.unpack("<Q", header[:8])
+            end = offset + 12 + length + 4
+            if end > size:
+                return (f"record {count} at byte {offset} is {length + 16} bytes long but the file ends at byte "
+                        f"{size}: it is truncated (or not a TFRecord file)")
+            handle.seek(end)
+            offset = end
+            count += 1
+    return None
+
+
+def _read_tfrecords(files, raw_files, compression, limit, names, wanted, parse_spec, io_, need_targets, where,
+                    sink) -> list[int] | None:
+    """Read every record once before training: count them per file, and check that each parses, that
+    float features hold no NaN or infinity, and that class indices of sparse targets are whole numbers
+    within the classes.  Errors name the file and the record (counting from 0)."""
+    import tensorflow as tf
+
+    spec = parse_spec()
+    plain = {key for key, feature in wanted.items() if feature.decode is None}
+    numeric = {name: key for name, key in names.items() if key in plain and wanted[key].dtype == "float32"
+               and (name in io_.inputs or need_targets)}
+    labels = {name: key for name, key in names.items() if key in plain and need_targets and name in io_.targets
+              and (name in io_.sparse or name in io_.sparse_metrics)}
+    counts: list[int] = []
+    total = 0
+    for path, shown in zip(files, raw_files):
+        if limit is not None and total >= limit:
+            break
+        remaining = None if limit is None else limit - total
+        what = f"tfrecord '{shown}'"
+        problem = _scan_tfrecord(path, remaining) if compression is None else None
+        if problem is not None:
+            sink.error("bad-data", f"{what}: {problem}", where, "write the file again (a writer that was "
+                       "interrupted leaves a partial last record), or set limit: to the number of complete records")
+            return None
+        dataset = tf.data.TFRecordDataset([path], compression_type=compression)
+        if remaining is not None:
+            dataset = dataset.take(remaining)
+        seen = 0
+        batches = iter(dataset.batch(1024))
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            except tf.errors.OpError as exc:  # a corrupt or truncated (compressed) file
+                sink.error("bad-data", f"{what} cannot be read after record {seen}: {_tf_message(exc)}", where,
+                           "write the file again; a damaged file cannot be read past the damage")
+                return None
+            try:
+                parsed = tf.io.parse_example(batch, spec)
+            except tf.errors.OpError:
+                for j in range(len(batch)):  # find the record
+                    try:
+                        tf.io.parse_single_example(batch[j], spec)
+                    except tf.errors.OpError as exc:
+                        sink.error("bad-data", f"{what}: record {seen + j} does not match the features: "
+                                   f"{_tf_message(exc)}", where + ("features",),
+                                   "each record needs every feature read, with the shape and dtype given")
+                        return None
+                sink.error("bad-data", f"{what}: records {seen}..{seen + len(batch) - 1} do not match the features",
+                           where + ("features",))
+                return None
+            for name, key in numeric.items():
+                values = parsed[key].numpy()
+                count, first, value = _first_rows(values, lambda a: ~np.isfinite(a)) if len(values) else (0, 0, 0)
+                if count:
+                    role = "input" if name in io_.inputs else "output"
+                    sink.error("bad-data", f"{role} '{name}': {what}, feature '{key}', has NaN or infinite values "
+                               f"in record {seen + first} ({value})", where, _NONFINITE_HINT)
+                    return None
+            for name, key in labels.items():
+                values = parsed[key].numpy()
+                out = io_.outputs[name].shape
+                classes = out[-1] if out and out[-1] is not None and out[-1] > 1 else None
+                bad = ((lambda a: a != np.floor(a)) if values.dtype.kind == "f" else (lambda a: np.zeros(a.shape, bool)))
+                if classes is not None:
+                    bad = (lambda test: lambda a: test(a) | (a < 0) | (a >= classes))(bad)
+                count, first, value = _first_rows(values, bad) if len(values) else (0, 0, 0)
+                if count:
+                    sink.error("bad-data", f"output '{name}': its sparse loss takes class indices (whole numbers "
+                               f"0, 1, ...{f' below {classes}' if classes else ''}); {what}, feature '{key}', has "
+                               f"{value} in record {seen + first}", where,
+                               "give class indices, or use a loss for one-hot or continuous targets")
+                    return None
+            seen += len(batch)
+        counts.append(seen)
+        total += seen
+    return counts
+
+
+def _explain_record(payload: str, files, raw_files, compression, parse) -> str:
+    """What is wrong with the record the stream could not decode (read it again to tell)."""
+    import tensorflow as tf
+
+    path, _, number = payload.rpartition("|")
+    shown = raw_files[files.index(path)] if path in files else path
     try:
-        n = count()
-    except Exception as exc:  # a corrupt or unreadable record file
-        sink.error("bad-data", f"{description} cannot be read: {_first_line(exc)}", where)
-        return None
-    return Examples(description=description, count=n, stream=stream, shapes=shapes,
-                    keys=dict(names), cache=source.cache)
+        record = next(iter(tf.data.TFRecordDataset([path], compression_type=compression).skip(int(number)).take(1)))
+        parse(record)
+        reason = "it could not be decoded"
+    except Exception as exc:  # the error to report
+        reason = _tf_message(exc)
+    return f"file '{shown}', record {number} cannot be decoded: {reason}"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -570,6 +897,16 @@ def open_source(source, checked: CheckedSpec, io_: ModelIO, where: Path, *, need
     examples = _OPENERS[type(source)](source, checked, io_, where, sink, need_targets)
     if examples is not None:
         check_examples(examples, io_, where, sink, need_targets)
+        if not sink.has_errors and examples.verify is not None:
+            examples.verify(examples, sink)
+            if not sink.has_errors:
+                check_examples(examples, io_, where, sink, need_targets)  # now that its size is known
+        if not sink.has_errors:
+            check_values(examples, io_, where, sink, need_targets)
+        origin = Diagnostic(code="bad-data", message="", path=tuple(where))
+        examples.origin = sink.source.locate(origin) if sink.source is not None else origin
+        if examples.origin_token in _ORIGINS:
+            _ORIGINS[examples.origin_token].diagnostic = examples.origin
         if isinstance(source, NpzSource) or isinstance(source, BuiltinSource):
             examples.cache = False  # already in memory
     sink.raise_if_errors(TrainError)
@@ -605,6 +942,8 @@ def open_python(data: Any, io_: ModelIO, *, need_targets: bool = True, descripti
         examples = _arrays_examples(description, arrays, {}, None, (), sink)
     if examples is not None:
         check_examples(examples, io_, (), sink, need_targets)
+        if not sink.has_errors:
+            check_values(examples, io_, (), sink, need_targets)
     sink.raise_if_errors(TrainError)
     assert examples is not None
     return examples
@@ -760,6 +1099,77 @@ def check_examples(examples: Examples, io_: ModelIO, where: Path, sink: Diagnost
                        where)
 
 
+_NONFINITE_HINT = ("graphspec does not train on NaN or infinite values: fix or drop those examples "
+                   "(numpy.nan_to_num, or a mask such as numpy.isfinite(x).all(axis=1)), or fill the gaps")
+_CHUNK = 1 << 22
+"""Values per piece when scanning arrays (bounds the temporary memory of the checks)."""
+
+
+def _first_rows(array: np.ndarray, bad: Callable[[np.ndarray], np.ndarray]) -> tuple[int, int, Any]:
+    """How many examples of ``array`` have a value for which ``bad`` is true, the first one, and that value."""
+    n = len(array)
+    per_row = max(1, int(np.prod(array.shape[1:], dtype=np.int64)))
+    step = max(1, _CHUNK // per_row)
+    count, first, value = 0, -1, None
+    for start in range(0, n, step):
+        piece = array[start:start + step].reshape(-1, per_row)
+        rows = bad(piece).any(axis=1)
+        found = int(rows.sum())
+        if found and first < 0:
+            first = start + int(np.argmax(rows))
+            row = piece[first - start]
+            value = row[bad(row)][0]
+        count += found
+    return count, first, value
+
+
+def check_values(examples: Examples, io_: ModelIO, where: Path, sink: DiagnosticSink, need_targets: bool) -> None:
+    """The values of in-memory arrays: no NaN or infinity in inputs and targets, and whole class indices
+    within the output's classes for targets of a sparse loss or metric.  (Streamed sources are checked
+    while they are read: see :func:`open_tfrecord`.)"""
+    if examples.arrays is None:
+        return
+    row_name = examples.row_name or (lambda i: f"example {i}")
+    names = list(io_.inputs) + (list(io_.targets) if need_targets else [])
+    for name in names:
+        array = examples.arrays.get(name)
+        if array is None or array.dtype.kind not in "fciub" or array.ndim == 0 or not len(array):
+            continue
+        role = "input" if name in io_.inputs else "output"
+        key = examples.keys.get(name)
+        source_name = examples.description + (f", '{key}'" if key and key != name else "")
+        if array.dtype.kind in "fc":
+            count, first, value = _first_rows(array, lambda a: ~np.isfinite(a))
+            if count:
+                sink.error("bad-data", f"{role} '{name}': {source_name} has NaN or infinite values in {count} "
+                           f"example(s), the first in {row_name(first)} ({value})", where, _NONFINITE_HINT)
+                continue
+        if role != "output" or (name not in io_.sparse and name not in io_.sparse_metrics):
+            continue
+        out = io_.outputs[name].shape
+        got = examples.shapes.get(name)
+        if name not in io_.sparse and got is not None and out and out[-1] not in (None, 1) \
+                and tuple(got.shape) == tuple(out):
+            continue  # one-hot targets for a dense loss: the sparse metric is the user's own mismatch
+        what = ("its sparse loss" if name in io_.sparse else "its sparse metric") + " takes class indices"
+        if array.dtype.kind in "fc":
+            count, first, value = _first_rows(array, lambda a: a != np.floor(a))
+            if count:
+                sink.error("bad-data", f"output '{name}': {what} (whole numbers 0, 1, ...); {source_name} has "
+                           f"fractional values in {count} example(s), the first in {row_name(first)} ({value})",
+                           where, "give class indices, or use a loss for one-hot or continuous targets "
+                           "(categorical_crossentropy, binary_crossentropy, mse)")
+                continue
+        classes = out[-1] if out and out[-1] is not None and out[-1] > 1 else None
+        if classes is not None:
+            count, first, value = _first_rows(array, lambda a: (a < 0) | (a >= classes))
+            if count:
+                sink.error("bad-data", f"output '{name}': {what} from 0 to {classes - 1} (the output has "
+                           f"{classes} classes); {source_name} has {value} in {count} example(s), the first in "
+                           f"{row_name(first)}", where, f"give class indices below {classes}, or give the output "
+                           "more units")
+
+
 # -- pipelines ----------------------------------------------------------------------------------
 
 def split(examples: Examples, fraction: float, seed: int, shuffle: bool) -> tuple[Examples, Examples]:
@@ -829,6 +1239,31 @@ def _tensors(examples: Examples, io_: ModelIO, with_targets: bool) -> dict:
     return {name: tf.constant(examples.arrays[name]) for name in names + extra if name in examples.arrays}
 
 
+def _decoder(examples: Examples, tensors: dict):
+    """``order`` (indices into the arrays) -> a dataset of those examples decoded by ``examples.element``;
+    a file that fails to decode stops the pipeline with an error naming it (see :func:`data_errors`)."""
+    import tensorflow as tf
+
+    element = examples.element
+    if element is None:
+        return None
+
+    @_plain_fn
+    def load(i):
+        return element({name: t[i] for name, t in tensors.items()})
+
+    if examples.failed is None or "__path__" not in tensors:
+        return lambda order: tf.data.Dataset.from_tensor_slices(order).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    token = _register(_Origin(examples.description, examples.origin, examples.failed, examples.failed_hint))
+    paths = tensors["__path__"]
+
+    def decode(order):
+        count = order.shape[0] if order.shape[0] is not None else tf.size(order, out_type=tf.int64)
+        items = tf.data.Dataset.from_tensor_slices(order).enumerate()
+        return _checked_map(items, load, count, lambda k: tf.gather(paths, tf.gather(order, k)), token)
+    return decode
+
+
 def _base_stream(examples: Examples):
     dataset = examples.stream()
     if examples.skip:
@@ -873,6 +1308,7 @@ def training_dataset(examples: Examples, io_: ModelIO, *, batch_size: int, seed:
                 return tf.gather(subset, tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seeds))
             return subset
 
+        decode = _decoder(examples, tensors)
         if element is None:
             @_plain_fn
             def gather(idx):
@@ -884,20 +1320,16 @@ def training_dataset(examples: Examples, io_: ModelIO, *, batch_size: int, seed:
                 idx = idx.repeat() if repeat else idx
                 return idx.batch(batch_size, drop_remainder=drop_remainder).take(steps).map(gather)
         else:
-            @_plain_fn
-            def load(i):
-                return element({name: t[i] for name, t in tensors.items()})
-
             decoded = None
             if examples.cache:  # decode once, then shuffle the decoded examples in a buffer
-                decoded = tf.data.Dataset.from_tensor_slices(subset).map(load, num_parallel_calls=autotune).cache()
+                decoded = decode(subset).cache()
 
             @_plain_fn
             def one_epoch(epoch):
                 if decoded is not None:
                     ds = decoded.shuffle(min(n, shuffle_buffer), seed=seed * 1_000_003 + epoch) if shuffle else decoded
                 else:
-                    ds = tf.data.Dataset.from_tensor_slices(epoch_indices(epoch)).map(load, num_parallel_calls=autotune)
+                    ds = decode(epoch_indices(epoch))
                 ds = ds.repeat() if repeat else ds
                 return ds.batch(batch_size, drop_remainder=drop_remainder).take(steps).map(to_xy)
     else:
@@ -934,9 +1366,7 @@ def eval_dataset(examples: Examples, io_: ModelIO, *, batch_size: int, with_targ
             dataset = tf.data.Dataset.from_tensor_slices(subset).batch(batch_size).map(
                 _plain_fn(lambda idx: to_xy({name: tf.gather(t, idx) for name, t in tensors.items()})))
         else:
-            element = examples.element
-            dataset = tf.data.Dataset.from_tensor_slices(subset).map(
-                _plain_fn(lambda i: element({name: t[i] for name, t in tensors.items()})), num_parallel_calls=autotune)
+            dataset = _decoder(examples, tensors)(subset)
             if examples.cache:
                 dataset = dataset.cache()
             dataset = dataset.batch(batch_size).map(to_xy)
