@@ -22,9 +22,12 @@ from graphspec.errors import Diagnostic, DiagnosticSink, GraphspecError, Path
 
 def cannot_write(target: FsPath, exc: OSError, error_type: type[GraphspecError] = GraphspecError) -> GraphspecError:
     """The error for an output that cannot be written (a missing folder, a directory, no permission)."""
+    import errno
+
+    hint = ("free some space on that disk" if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+            else "check that the folder exists and is writable, and the path is not a folder")
     return error_type([Diagnostic(code="cannot-write", file=str(target),
-                                  message=f"cannot write '{target}': {exc.strerror or exc}",
-                                  hint="check that the folder exists and is writable, and the path is not a folder")])
+                                  message=f"cannot write '{target}': {exc.strerror or exc}", hint=hint)])
 
 
 def confined_path(raw: str, base: FsPath, where: Path, sink: DiagnosticSink, *, what: str) -> FsPath | None:
@@ -144,5 +147,12 @@ class AtomicFile:
                 self.tmp.unlink(missing_ok=True)
                 raise cannot_write(self.target, error, self.error_type) from None
             fsync_dir(self.target.parent)
-        elif self.tmp.exists():
-            self.tmp.unlink()
+            return None
+        try:
+            self.tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(exc, OSError) and not isinstance(exc, GraphspecError):
+            # Writing the temporary file failed (a full disk, a lost mount): the target is untouched.
+            raise cannot_write(self.target, exc, self.error_type) from None
+        return None

@@ -28,6 +28,8 @@ class Target:
     checked: CheckedSpec
     run_dir: FsPath | None
     settings: dict | None
+    settings_error: TrainError | None = None
+    """Why a run's settings.json could not be read (raised when the run's own validation data is needed)."""
 
 
 def open_target(target: str | os.PathLike, *, best: bool = False) -> Target:
@@ -40,14 +42,19 @@ def open_target(target: str | os.PathLike, *, best: bool = False) -> Target:
             raise TrainError([Diagnostic(code="not-a-run", message=f"'{path}' has no {model_path.name} (did the run "
                                          "finish?)", hint=f"resume it: graphspec train --resume {path}")])
         spec_path = FsPath(info.get("spec_path") or path / "spec.yaml")
-        text = (path / "spec.yaml").read_text(encoding="utf-8")
+        try:
+            text = (path / "spec.yaml").read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _damaged(path, "spec.yaml", exc) from None
         overrides = [(tuple(p), v) for p, v in info.get("overrides", [])]
         from graphspec.train.settings import apply_overrides
 
         loaded = loads(text, file=str(path / "spec.yaml"))
         checked = check_loaded(LoadedSpec(apply_overrides(loaded.data, overrides), loaded.source), spec_path)
-        settings = rundir.read_json(path / "settings.json") if (path / "settings.json").is_file() else None
-        return Target(model_path, checked, path, settings)
+        try:
+            return Target(model_path, checked, path, _run_settings(path))
+        except TrainError as error:  # only the default data needs it (its split's seed)
+            return Target(model_path, checked, path, None, error)
     if path.suffix != ".keras" or not path.is_file():
         raise TrainError([Diagnostic(code="file-not-found", message=f"'{path}' is neither a run directory nor a "
                                      ".keras file")])
@@ -65,6 +72,29 @@ def open_target(target: str | os.PathLike, *, best: bool = False) -> Target:
     checked = check_loaded(LoadedSpec(canonical, SourceMap(file=str(path))), FsPath.cwd() / "spec.yaml",
                            check_files=False)
     return Target(path, checked, None, None)
+
+
+def _damaged(run_dir: FsPath, name: str, why: Exception | str) -> TrainError:
+    reason = why if isinstance(why, str) else (f"{type(why).__name__}: {why}" if not isinstance(why, OSError)
+                                               else why.strerror or str(why))
+    return TrainError([Diagnostic(code="damaged-run", file=str(run_dir / name),
+                                  message=f"the run directory's {name} cannot be read ({str(reason)[:200]})",
+                                  hint=f"restore {name} (e.g. from a backup or another copy of the run), or "
+                                  "evaluate the model on data you name: --data FILE")])
+
+
+def _run_settings(run_dir: FsPath) -> dict:
+    """The run's resolved settings (settings.json): its seed reproduces the validation split."""
+    path = run_dir / "settings.json"
+    if not path.is_file():
+        raise _damaged(run_dir, "settings.json", "it is missing, so the run's validation split cannot be reproduced")
+    try:
+        settings = rundir.read_json(path)
+    except (OSError, ValueError) as exc:  # truncated, not UTF-8, not JSON
+        raise _damaged(run_dir, "settings.json", exc) from None
+    if not isinstance(settings, dict) or not isinstance(settings.get("seed"), int):
+        raise _damaged(run_dir, "settings.json", "it is not what graphspec train writes (no seed)")
+    return settings
 
 
 def load_model(target: Target):
@@ -133,6 +163,8 @@ def default_examples(target: Target, io_, *, need_targets: bool = True):
     if train is None or train.data is None:
         raise TrainError([Diagnostic(code="no-data", message="no data given and the spec has no train.data",
                                      hint="give --data FILE")])
+    if target.settings_error is not None:
+        raise target.settings_error
     if train.validation is not None and train.validation.data is not None:
         return datalib.open_source(train.validation.data, checked, io_, ("train", "validation", "data"),
                                    need_targets=need_targets), "validation data"

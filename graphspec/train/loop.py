@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from graphspec.errors import Diagnostic, DiagnosticSink, GraphspecError, TrainError
+from graphspec.errors import Diagnostic, DiagnosticSink, GraphspecError, Path, TrainError
 from graphspec.pipeline import CheckedSpec
 from graphspec.train import data as datalib
 from graphspec.train import rundir
@@ -150,11 +150,47 @@ def restore_state(model, meta: dict, arrays: dict[str, np.ndarray], where: str) 
 
 # -- callbacks ---------------------------------------------------------------------------------
 
-def _direction(monitor: str, mode: str) -> str:
-    if mode != "auto":
+def monitor_direction(model, monitor: str, mode: str = "auto", where: Path = ()) -> str:
+    """``"min"`` or ``"max"`` for a monitored quantity, decided by Keras' own logic.
+
+    ``mode`` min/max is taken as given. For ``auto``, Keras' ``MonitorCallback`` decides (the
+    one rule ``EarlyStopping``, ``ReduceLROnPlateau`` and ``ModelCheckpoint`` use: ``loss`` is
+    minimised, a metric object's ``_direction`` says the rest). Keras matches metric objects
+    by their bare name, so a multi-output model's ``val_digit_accuracy`` (the metric
+    ``accuracy`` of output ``digit``) or ``val_digit_loss`` is then looked up the same way
+    under its output's name. Needs the model's metrics built (call it at an epoch's end)."""
+    if mode in ("min", "max"):
         return mode
-    name = monitor[4:] if monitor.startswith("val_") else monitor
-    return "min" if ("loss" in name or "error" in name or name.endswith("_e") or "crossentropy" in name) else "max"
+    from keras import ops
+    from keras.src.callbacks.monitor_callback import MonitorCallback
+    from keras.src.trainers import compile_utils
+
+    probe = MonitorCallback(monitor, "auto")
+    probe.set_model(model)
+    try:
+        probe._set_monitor_op()
+        return "min" if probe.monitor_op is ops.less else "max"
+    except ValueError:
+        pass
+    name = monitor.removeprefix("val_")
+    for output in getattr(model, "output_names", None) or ():
+        if name == f"{output}_loss":
+            return "min"  # Keras' rule for 'loss', per output
+    for metrics in model.metrics:
+        if not isinstance(metrics, compile_utils.CompileMetrics):
+            continue
+        for group in list(getattr(metrics, "_flat_metrics", None) or ()) + \
+                list(getattr(metrics, "_flat_weighted_metrics", None) or ()):
+            if not group:
+                continue
+            for metric in group.metrics:
+                full = f"{group.output_name}_{metric.name}" if group.output_name else metric.name
+                if full == name and hasattr(metric, "_direction"):
+                    return "max" if metric._direction == "up" else "min"
+    raise TrainError([Diagnostic(
+        code="unknown-direction", path=tuple(where),
+        message=f"Keras cannot tell whether '{monitor}' should be minimised or maximised",
+        hint="give mode: min or mode: max next to the monitor")])
 
 
 def make_callbacks(keras, run: "_Run"):
@@ -189,15 +225,53 @@ def make_callbacks(keras, run: "_Run"):
             value = float(keras.ops.convert_to_numpy(self.schedule(epoch)))
             self.model.optimizer.learning_rate.assign(value)
 
+    def direction_of(model, monitor: str, mode: str, where: Path) -> str:
+        try:
+            return monitor_direction(model, monitor, mode)
+        except TrainError as error:  # located at the callback's monitor in the spec
+            located = DiagnosticSink(source=run.checked.loaded.source)
+            for d in error.diagnostics:
+                located.error(d.code, d.message, where, d.hint)
+            raise TrainError(located.sorted()) from None
+
+    class Resumable:
+        """Keras' EarlyStopping and ReduceLROnPlateau reset their counters in ``on_train_begin``;
+        a resumed run's counters (``pending``, from the checkpoint) are put back right after that,
+        so the resumed run waits, reduces and stops exactly where an uninterrupted one does. The
+        direction of ``mode: auto`` comes from :func:`monitor_direction` (Keras' own rule, also
+        for a multi-output model's per-output names)."""
+
+        where: Path = ()
+        pending: dict | None = None
+
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            if self.pending is not None:
+                for attribute, value in self.pending.items():
+                    setattr(self, attribute, value)
+                self.pending = None
+
+        def _set_monitor_op(self):
+            self.mode = direction_of(self.model, self.monitor, self.mode, self.where)
+            super()._set_monitor_op()
+
+    class EarlyStopping(Resumable, keras.callbacks.EarlyStopping):
+        where = ("train", "callbacks", "early_stopping", "monitor")
+
+    class ReduceLROnPlateau(Resumable, keras.callbacks.ReduceLROnPlateau):
+        where = ("train", "callbacks", "reduce_lr_on_plateau", "monitor")
+
     class BestModel(keras.callbacks.Callback):
         """Tracks the best epoch. Its weights are kept in memory (and in the checkpoint while they differ
         from the current ones); ``best.keras`` is written when training ends or stops, and at most every
-        FLUSH_SECONDS in between, so a small model's epochs do not each pay for a full ``model.save``."""
+        FLUSH_SECONDS in between, so a small model's epochs do not each pay for a full ``model.save``.
+        Lower or higher is better as Keras decides it (:func:`monitor_direction`)."""
 
         def __init__(self, monitor: str, mode: str):
             super().__init__()
             self.monitor = monitor
-            self.direction = _direction(monitor, mode)
+            self.mode = mode
+            self.direction: str | None = mode if mode in ("min", "max") else None
             self.best: float | None = None
             self.best_epoch: int | None = None
             self.best_weights: list | None = None
@@ -210,6 +284,9 @@ def make_callbacks(keras, run: "_Run"):
             value = (logs or {}).get(self.monitor)
             if value is None or not math.isfinite(float(value)):
                 return
+            if self.direction is None:
+                self.direction = direction_of(self.model, self.monitor, self.mode,
+                                              ("train", "callbacks", "best_model", "monitor"))
             value = float(value)
             better = self.best is None or (value < self.best if self.direction == "min" else value > self.best)
             if better:
@@ -242,6 +319,7 @@ def make_callbacks(keras, run: "_Run"):
         """Last in the list: records the epoch and writes the resumable checkpoint."""
 
         def on_epoch_end(self, epoch, logs=None):
+            stopping = bool(self.model.stop_training)  # read before the signal check: a signal sets both
             if run.stopped_abnormally:
                 return
             row = {"epoch": epoch + 1}
@@ -258,6 +336,7 @@ def make_callbacks(keras, run: "_Run"):
             run.history.append(row)
             run.epochs_run.append(epoch)
             run.completed_epochs = epoch + 1
+            run.stopped_early = stopping  # early stopping (or a user callback) ended training here
             run.save_checkpoint(self.model)
             if run.is_chief and run.run_dir is not None and time.monotonic() - run.history_written > HISTORY_SECONDS:
                 rundir.write_history(run.run_dir, run.history)
@@ -277,11 +356,11 @@ def make_callbacks(keras, run: "_Run"):
         callbacks.append(LrSchedule(make_object("schedules", dict(spec["lr_schedule"]))))
     es = spec.get("early_stopping")
     if es:
-        run.early_stopping = keras.callbacks.EarlyStopping(**es, verbose=1 if run.verbose else 0)
+        run.early_stopping = EarlyStopping(**es, verbose=1 if run.verbose else 0)
         callbacks.append(run.early_stopping)
     rl = spec.get("reduce_lr_on_plateau")
     if rl:
-        run.reduce_lr = keras.callbacks.ReduceLROnPlateau(**rl, verbose=1 if run.verbose else 0)
+        run.reduce_lr = ReduceLROnPlateau(**rl, verbose=1 if run.verbose else 0)
         callbacks.append(run.reduce_lr)
     best = spec.get("best_model")
     if best is not False and best is not None:
@@ -345,11 +424,15 @@ _CALLBACK_STATE = {
     "reduce_lr": ("wait", "best", "cooldown_counter"),
     "best_model": ("best", "best_epoch", "written_epoch"),
 }
+"""Every counter of the callbacks that a resumed run must continue from (the learning rate that
+ReduceLROnPlateau lowered is an optimizer variable, saved with the others)."""
 
 
 def _plain(value):
     if isinstance(value, (np.floating, np.integer)):
         return value.item()
+    if hasattr(value, "numpy"):  # a scalar tensor
+        return np.asarray(value.numpy()).item()
     return value
 
 
@@ -366,13 +449,17 @@ class _Run:
     history: list = field(default_factory=list)
     epochs_run: list = field(default_factory=list)
     completed_epochs: int = 0
+    stopped_early: bool = False
     epoch: int = 0
     nan_at: tuple | None = None
     signal_received: int | None = None
+    final_phase: bool = False
+    signal_in_final: int | None = None
     early_stopping: Any = None
     reduce_lr: Any = None
     best_model: Any = None
     history_written: float = 0.0
+    data_fingerprint: dict | None = None
 
     @property
     def stopped_abnormally(self) -> bool:
@@ -396,16 +483,23 @@ class _Run:
         return state, extra
 
     def restore_callbacks(self, state: dict, arrays: dict[str, np.ndarray]) -> None:
-        for name, values in state.items():
+        """Put the checkpoint's counters back. Keras' callbacks reset theirs when ``fit`` begins, so
+        theirs are applied then (``pending``, see ``make_callbacks``); best-model tracking is graphspec's."""
+        for name in ("early_stopping", "reduce_lr"):
             callback = getattr(self, name, None)
-            if callback is None:
+            if callback is None or name not in state:
                 continue
-            for attribute, value in values.items():
-                setattr(callback, attribute, value)
-        weights = sorted((k for k in arrays if k.startswith("extra/early_stopping_best/")),
-                         key=lambda k: int(k.rsplit("/", 1)[1]))
-        if self.early_stopping is not None and weights:
-            self.early_stopping.best_weights = [arrays[k] for k in weights]
+            pending = {a: v for a, v in state[name].items()
+                       if a in _CALLBACK_STATE[name] and (v is not None or a == "best")}
+            if name == "early_stopping":
+                weights = sorted((k for k in arrays if k.startswith("extra/early_stopping_best/")),
+                                 key=lambda k: int(k.rsplit("/", 1)[1]))
+                pending["best_weights"] = [arrays[k] for k in weights] if weights else None
+            callback.pending = pending
+        best_model = self.best_model
+        if best_model is not None and "best_model" in state:
+            for attribute, value in state["best_model"].items():
+                setattr(best_model, attribute, value)
         best = sorted((k for k in arrays if k.startswith("extra/best_model/")), key=lambda k: int(k.rsplit("/", 1)[1]))
         if self.best_model is not None and self.best_model.best_epoch is not None:
             if best:
@@ -413,11 +507,25 @@ class _Run:
             elif self.best_model.best_epoch == self.completed_epochs - 1:
                 self.best_model.best_weights = self.model.get_weights()  # the checkpoint's own weights
 
+    def end_without_fit(self) -> None:
+        """A resumed run with no epoch left to train (all done, or early stopping had stopped it):
+        what ``fit``'s end would have done: early stopping's best weights back, best.keras written."""
+        es = self.early_stopping
+        if es is not None:
+            es.set_model(self.model)
+            es.on_train_begin()  # Keras' reset, then the checkpoint's counters
+            es.verbose = 0
+            es.on_train_end()
+        if self.best_model is not None:
+            self.best_model.set_model(self.model)
+            self.best_model.on_train_end()
+
     def save_checkpoint(self, model) -> None:
         if not self.is_chief or self.run_dir is None:
             return
         state, extra = self.callback_state()
-        meta = {"epoch": self.completed_epochs, "history": self.history, "callbacks": state,
+        meta = {"epoch": self.completed_epochs, "stopped_early": self.stopped_early, "history": self.history,
+                "callbacks": state, "data_sha256": self.data_fingerprint,
                 "spec_hash": self.spec_hash, "model_hash": model_hash(self.checked), "settings_hash": settings_hash(self.settings),
                 "seed": self.settings["seed"], "time": time.time()}
         save_state(self.run_dir / STATE_FILE, model, meta, extra)
@@ -477,15 +585,41 @@ def _open(checked, io_, settings, data, validation_data, need_targets=True):
     return examples, validation
 
 
-def _check_resume(run_dir: FsPath, checked: CheckedSpec, settings: dict) -> tuple[dict, dict]:
-    path = run_dir / STATE_FILE
-    if not path.is_file():
-        raise TrainError([Diagnostic(code="resume-error", file=str(run_dir), message=f"'{run_dir}' has no {STATE_FILE} to resume from",
-                                     hint="is it a graphspec run directory?")])
+def _changed_settings(run_dir: FsPath, settings: dict) -> str:
     try:
-        meta, arrays = read_state(path)
-    except Exception as exc:  # a damaged file
-        raise TrainError([Diagnostic(code="resume-error", file=str(run_dir), message=f"cannot read {path}: {exc}")]) from None
+        saved = rundir.read_json(run_dir / "settings.json")
+    except (OSError, ValueError):
+        saved = None
+    if not isinstance(saved, dict):
+        return "see spec.yaml and run.json in the run directory"
+    return ", ".join(sorted(k for k in set(saved) | set(settings) if k != "verbose" and saved.get(k) != settings.get(k))) \
+        or "see settings.json"
+
+
+def _check_resume(run_dir: FsPath, checked: CheckedSpec, settings: dict, recorded: dict,
+                  fingerprint: list | None) -> tuple[dict, dict]:
+    """The checkpoint to resume from, after checking that the spec, the settings and the data are the run's.
+
+    A run directory without a checkpoint (the run stopped before its first epoch began) resumes
+    from epoch 0 -- the same seed gives the same initial weights -- when its spec and settings,
+    recorded in run.json, are those of now; ``({}, {})`` is returned for it."""
+    path = run_dir / STATE_FILE
+    if path.is_file():
+        try:
+            meta, arrays = read_state(path)
+        except Exception as exc:  # a damaged file
+            raise TrainError([Diagnostic(code="resume-error", file=str(run_dir), message=f"cannot read {path}: {exc}",
+                                         hint="the checkpoint is damaged; start a new run")]) from None
+    else:
+        meta, arrays = {"model_hash": recorded.get("model_hash"), "settings_hash": recorded.get("settings_hash")}, {}
+        if meta["model_hash"] is None:  # written before run.json recorded them: the whole spec's hash
+            from graphspec.canonical import spec_hash as hash_of
+
+            if recorded.get("spec_hash") != hash_of(checked.graph):
+                raise TrainError([Diagnostic(code="resume-changed", file=str(run_dir), message="the spec or its train "
+                                             f"settings changed since '{run_dir}' was started",
+                                             hint="resume with the spec as it was, or start a new run")])
+            meta = {"model_hash": model_hash(checked), "settings_hash": settings_hash(settings)}
     now = model_hash(checked)
     if meta.get("model_hash") != now:
         raise TrainError([Diagnostic(code="resume-changed", file=str(run_dir), message=f"the spec changed since '{run_dir}' was started "
@@ -493,12 +627,24 @@ def _check_resume(run_dir: FsPath, checked: CheckedSpec, settings: dict) -> tupl
                                      hint="resume with the spec as it was (see spec.yaml in the run directory), "
                                      "or start a new run")])
     if meta.get("settings_hash") != settings_hash(settings):
-        saved = rundir.read_json(run_dir / "settings.json") if (run_dir / "settings.json").is_file() else {}
-        changed = sorted(k for k in set(saved) | set(settings) if k != "verbose" and saved.get(k) != settings.get(k))
         raise TrainError([Diagnostic(code="resume-changed", file=str(run_dir), message="the train settings changed since the run was "
-                                     f"started ({', '.join(changed) or 'see settings.json'})",
+                                     f"started ({_changed_settings(run_dir, settings)})",
                                      hint="resume without overrides, or start a new run")])
-    return meta, arrays
+    before = meta.get("data_sha256") if path.is_file() else None
+    if before is None:
+        before = recorded.get("data_sha256")
+    if before is not None and fingerprint is not None:
+        now_by = {(f["where"], f["path"]): f["sha256"] for f in fingerprint}
+        changed = [f"{f['where']} '{f['path']}'" for f in before
+                   if now_by.get((f.get("where"), f.get("path"))) != f.get("sha256")]
+        if changed:
+            raise TrainError([Diagnostic(
+                code="resume-data-changed", file=str(run_dir),
+                message=f"the training data changed since '{run_dir}' was started: {', '.join(changed)} "
+                "(SHA-256 recorded in run.json and the checkpoint)",
+                hint="put the data back as it was to resume, or train the new data in a new run: "
+                "graphspec train SPEC")])
+    return (meta, arrays) if path.is_file() else ({}, {})
 
 
 def train(spec: str | os.PathLike | CheckedSpec | None = None, *, overrides: list | None = None, data: Any = None,
@@ -511,9 +657,47 @@ def train(spec: str | os.PathLike | CheckedSpec | None = None, *, overrides: lis
     ``spec`` is a spec file (or a :class:`CheckedSpec`); ``overrides`` come from
     :func:`graphspec.train.settings.override_list`. ``data``/``validation_data`` replace the
     spec's sources (Python API: dicts of arrays, ``(x, y)`` or ``tf.data.Dataset``).
-    ``resume`` continues the run in that directory, refusing if the spec or settings changed.
+    ``resume`` continues the run in that directory, refusing if the spec, settings or data changed.
     ``callbacks`` (Python API) are extra Keras callbacks, run before graphspec's checkpointing.
+
+    The run directory is locked (``.lock``) while training writes it: a second ``train`` into
+    it is refused with ``error[run-locked]``.
     """
+    held: list = []
+    previous_handlers: dict = {}
+    try:
+        return _train(spec, overrides=overrides, data=data, validation_data=validation_data, runs_root=runs_root,
+                      run_name=run_name, resume=resume, verbose=verbose, handle_signals=handle_signals,
+                      write_run_dir=write_run_dir, callbacks=callbacks, echo=echo, held=held,
+                      previous_handlers=previous_handlers)
+    finally:
+        for signum, handler in previous_handlers.items():
+            try:
+                signal.signal(signum, handler)
+            except (ValueError, TypeError):
+                pass
+        for lock in held:
+            lock.release()
+
+
+def _write_failed(error: GraphspecError, run: "_Run", run_dir: FsPath | None) -> GraphspecError:
+    """A write that failed (a full disk, a lost mount) while training: the error says what is kept and how to go on."""
+    if run_dir is None or not any(d.code == "cannot-write" for d in error.diagnostics):
+        return error
+    if (run_dir / STATE_FILE).is_file():
+        kept = (f"the checkpoint of epoch {run.completed_epochs} is kept" if run.completed_epochs
+                else "the run's start is kept")
+        way = f"{kept}; free some space, then continue: graphspec train --resume {run_dir}"
+    else:
+        way = (f"nothing was trained yet; free some space, then start again: graphspec train --resume {run_dir} "
+               "(or a new run)")
+    from dataclasses import replace
+
+    return type(error)([replace(d, hint=way) if d.code == "cannot-write" else d for d in error.diagnostics])
+
+
+def _train(spec, *, overrides, data, validation_data, runs_root, run_name, resume, verbose, handle_signals,
+           write_run_dir, callbacks, echo, held: list, previous_handlers: dict) -> RunResult:
     echo = echo or (lambda text: print(text, file=sys.stderr))
     overrides = list(overrides or [])
     resume_dir = FsPath(resume) if resume is not None else None
@@ -556,36 +740,85 @@ def train(spec: str | os.PathLike | CheckedSpec | None = None, *, overrides: lis
         model.jit_compile = bool(settings["jit_compile"]) and not settings.get("deterministic")
     io_ = datalib.model_io(checked, model)
     examples, validation = _open(checked, io_, settings, data, validation_data)
+    fingerprint = None
+    if write_run_dir or resume_dir is not None:
+        fingerprint = rundir.data_fingerprint(checked, train_data=data is None, validation_data=validation_data is None)
 
+    writes = write_run_dir and distribution.is_chief  # non-chief workers write nothing
+    if resume_dir is not None and writes:
+        held.append(rundir.RunLock(resume_dir).acquire())
+        rundir.remove_temp_files(resume_dir)
     meta: dict = {}
     arrays: dict = {}
     if resume_dir is not None:
-        meta, arrays = _check_resume(resume_dir, checked, settings)
+        meta, arrays = _check_resume(resume_dir, checked, settings, recorded, fingerprint)
 
     run_dir: FsPath | None = None
-    if write_run_dir and distribution.is_chief:
-        run_dir = resume_dir or rundir.new_run_dir(runs_root, checked.spec.name, run_name)
-    elif write_run_dir:
-        run_dir = None  # non-chief workers write nothing
+    if writes:
+        if resume_dir is not None:
+            run_dir = resume_dir
+        else:
+            run_dir, lock = rundir.open_run_dir(runs_root, checked.spec.name, run_name)
+            held.append(lock)
     run = _Run(checked=checked, settings=settings, spec_hash=spec_hash, run_dir=run_dir,
                is_chief=distribution.is_chief, verbose=settings["verbose"], has_validation=validation is not None,
-               model=model)
+               model=model, data_fingerprint=fingerprint)
 
+    def on_signal(signum, frame):
+        name = signal.Signals(signum).name
+        signal.signal(signum, previous_handlers.get(signum, signal.SIG_DFL))  # a second signal acts at once
+        if run.final_phase:
+            run.signal_in_final = signum
+            echo(f"\n{name}: finishing the final save first")
+            return
+        run.signal_received = signum
+        model.stop_training = True
+        echo(f"\n{name}: stopping after this batch; the last completed epoch is kept")
+
+    if handle_signals:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous_handlers[signum] = signal.signal(signum, on_signal)
+            except ValueError:  # not the main thread
+                break
+
+    try:
+        return _run(run, checked, settings, model, io_, examples, validation, distribution, keras, meta, arrays,
+                    resume_dir, recorded, spec, overrides, callbacks, echo, canonical_json)
+    except GraphspecError as error:
+        error = _write_failed(error, run, run_dir)
+        if not _update_run_json(run_dir, status="failed", error=str(error.diagnostics[0].message)[:500]
+                                if error.diagnostics else None) and run_dir is not None \
+                and any(d.code == "cannot-write" for d in error.diagnostics):
+            echo(f"warning: could not record the failure in {run_dir / 'run.json'} (it may still say 'running')")
+        raise error from None
+    except BaseException as exc:
+        _update_run_json(run_dir, status="failed", error=f"{type(exc).__name__}: {str(exc)[:500]}")
+        raise
+
+
+def _run(run: _Run, checked, settings, model, io_, examples, validation, distribution, keras, meta, arrays,
+         resume_dir, recorded, spec, overrides, callbacks, echo, canonical_json) -> RunResult:
+    run_dir = run.run_dir
+    spec_hash = run.spec_hash
     if run_dir is not None and resume_dir is None:
+        # run.json last: a folder with a run.json has every header file.
         info = {"status": "running", "spec": checked.spec.name, "spec_path": str(FsPath(str(spec)).resolve())
                 if not isinstance(spec, CheckedSpec) and spec is not None else None,
-                "spec_hash": spec_hash, "seed": settings["seed"],
+                "spec_hash": spec_hash, "model_hash": model_hash(checked), "settings_hash": settings_hash(settings),
+                "seed": settings["seed"],
                 "overrides": [[list(p), v] for p, v in overrides], "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "command": sys.argv, "data": datalib.describe(examples),
                 "validation": datalib.describe(validation) if validation is not None else None,
+                "data_sha256": run.data_fingerprint,
                 "strategy": distribution.kind, "replicas": distribution.replicas}
-        rundir.atomic_write_json(run_dir / "run.json", info)
         rundir.atomic_write_text(run_dir / "spec.yaml", checked.loaded.source.text)
         rundir.atomic_write_text(run_dir / "spec.json", json.dumps(json.loads(canonical_json(checked.graph)), indent=1,
                                                                    sort_keys=True) + "\n")
         rundir.atomic_write_text(run_dir / "spec.sha256", spec_hash + "\n")
         rundir.atomic_write_json(run_dir / "settings.json", settings)
         rundir.atomic_write_json(run_dir / "versions.json", rundir.versions())
+        rundir.atomic_write_json(run_dir / "run.json", info)
 
     extra_callbacks = list(callbacks or [])
     callbacks = make_callbacks(keras, run)
@@ -599,10 +832,18 @@ def train(spec: str | os.PathLike | CheckedSpec | None = None, *, overrides: lis
             restore_state(model, meta, arrays, str(resume_dir / STATE_FILE))
         run.history = list(meta.get("history", []))
         run.completed_epochs = first_epoch = int(meta["epoch"])
+        run.stopped_early = bool(meta.get("stopped_early"))
         run.restore_callbacks(meta.get("callbacks", {}), arrays)
         _update_run_json(run_dir, status="running", resumed_at_epoch=first_epoch)
-        echo(f"resuming {run_dir} at epoch {first_epoch + 1} of {settings['epochs']}")
+        if run.stopped_early:
+            echo(f"resuming {run_dir}: training had stopped early after epoch {first_epoch}; finishing the run")
+        else:
+            echo(f"resuming {run_dir} at epoch {first_epoch + 1} of {settings['epochs']}")
     elif run_dir is not None:
+        if resume_dir is not None:
+            _update_run_json(run_dir, status="running", resumed_at_epoch=0)
+            echo(f"resuming {run_dir}: it holds no checkpoint (it stopped before its first epoch began); "
+                 f"starting at epoch 1 of {settings['epochs']}")
         run.save_checkpoint(model)  # epoch 0: a run stopped in its first epoch restarts from the same weights
 
     global_batch = settings["batch_size"] * distribution.replicas
@@ -622,39 +863,16 @@ def train(spec: str | os.PathLike | CheckedSpec | None = None, *, overrides: lis
         train_ds = distribute_options(train_ds)
         val_ds = distribute_options(val_ds) if val_ds is not None else None
 
-    previous_handlers: dict = {}
-
-    def on_signal(signum, frame):
-        run.signal_received = signum
-        model.stop_training = True
-        echo(f"\n{signal.Signals(signum).name}: stopping after this batch; the last completed epoch is kept")
-        signal.signal(signum, previous_handlers.get(signum, signal.SIG_DFL))  # a second signal acts at once
-
-    if handle_signals:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            try:
-                previous_handlers[signum] = signal.signal(signum, on_signal)
-            except ValueError:  # not the main thread
-                break
-    try:
-        if first_epoch < epochs:
+    if run.signal_received is None:
+        if first_epoch < epochs and not run.stopped_early:
             with datalib.data_errors("training stopped on bad data"):
                 model.fit(train_ds, epochs=epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
                           validation_data=val_ds,
                           validation_freq=(settings.get("validation") or {}).get("frequency", 1),
                           callbacks=callbacks, verbose=settings["verbose"], shuffle=False)
-    except GraphspecError:
-        _update_run_json(run_dir, status="failed")
-        raise
-    except BaseException as exc:
-        _update_run_json(run_dir, status="failed", error=f"{type(exc).__name__}: {str(exc)[:500]}")
-        raise
-    finally:
-        for signum, handler in previous_handlers.items():
-            try:
-                signal.signal(signum, handler)
-            except (ValueError, TypeError):
-                pass
+        elif meta:
+            run.end_without_fit()
+    run.final_phase = True
 
     if run_dir is not None:
         rundir.write_history(run_dir, run.history)
@@ -700,15 +918,27 @@ def train(spec: str | os.PathLike | CheckedSpec | None = None, *, overrides: lis
             rundir.plot_curves(run.history, run_dir / "curves.png")
         except Exception as exc:  # the plot is a convenience: never fail a finished run over it
             echo(f"warning: could not draw curves.png: {exc}")
-        _update_run_json(run_dir, status="completed", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        _update_run_json(run_dir, strict=True, status="completed", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                          epochs=run.completed_epochs)
+    if run.signal_in_final is not None:
+        raise TrainInterrupted([Diagnostic(
+            code="interrupted", message=f"{signal.Signals(run.signal_in_final).name} during the final save: the save "
+            f"was finished first; the run completed ({run.completed_epochs} epochs)",
+            hint=f"its results are in {run_dir}" if run_dir is not None else None)], run.signal_in_final, run_dir)
     return RunResult(run_dir=run_dir, model=model, history=run.history, metrics=metrics, settings=settings,
                      spec_hash=spec_hash, epochs_run=run.epochs_run)
 
 
-def _update_run_json(run_dir: FsPath | None, **changes) -> None:
+def _update_run_json(run_dir: FsPath | None, strict: bool = False, **changes) -> bool:
+    """Record a status change in run.json; False if it could not be written (``strict``: raise)."""
     if run_dir is None or not (run_dir / "run.json").is_file():
-        return
-    info = rundir.read_json(run_dir / "run.json")
-    info.update(changes)
-    rundir.atomic_write_json(run_dir / "run.json", info)
+        return False
+    try:
+        info = rundir.read_json(run_dir / "run.json")
+        info.update(changes)
+        rundir.atomic_write_json(run_dir / "run.json", info)
+    except (OSError, ValueError, AttributeError, GraphspecError):
+        if strict:
+            raise
+        return False
+    return True

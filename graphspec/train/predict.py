@@ -53,6 +53,17 @@ def predict(target: str | os.PathLike, data: str | os.PathLike | Any = None, out
     size = batch_size or (opened.settings or {}).get("batch_size") or 32
     dataset = datalib.eval_dataset(examples, io_, batch_size=size, with_targets=False)
     names = list(io_.outputs)
+    try:
+        count, shapes = _predict_into(out_path, kind, model, dataset, names, io_, examples, size)
+    except OSError as exc:  # a full disk, an unwritable folder: a named error, no partial output
+        from graphspec.files import cannot_write
+
+        raise cannot_write(out_path, exc, TrainError) from None
+    return {"output": str(out_path), "examples": count, "data": what,
+            "arrays": {name: [count, *shapes[name]] for name in names}}
+
+
+def _predict_into(out_path: FsPath, kind: str, model, dataset, names: list[str], io_, examples, size: int):
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".predict-") as scratch:
         parts = {name: open(FsPath(scratch) / f"{name}.raw", "wb") for name in names}
@@ -79,8 +90,7 @@ def predict(target: str | os.PathLike, data: str | os.PathLike | Any = None, out
                 _write_npz(tmp, scratch, names, shapes, dtypes, count)
             else:
                 _write_csv(tmp, scratch, names, shapes, dtypes, count, size)
-    return {"output": str(out_path), "examples": count, "data": what,
-            "arrays": {name: [count, *shapes[name]] for name in names}}
+    return count, shapes
 
 
 def _write_npz(tmp: FsPath, scratch: str, names, shapes, dtypes, count: int) -> None:

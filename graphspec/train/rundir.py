@@ -23,6 +23,7 @@ new one, never half of one.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -66,28 +67,210 @@ def versions() -> dict[str, str]:
 _RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 
 
-def new_run_dir(root: str | os.PathLike, spec_name: str, run_name: str | None) -> FsPath:
-    """``root/<spec name>/<run name>``; the run name defaults to a timestamp, made unique."""
+LOCK_FILE = ".lock"
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``<run>/.lock``, held while a ``train`` writes the run directory:
+    a second ``train`` into the same folder (the same ``--name``, or ``--resume`` of a running run)
+    is refused instead of writing into it too. The kernel releases it when the process ends,
+    however it ends, so a killed run leaves no stale lock."""
+
+    def __init__(self, run_dir: FsPath):
+        self.run_dir = FsPath(run_dir)
+        self.fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        path = self.run_dir / LOCK_FILE
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise TrainError([Diagnostic(code="cannot-write", file=str(self.run_dir), message=f"cannot create "
+                                         f"'{path}': {exc.strerror or exc}", hint="check that the folder is writable")]) from None
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no locking
+            self.fd = fd
+            return self
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                holder = os.read(fd, 64).decode("ascii", "replace").strip()
+            except OSError:
+                holder = ""
+            os.close(fd)
+            raise TrainError([Diagnostic(
+                code="run-locked", file=str(self.run_dir),
+                message=f"another graphspec train{f' (pid {holder})' if holder.isdigit() else ''} is writing "
+                f"'{self.run_dir}'", hint="wait for it to finish (or stop it), or train under another --name")]) from None
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError:
+            pass  # the pid is only for the message
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the flock
+            self.fd = None
+
+
+def is_temp_file(name: str) -> bool:
+    """A temporary file of an atomic write of one of the run's files (``.checkpoint.npz.x8f2.tmp``)."""
+    return name.startswith(".") and any(name.startswith(f".{f}.") for f in RUN_FILES)
+
+
+def remove_temp_files(run_dir: FsPath) -> list[str]:
+    """Delete what interrupted atomic writes left (a SIGKILL or power loss between writing and
+    renaming). Only called while holding the run's lock, so no write of this run is in flight."""
+    removed = []
+    try:
+        entries = list(FsPath(run_dir).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if is_temp_file(entry.name) and entry.is_file():
+            try:
+                entry.unlink()
+                removed.append(entry.name)
+            except OSError:
+                pass
+    return removed
+
+
+def has_training_state(run_dir: FsPath) -> bool:
+    """Whether a run directory holds anything trained (a checkpoint or a model) that reuse would lose."""
+    return any((run_dir / name).exists() for name in ("checkpoint.npz", "model.keras", "best.keras"))
+
+
+def _status(run_dir: FsPath) -> str | None:
+    try:
+        info = read_json(run_dir / "run.json")
+        return info.get("status") if isinstance(info, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _check_name(run_name: str | None) -> None:
     if run_name is not None and not _RUN_NAME.fullmatch(run_name):
         # A run name often comes from a branch or PR title: it must not steer the path.
         raise TrainError([Diagnostic(code="bad-run-name", message=f"'{run_name}' is not a run name",
                                      hint="letters, digits, '.', '_' and '-', not starting with '.' (one folder)")])
+
+
+def _mkdir(path: FsPath, exist_ok: bool) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=exist_ok)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        raise TrainError([Diagnostic(code="cannot-write", message=f"cannot create the run directory "
+                                     f"'{path}': {exc.strerror}", hint="choose another --runs folder")]) from None
+
+
+def new_run_dir(root: str | os.PathLike, spec_name: str, run_name: str | None) -> FsPath:
+    """``root/<spec name>/<run name>`` (see :func:`open_run_dir`); the lock is dropped at once."""
+    path, lock = open_run_dir(root, spec_name, run_name)
+    lock.release()
+    return path
+
+
+def open_run_dir(root: str | os.PathLike, spec_name: str, run_name: str | None) -> tuple[FsPath, RunLock]:
+    """``root/<spec name>/<run name>``, created and locked; the run name defaults to a timestamp, made unique.
+
+    A named folder that already exists is reused only when it holds nothing trained (no
+    checkpoint, no model: a run stopped before its first epoch began) and only graphspec's
+    run files; its leftovers are then overwritten. Otherwise it is ``run-exists``, with a hint
+    that fits its state (resume it, or it completed)."""
+    _check_name(run_name)
     base = FsPath(root) / spec_name
     name = run_name or time.strftime("%Y%m%d-%H%M%S")
     candidate = base / name
-    if run_name is not None and candidate.exists() and any(candidate.iterdir()):
-        raise TrainError([Diagnostic(code="run-exists", message=f"run directory '{candidate}' already exists",
-                                     hint=f"choose another --name, or continue it: graphspec train --resume {candidate}")])
-    suffix = 2
-    while run_name is None and candidate.exists():
-        candidate = base / f"{name}-{suffix}"
-        suffix += 1
+    if run_name is None:
+        suffix = 2
+        while True:
+            try:
+                _mkdir(candidate, exist_ok=False)  # atomic: two runs started in the same second differ
+                break
+            except FileExistsError:
+                candidate = base / f"{name}-{suffix}"
+                suffix += 1
+        return candidate, RunLock(candidate).acquire()
     try:
-        candidate.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise TrainError([Diagnostic(code="cannot-write", message=f"cannot create the run directory "
-                                     f"'{candidate}': {exc.strerror}", hint="choose another --runs folder")]) from None
-    return candidate
+        _mkdir(candidate, exist_ok=True)
+    except FileExistsError:  # a file of that name
+        raise TrainError([Diagnostic(code="run-exists", message=f"'{candidate}' exists and is not a folder",
+                                     hint="choose another --name")]) from None
+    lock = RunLock(candidate).acquire()
+    try:
+        foreign = sorted(e.name for e in candidate.iterdir()
+                         if e.name not in RUN_FILES and e.name not in (LOCK_FILE, "logs", "evaluation.json")
+                         and not is_temp_file(e.name))
+        if has_training_state(candidate) or foreign:
+            status = _status(candidate)
+            if foreign and not has_training_state(candidate):
+                hint = "choose another --name (the folder holds files that graphspec did not write: " \
+                       f"{', '.join(foreign[:3])})"
+            elif status == "completed":
+                hint = f"choose another --name (that run completed; evaluate it: graphspec evaluate {candidate})"
+            else:
+                hint = f"continue it: graphspec train --resume {candidate}, or choose another --name"
+            raise TrainError([Diagnostic(code="run-exists", message=f"run directory '{candidate}' already exists"
+                                         f"{f' ({status})' if status else ''}", hint=hint)])
+        remove_temp_files(candidate)
+    except BaseException:
+        lock.release()
+        raise
+    return candidate, lock
+
+
+def data_fingerprint(checked, *, train_data: bool = True, validation_data: bool = True) -> list[dict]:
+    """SHA-256 of every data file (or folder) the spec's train section names, streamed: what
+    ``--resume`` compares to notice changed training data. The built-in dataset is its packaged file."""
+    train = checked.spec.train
+    if train is None:
+        return []
+    from graphspec.files import spec_data_paths
+
+    dumped = train.model_dump(mode="json")
+    found = []
+    for where, raw in spec_data_paths(dumped):
+        if (where[:2] == ("train", "data") and not train_data) or (where[:2] == ("train", "validation")
+                                                                  and not validation_data):
+            continue
+        found.append((".".join(str(p) for p in where[:-1]), raw, (checked.directory / raw).resolve()))
+    for where, source, wanted in (("train.data", dumped.get("data"), train_data),
+                                  ("train.validation.data", (dumped.get("validation") or {}).get("data"),
+                                   validation_data)):
+        if wanted and isinstance(source, dict) and source.get("builtin"):
+            from graphspec.train.data import DATA_DIR
+
+            found.append((where, f"builtin:{source['builtin']}", DATA_DIR / f"{source['builtin']}.npz"))
+    return [{"where": where, "path": raw, "sha256": _digest(path)} for where, raw, path in found]
+
+
+def _digest(path: FsPath) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        if path.is_dir():
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+                _stream(file, digest)
+                digest.update(b"\0")
+        else:
+            _stream(path, digest)
+    except OSError:
+        return None
+    return "sha256:" + digest.hexdigest()
+
+
+def _stream(path: FsPath, digest) -> None:
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
 
 
 def write_history(run_dir: FsPath, history: list[dict[str, float]]) -> None:
@@ -235,11 +418,15 @@ def read_json(path: FsPath) -> Any:
 def read_run(run_dir: FsPath) -> dict:
     """A run directory's ``run.json``, checked: a run directory that is damaged or not a run
     is a clear error, not a traceback."""
-    def not_a_run(why: str) -> TrainError:
+    def not_a_run(why: str, hint: str = "give a directory written by graphspec train") -> TrainError:
         return TrainError([Diagnostic(code="not-a-run", file=str(run_dir), message=f"'{run_dir}' is not a usable "
-                                      f"run directory: {why}", hint="give a directory written by graphspec train")])
+                                      f"run directory: {why}", hint=hint)])
 
     if not (run_dir / "run.json").is_file():
+        if run_dir.is_dir() and not has_training_state(run_dir):
+            raise not_a_run("it has no run.json", "it holds nothing trained (the run stopped before its first epoch "
+                            "began); start it again, reusing the folder: graphspec train SPEC --runs "
+                            f"{run_dir.parent.parent} --name {run_dir.name}")
         raise not_a_run("it has no run.json")
     try:
         info = read_json(run_dir / "run.json")
