@@ -416,3 +416,36 @@ def test_expected_trainable_params_count_frozen_layers_as_keras_does():
     error = only_error(bad)
     assert error.code == "expect-failed" and error.path == ("expect", "trainable_params")
     assert "set trainable_params: 8" in error.hint
+
+
+# --------------------------------------------------------------------------------------------
+# Hints and totals bounded by the spec's size (issue 6, item 8)
+# --------------------------------------------------------------------------------------------
+
+def test_group_normalization_hint_is_fast_for_a_huge_channel_count():
+    import time
+
+    text = spec("""
+        gn: {type: GroupNormalization, groups: 2, input: v}
+    """, inputs="v: {shape: [2147483647]}")  # a prime: the loop would have run to 2**31
+    started = time.perf_counter()
+    error = only_error(text)
+    assert time.perf_counter() - started < 2.0
+    assert error.path == ("nodes", "gn", "groups")
+    assert error.hint == "choose groups among 1, 2147483647"
+
+
+def test_group_normalization_hint_lists_small_and_large_divisors():
+    text = spec("""
+        gn: {type: GroupNormalization, groups: 5, input: v}
+    """, inputs="v: {shape: [4, 12]}")
+    assert only_error(text).hint == "choose groups among 1, 2, 3, 4, 6, 12"
+
+
+@pytest.mark.parametrize("output_shape", ["[[6], 4]", "[6, [4]]", "[6, 4.5]", "[6, true]", "[[]]"])
+def test_einsum_output_shape_of_non_integers_is_a_located_error(output_shape):
+    text = spec(f"""
+        e: {{type: EinsumDense, equation: 'abc,cd->abd', output_shape: {output_shape}, input: v}}
+    """, inputs="v: {shape: [6, 5]}")
+    error = only_error(text)
+    assert error.path == ("nodes", "e", "output_shape") and error.code == "bad-argument"

@@ -149,7 +149,11 @@ def _einsum_shapes(call: LayerCall, x: TensorInfo):
         raise ShapeError(f"EinsumDense: equation {equation!r} names {len(input_spec)} input axes, the input {x} has "
                          f"{len(shape)}", argument="equation", code="rank-mismatch")
     raw = call.arg("output_shape")
-    output = [raw] if isinstance(raw, int) or raw is None else list(raw)
+    output = [raw] if isinstance(raw, int) or raw is None else list(raw) if isinstance(raw, (list, tuple)) else [raw]
+    for size in output:
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise ArgumentError(f"EinsumDense: output_shape must be a positive integer or a list of positive integers "
+                                f"(null for a size known at run time), got {raw!r}", argument="output_shape")
     output.insert(0, shape[0])
     if elided > 0 and left_elided:
         for i in range(1, elided):
