@@ -83,3 +83,26 @@ def test_artifact_is_plain_keras_with_spec_hash_and_saved_model_digests(tmp_path
     loaded = keras.saving.load_model(path)
     assert loaded.output_names == ["d", "e", "l_1"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]  # no temporary files left
+
+
+def test_unused_nodes_count_in_neither_check_nor_keras():
+    text = """graphspec: 1
+name: t
+inputs: {v: {shape: [10]}}
+layers: {s: {type: Dense, units: 3}}
+nodes:
+  used: {type: Dense, units: 10, input: v}
+  unused: {type: Dense, units: 100, input: v}
+  unused_bn: {type: BatchNormalization, input: unused}
+  s_unused: {shared: s, input: v}
+  s_used: {shared: s, input: used}
+  out: {type: Dense, units: 2, input: s_used}
+outputs: [out]
+"""
+    checked = check_text(text, file="s.yaml")
+    assert model_params(emit(checked)) == (checked.inferred.total_params, checked.inferred.trainable_params) == (151, 151)
+
+
+def model_params(model) -> tuple[int, int]:
+    """(total, trainable) parameters as Keras counts them for the model."""
+    return model.count_params(), sum(int(np.prod(w.shape)) for w in model.trainable_weights)

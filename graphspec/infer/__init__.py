@@ -45,19 +45,48 @@ class InferredGraph:
     outputs: dict[str, TensorInfo | None]
     warnings: list[Diagnostic] = field(default_factory=list)
 
+    def model_layers(self) -> list[NodeInfo]:
+        """One entry per layer of the Keras model: the nodes that reach an output (Keras drops the
+        others), a shared layer once (at its first call) if any of its calls reaches one."""
+        used = reaching_outputs(self.graph)
+        shared_used = {node.layer_name for name, node in self.graph.nodes.items()
+                       if node.kind == "shared" and name in used}
+        layers = []
+        for name, info in self.nodes.items():
+            node = self.graph.nodes[name]
+            if node.kind == "shared":
+                if info.counted and node.layer_name in shared_used:
+                    layers.append(info)
+            elif name in used:
+                layers.append(info)
+        return layers
+
     @property
     def total_params(self) -> int | None:
-        counts = [n.params + (n.non_trainable_params or 0) for n in self.nodes.values()
-                  if n.counted and n.params is not None]
-        if any(n.counted and n.params is None for n in self.nodes.values()):
+        layers = self.model_layers()
+        if any(n.params is None for n in layers):
             return None
-        return sum(counts)
+        return sum(n.params + (n.non_trainable_params or 0) for n in layers)  # type: ignore[operator]
 
     @property
     def trainable_params(self) -> int | None:
-        if any(n.counted and n.params is None for n in self.nodes.values()):
+        layers = self.model_layers()
+        if any(n.params is None for n in layers):
             return None
-        return sum(n.params for n in self.nodes.values() if n.counted and n.params is not None)
+        return sum(n.params for n in layers)  # type: ignore[misc]
+
+
+def reaching_outputs(graph: Graph) -> set[str]:
+    """Names of the nodes whose result reaches a model output (what ``keras.Model`` keeps)."""
+    used: set[str] = set()
+    stack = [ref.name for ref in graph.outputs.values()]
+    while stack:
+        name = stack.pop()
+        if name in used or name not in graph.nodes:
+            continue
+        used.add(name)
+        stack.extend(ref.name for ref in graph.nodes[name].input_refs())
+    return used
 
 
 def layer_args(layer_type: str, args: dict[str, Any]) -> dict[str, Any]:

@@ -449,3 +449,29 @@ def test_einsum_output_shape_of_non_integers_is_a_located_error(output_shape):
     """, inputs="v: {shape: [6, 5]}")
     error = only_error(text)
     assert error.path == ("nodes", "e", "output_shape") and error.code == "bad-argument"
+
+
+UNUSED_NODES = """graphspec: 1
+name: t
+inputs:
+  v: {shape: [10]}
+layers:
+  s: {type: Dense, units: 3}
+nodes:
+  used: {type: Dense, units: 10, input: v}
+  unused: {type: Dense, units: 100, input: v}
+  unused_bn: {type: BatchNormalization, input: unused}
+  s_unused: {shared: s, input: v}
+  s_used: {shared: s, input: used}
+  out: {type: Dense, units: 2, input: s_used}
+outputs: [out]
+"""
+
+
+def test_unused_nodes_are_not_counted_in_the_totals():
+    """Keras keeps only the layers that reach an output (a shared layer once); so does check's total."""
+    checked = check_text(UNUSED_NODES)
+    assert checked.inferred.total_params == 110 + 33 + 8
+    assert checked.inferred.trainable_params == 110 + 33 + 8
+    first_call_unused = UNUSED_NODES.replace("s_used: {shared: s, input: used}", "s_used: {type: Dense, units: 3, input: used}")
+    assert check_text(first_call_unused).inferred.total_params == 110 + 33 + 8
