@@ -449,6 +449,8 @@ class _Run:
     history: list = field(default_factory=list)
     epochs_run: list = field(default_factory=list)
     completed_epochs: int = 0
+    saved_epochs: int | None = None
+    """The epoch of the last checkpoint written (None: none written by this call)."""
     stopped_early: bool = False
     epoch: int = 0
     nan_at: tuple | None = None
@@ -529,6 +531,7 @@ class _Run:
                 "spec_hash": self.spec_hash, "model_hash": model_hash(self.checked), "settings_hash": settings_hash(self.settings),
                 "seed": self.settings["seed"], "time": time.time()}
         save_state(self.run_dir / STATE_FILE, model, meta, extra)
+        self.saved_epochs = self.completed_epochs
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -685,8 +688,9 @@ def _write_failed(error: GraphspecError, run: "_Run", run_dir: FsPath | None) ->
     if run_dir is None or not any(d.code == "cannot-write" for d in error.diagnostics):
         return error
     if (run_dir / STATE_FILE).is_file():
-        kept = (f"the checkpoint of epoch {run.completed_epochs} is kept" if run.completed_epochs
-                else "the run's start is kept")
+        saved = run.saved_epochs
+        kept = (f"the checkpoint of epoch {saved} is kept" if saved else "the checkpoint of the run's start is kept"
+                if saved == 0 else "the last checkpoint is kept")
         way = f"{kept}; free some space, then continue: graphspec train --resume {run_dir}"
     else:
         way = (f"nothing was trained yet; free some space, then start again: graphspec train --resume {run_dir} "
@@ -785,6 +789,8 @@ def _train(spec, *, overrides, data, validation_data, runs_root, run_name, resum
     try:
         return _run(run, checked, settings, model, io_, examples, validation, distribution, keras, meta, arrays,
                     resume_dir, recorded, spec, overrides, callbacks, echo, canonical_json)
+    except TrainInterrupted:
+        raise  # run.json already says interrupted (or completed, for a signal during the final save)
     except GraphspecError as error:
         error = _write_failed(error, run, run_dir)
         if not _update_run_json(run_dir, status="failed", error=str(error.diagnostics[0].message)[:500]
@@ -832,6 +838,7 @@ def _run(run: _Run, checked, settings, model, io_, examples, validation, distrib
             restore_state(model, meta, arrays, str(resume_dir / STATE_FILE))
         run.history = list(meta.get("history", []))
         run.completed_epochs = first_epoch = int(meta["epoch"])
+        run.saved_epochs = first_epoch
         run.stopped_early = bool(meta.get("stopped_early"))
         run.restore_callbacks(meta.get("callbacks", {}), arrays)
         _update_run_json(run_dir, status="running", resumed_at_epoch=first_epoch)
