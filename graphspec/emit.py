@@ -199,7 +199,24 @@ class _Builder:
             self.sink.add(Diagnostic(code="keras-error", message=f"node '{node.name}': {message}",
                                      path=path, hint=_keras_hint(exc)), key=True)
             return
+        settle_frozen(layer)
         self.tensors[node.name] = list(output) if isinstance(output, tuple) else output
+
+
+def settle_frozen(layer) -> None:
+    """Freeze, now that it is built, everything inside a layer built with ``trainable: false``.
+
+    Keras passes a layer's ``trainable`` flag to the sublayers and variables that exist when it
+    is set; a layer frozen in its constructor creates some later (MultiHeadAttention's
+    projections, in ``build()``), and those would stay trainable in the model. Setting the flag
+    again once the layer is built freezes them, as ``check`` counts them.
+    """
+    layer_class = _keras().layers.Layer
+    for sub in layer._flatten_layers(include_self=True, recursive=True):
+        if not sub.trainable:
+            # Through the property itself: an attribute assignment goes through TensorFlow's
+            # tracking __setattr__, which does not always reach Keras' setter.
+            layer_class.trainable.fset(sub, False)
 
 
 def _spreads_list(node: GraphNode) -> bool:

@@ -106,3 +106,24 @@ outputs: [out]
 def model_params(model) -> tuple[int, int]:
     """(total, trainable) parameters as Keras counts them for the model."""
     return model.count_params(), sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+@pytest.mark.parametrize("node", [
+    "{type: MultiHeadAttention, num_heads: 2, key_dim: 4, trainable: false, input: {query: x, value: x}}",
+    "{type: GroupQueryAttention, head_dim: 4, num_query_heads: 2, num_key_value_heads: 1, trainable: false, "
+    "input: {query: x, value: x}}",
+    "{type: Bidirectional, layer: {type: LSTM, units: 3, trainable: false}, input: x}",
+    "{type: Bidirectional, layer: {type: LSTM, units: 3}, trainable: false, input: x}",
+    "{sequential: [{type: MultiHeadAttention, num_heads: 2, key_dim: 4}], trainable: false, input: x}",
+])
+def test_frozen_layers_have_no_trainable_weights_in_the_model(node):
+    """A layer frozen in its constructor keeps sublayers Keras builds later trainable, unless emit freezes them."""
+    text = f"graphspec: 1\nname: t\ninputs: {{x: {{shape: [5, 8]}}}}\nnodes:\n  a: {node}\noutputs: [a]\n"
+    if "sequential" in node:
+        with pytest.raises(Exception):  # a Sequential block passes one tensor: MHA needs query and value
+            build(text)
+        return
+    checked = check_text(text, file="s.yaml")
+    model = emit(checked)
+    assert model_params(model) == (checked.inferred.total_params, checked.inferred.trainable_params)
+    assert checked.inferred.trainable_params == 0

@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from graphspec.catalogue import catalogue
+from graphspec.emit import settle_frozen
 from graphspec.infer import RULES, TensorInfo, infer_layer
 from graphspec.infer.tensor import ShapeError
 
@@ -808,10 +809,13 @@ def keras_result(layer_type: str, c: Case):
             output = layer(inputs, **c.call)
     except Exception as exc:  # Keras refuses the configuration
         return exc
+    settle_frozen(layer)  # what emit does after each call
     outputs = list(output) if isinstance(output, (list, tuple)) else [output]
     described = [(tuple(o.shape), o.dtype) for o in outputs]
-    trainable = sum(_size(w.shape) for w in layer.trainable_weights)
-    non_trainable = sum(_size(w.shape) for w in layer.non_trainable_weights)
+    # As a keras.Model containing the layer counts them: by each variable's own flag (the layer's
+    # trainable_weights is [] for a frozen layer even where its sublayers' weights still train).
+    trainable = sum(_size(w.shape) for w in layer.weights if w.trainable)
+    non_trainable = sum(_size(w.shape) for w in layer.weights if not w.trainable)
     return described, layer.count_params(), trainable, non_trainable
 
 
