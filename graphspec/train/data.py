@@ -14,6 +14,7 @@ exactly the batches an uninterrupted one would.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import math
@@ -236,7 +237,9 @@ def data_errors(what: str = "the data"):
         marked = _MARK_RE.search(text)
         origin = _ORIGINS.get(int(marked.group(1))) if marked else None
         if origin is not None:
-            message = f"{what}: {origin.description}: {origin.explain(marked.group(2))}"
+            # tf.debugging.Assert prints strings C-escaped (\\', octal UTF-8 bytes): undo that.
+            payload = codecs.escape_decode(marked.group(2).encode("utf-8", "backslashreplace"))[0]
+            message = f"{what}: {origin.description}: {origin.explain(payload.decode('utf-8', 'replace'))}"
             if origin.diagnostic is not None:
                 diagnostic = replace(origin.diagnostic, code="bad-data", message=message, hint=origin.hint)
             else:
@@ -1020,8 +1023,36 @@ def _dataset_examples(dataset, io_: ModelIO, description: str, sink: DiagnosticS
         shapes = {name: Tensor(s.shape[1:], s.dtype) for name, s in shapes.items()}
     cardinality = int(dataset.cardinality())
     count = cardinality if cardinality >= 0 else None
-    return Examples(description=description, count=None if batched else count, stream=mapped, shapes=shapes,
-                    batched=batched)
+    return Examples(description=description, count=None if batched else count,
+                    stream=_finite_stream(mapped, shapes, _wanted(io_, need_targets), io_, description, batched),
+                    shapes=shapes, batched=batched)
+
+
+def _finite_stream(stream: Callable, shapes: dict[str, Tensor], names: list[str], io_: ModelIO, description: str,
+                   batched: bool) -> Callable:
+    """A ``tf.data.Dataset`` given in Python is not read before training: its float values are checked
+    as they stream (one ``is_finite`` reduction per tensor), and NaN or infinity stops the run with an
+    error naming the element (or batch)."""
+    import tensorflow as tf
+
+    checked = [name for name in names if name in shapes and shapes[name].dtype.startswith(("float", "bfloat", "half"))]
+    if not checked:
+        return stream
+    token = _register(_Origin(description, None, lambda payload: f"{payload} has NaN or infinite values",
+                              _NONFINITE_HINT))
+    unit = "batch" if batched else "element"
+
+    @_plain_fn
+    def check(k, values):
+        asserts = []
+        for name in checked:
+            role = "input" if name in io_.inputs else "output"
+            message = tf.strings.join([f"{_MARK}{token}:{role} '{name}' in {unit} ", tf.strings.as_string(k), "#end"])
+            asserts.append(tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(values[name])), [message]))
+        with tf.control_dependencies(asserts):
+            return {name: tf.identity(value) for name, value in values.items()}
+
+    return lambda: stream().enumerate().map(check)
 
 
 # -- checks -------------------------------------------------------------------------------------

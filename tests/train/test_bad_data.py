@@ -247,3 +247,15 @@ def test_bad_last_image_in_validation_is_named(tmp_path):
     with pytest.raises(TrainError) as info:
         train(tmp_path / "pics.yaml", write_run_dir=False)
     assert "'pics/dog/3.png'" in _only(info.value).message
+
+
+def test_inf_in_a_python_dataset_stops_training_naming_the_element(project):
+    import tensorflow as tf
+
+    arrays = tiny_arrays(40, seed=3)
+    arrays["x"][21, 2] = np.inf
+    validation = tf.data.Dataset.from_tensor_slices(({"x": arrays["x"]}, arrays["y"]))
+    with pytest.raises(TrainError) as info:
+        train(project / "tiny.yaml", write_run_dir=False, overrides=ONE_EPOCH, validation_data=validation)
+    diagnostic = _only(info.value)
+    assert "the validation data" in diagnostic.message and "input 'x' in element 21" in diagnostic.message
