@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import difflib
 import re
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Literal, Sequence
 
@@ -59,11 +61,19 @@ class Diagnostic:
 
 _EXCERPT = 160
 """Characters of a source line shown in an excerpt."""
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f"  # C0 and C1 controls (terminal escapes)
+    "\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]"  # bidi, invisible, line separators
+)
 
 
 def printable(text: str) -> str:
-    """``text`` with control characters (terminal escapes) shown as ``\\x1b`` etc."""
+    """``text`` with control characters shown as ``\\x1b``, ``\\u202e`` etc.
+
+    C0/C1 controls could drive the user's terminal; bidirectional controls (U+202E, U+2066...)
+    and invisible characters could make a message or an excerpt read differently from the
+    file (Trojan Source). Both are escaped.
+    """
     return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
@@ -117,14 +127,56 @@ class TrainError(GraphspecError):
     stage = "train"
 
 
+MAX_SUGGESTION_WORD = 100
+"""Words longer than this get no 'did you mean' (no name in a spec or in Keras is this long)."""
+SUGGESTION_BUDGET = 200_000
+"""Candidates compared in total by the 'did you mean' hints of one stage (see :func:`suggestion_budget`)."""
+
+_budget: ContextVar[list[int] | None] = ContextVar("graphspec_suggestion_budget", default=None)
+
+
+@contextmanager
+def suggestion_budget(total: int = SUGGESTION_BUDGET):
+    """Bound the work of every :func:`did_you_mean` inside the block, together.
+
+    One hint compares the word with each candidate; thousands of misspelt names against
+    thousands of candidates would be quadratic in the size of the spec. A stage runs in
+    this block: once ``total`` comparisons are spent, later hints are left out (callers
+    give their fallback hint), so the stage's hints cost at most linear time.
+    """
+    token = _budget.set([total])
+    try:
+        yield
+    finally:
+        _budget.reset(token)
+
+
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
-    """A ``did you mean 'x'?`` hint for a misspelt name, or None if nothing is close."""
-    candidates = list(candidates)
-    matches = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
-    if not matches:
-        lowered = {c.lower(): c for c in candidates}
-        if word.lower() in lowered:
-            matches = [lowered[word.lower()]]
+    """A ``did you mean 'x'?`` hint for a misspelt name, or None if nothing is close (or the budget is spent)."""
+    if not isinstance(word, str) or not word or len(word) > MAX_SUGGESTION_WORD:
+        return None
+    budget = _budget.get()
+    pool: list[str] = []
+    lowered = word.lower()
+    exact: str | None = None
+    # A ratio of 0.6 needs the shorter name at least 3/7 of the longer one: others cannot match.
+    low, high = (3 * len(word)) // 7, (7 * len(word)) // 3 + 1
+    spent = 0
+    for candidate in candidates:
+        spent += 1
+        if budget is not None and spent > budget[0]:
+            budget[0] = 0
+            return None
+        if not isinstance(candidate, str) or not low <= len(candidate) <= high:
+            continue
+        if exact is None and candidate.lower() == lowered:
+            exact = candidate
+        pool.append(candidate)
+    if budget is not None:
+        budget[0] -= spent
+    matches = difflib.get_close_matches(word, pool, n=1, cutoff=0.6)
+    if not matches and exact is not None:
+        matches = [exact]
     return f"did you mean '{matches[0]}'?" if matches else None
 
 

@@ -30,15 +30,46 @@ def cannot_write(target: FsPath, exc: OSError, error_type: type[GraphspecError] 
                                   message=f"cannot write '{target}': {exc.strerror or exc}", hint=hint)])
 
 
+MAX_NAME_BYTES = 255
+"""Longest file or folder name a path in a spec may use (NAME_MAX of common file systems)."""
+MAX_PATH_BYTES = 4095
+"""Longest path a spec may give, in bytes (PATH_MAX less the terminating NUL)."""
+
+
+def _unusable_path(raw: str) -> str | None:
+    """Why the system could not take ``raw`` as a path (a NUL byte, too long), or None."""
+    if not raw:
+        return "is an empty path"
+    if "\x00" in raw:
+        return "holds a NUL character, which no file name can"
+    encoded = raw.encode("utf-8", "surrogatepass")
+    if len(encoded) > MAX_PATH_BYTES:
+        return f"is too long ({len(encoded):,} bytes; at most {MAX_PATH_BYTES:,})"
+    longest = max(encoded.split(b"/"), key=len)
+    if len(longest) > MAX_NAME_BYTES:
+        return f"is too long: a name in it has {len(longest):,} bytes (at most {MAX_NAME_BYTES})"
+    return None
+
+
 def confined_path(raw: str, base: FsPath, where: Path, sink: DiagnosticSink, *, what: str) -> FsPath | None:
-    """``raw`` resolved under ``base``, or None (with a located error) if it would leave it."""
+    """``raw`` resolved under ``base``, or None (with a located error) if it would leave it or is unusable."""
+    why = _unusable_path(raw)
+    if why is not None:
+        sink.error("bad-path", f"the path '{raw[:100]}{'...' if len(raw) > 100 else ''}' {why}", where,
+                   f"give the path of {what} relative to the spec's folder")
+        return None
     candidate = FsPath(raw)
     if candidate.is_absolute() or raw.startswith("~"):
         sink.error("path-outside-project", f"'{raw}' is an absolute path", where,
                    f"give the path of {what} relative to the spec's folder")
         return None
-    base = base.resolve()
-    target = (base / candidate).resolve()
+    try:
+        base = base.resolve()
+        target = (base / candidate).resolve()
+    except (OSError, ValueError, RuntimeError) as exc:  # a symlink loop, an unreadable folder on the way
+        sink.error("bad-path", f"the path '{raw}' cannot be followed: {getattr(exc, 'strerror', None) or exc}",
+                   where, f"give the path of {what} relative to the spec's folder")
+        return None
     if not target.is_relative_to(base):
         sink.error("path-outside-project", f"'{raw}' leaves the spec's folder", where,
                    f"{what} must live in the spec's folder or below it")

@@ -49,7 +49,11 @@ _INT10 = re.compile(r"^[-+]?[0-9]+$")
 _INT8 = re.compile(r"^0o[0-7]+$")
 _INT16 = re.compile(r"^0x[0-9a-fA-F]+$")
 _FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
-_INDEXED_REF = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\[[0-9]+\]")
+_INDEXED_REF = re.compile(r"(?<![A-Za-z0-9_])[A-Za-z_][A-Za-z0-9_]*\[[0-9]+\]")
+"""An indexed reference (``lstm[1]``); a name starts after a non-name character, so a long run
+of name characters is read once, not once per starting position (that was quadratic)."""
+_HINT_WINDOW = 2_000
+"""Characters either side of a syntax error that its hint looks at."""
 _INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
 _NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
 
@@ -124,6 +128,27 @@ def _pos(mark) -> tuple[int, int]:
 
 def loads(text: str, file: str | None = None) -> LoadedSpec:
     """Parse spec text into plain data and a source map; raises :class:`LoadError`."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
+        raise LoadError([Diagnostic(code="file-too-large", file=file,
+                                    message=f"the spec is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB",
+                                    hint="split it, or generate it from a smaller description")])
+    cut = _scan_cut(text)
+    if cut is not None and cut < len(text):
+        # The text up to ``cut`` nests too deep (or is too large to scan further): read only that
+        # much, so that the event stream below, not the YAML library scanning ahead, finds the
+        # problem (libyaml 0.2.6 stops at 1,000 levels with its own error; 0.2.5 does not).
+        try:
+            _parse(text[:cut], file)
+        except LoadError as error:
+            fatal = error.diagnostics[-1]
+            if fatal.code != "yaml-syntax" or fatal.line is None or \
+                    (fatal.line, fatal.col or 0) < _offset_position(text, cut):
+                raise  # a verdict on the text before the cut, not an artifact of cutting it
+        # Nothing found before the cut (the scan over-estimated): read the whole text.
+    return _parse(text, file)
+
+
+def _parse(text: str, file: str | None) -> LoadedSpec:
     source = SourceMap(file=file, text=text)
     sink = DiagnosticSink(source=None)
 
@@ -131,10 +156,6 @@ def loads(text: str, file: str | None = None) -> LoadedSpec:
         line, col = position if position else (None, None)
         sink.add(Diagnostic(code=code, message=message, file=file, line=line, col=col, hint=hint))
         raise LoadError(sink.diagnostics)
-
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
-        fail("file-too-large", f"the spec is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB", None,
-             "split it, or generate it from a smaller description")
 
     # Each open container: [container, path, pending_key, key_position, seen_keys]
     stack: list[list] = []
@@ -253,8 +274,7 @@ def loads(text: str, file: str | None = None) -> LoadedSpec:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
         hint = "check the indentation and the brackets around this place"
-        line = text.splitlines()[mark.line] if mark and mark.line < len(text.splitlines()) else ""
-        if _INDEXED_REF.search(line):
+        if mark is not None and _INDEXED_REF.search(_around(text, mark.index)):
             hint = "inside {...} or [...], quote an indexed reference: input: 'lstm[1]'"
         fail("yaml-syntax", f"YAML syntax error: {problem}", _pos(mark) if mark else None, hint)
     except yaml.reader.ReaderError as exc:  # characters YAML does not allow (control characters, NUL)
@@ -268,6 +288,169 @@ def loads(text: str, file: str | None = None) -> LoadedSpec:
     if sink.has_errors:
         raise LoadError(sink.diagnostics)
     return LoadedSpec(data=root, source=source)
+
+
+def _around(text: str, index: int) -> str:
+    """The line holding character ``index``, at most ``_HINT_WINDOW`` characters either side of it."""
+    index = max(0, min(index, len(text)))
+    start = max(text.rfind("\n", max(0, index - _HINT_WINDOW), index) + 1, index - _HINT_WINDOW)
+    end = text.find("\n", index, index + _HINT_WINDOW)
+    return text[start:end if end >= 0 else index + _HINT_WINDOW]
+
+
+# ---------------------------------------------------------------------------------------------
+# Nesting pre-scan: graphspec's own depth defence, before the YAML library reads ahead
+# ---------------------------------------------------------------------------------------------
+
+MAX_SCAN_TOKENS = 1_000_000
+"""Brackets, quotes and comments the nesting scan looks at before it cuts the text there
+(a spec within :data:`MAX_YAML_NODES` has far fewer; the parser reports what is before the cut)."""
+
+_BLOCK_CANDIDATE = re.compile(r"[\[{\"'#|>]")
+_FLOW_CANDIDATE = re.compile(r"[\[\]{}\"'#]")
+_FLAT_COLLECTION = re.compile(r"\[[^\[\]{}\"'#]*\]|\{[^\[\]{}\"'#]*\}")
+_SINGLE_QUOTED = re.compile(r"'[^']*(?:''[^']*)*'")
+_DOUBLE_QUOTED = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_BLOCK_HEADER = re.compile(r"[|>][1-9+-]{0,2}(?:[ \t]+#[^\n]*|[ \t]*)(?:\r?\n|\Z)")
+_FIRST_CONTENT = re.compile(r"^( *)[^ \r\n]", re.M)
+_SPACE = " \t\r\n"
+
+
+def _scan_cut(text: str) -> int | None:
+    """Where to cut ``text`` so that the parser sees no flow nesting deeper than :data:`MAX_DEPTH`.
+
+    A linear scan of the YAML text that follows flow collections (``[``/``{``) through quoted
+    scalars, comments, block scalars and plain scalars. It returns the offset just past the first
+    bracket that opens a flow collection deeper than :data:`MAX_DEPTH` (or where it stopped
+    after :data:`MAX_SCAN_TOKENS`), or None. It only has to be right for valid YAML: the parser
+    then reports the problem at its place, from the events; where the scan misjudged, the
+    caller reads the whole text.
+    """
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return None
+    depth = 0
+    pos = 0
+    tokens = 0
+    while True:
+        match = (_FLOW_CANDIDATE if depth else _BLOCK_CANDIDATE).search(text, pos)
+        if match is None:
+            return None
+        tokens += 1
+        at = match.start()
+        if tokens > MAX_SCAN_TOKENS:
+            return at
+        char = text[at]
+        pos = at + 1
+        if char == "#":
+            if at == 0 or text[at - 1] in _SPACE:  # a comment: skip to the end of the line
+                end = text.find("\n", at)
+                if end < 0:
+                    return None
+                pos = end
+            continue
+        if depth:
+            if char in "[{":
+                if depth >= MAX_DEPTH:
+                    return at + 1
+                flat = _FLAT_COLLECTION.match(text, at)
+                if flat:  # the common case, e.g. {type: Dense, units: 4}: no deeper level inside
+                    pos = flat.end()
+                else:
+                    depth += 1
+            elif char in "]}":
+                depth -= 1
+            elif _flow_node_start(text, at):
+                end = _quoted_end(text, at)
+                if end is None:
+                    return None
+                pos = end
+            continue
+        if not _block_node_start(text, at):
+            continue  # inside a plain scalar (a[0], don't, a|b): not YAML structure
+        if char in "[{":
+            flat = _FLAT_COLLECTION.match(text, at)
+            if flat:
+                pos = flat.end()
+            else:
+                depth = 1
+        elif char in "'\"":
+            end = _quoted_end(text, at)
+            if end is None:
+                return None
+            pos = end
+        else:
+            pos = _block_scalar_end(text, at)
+
+
+def _quoted_end(text: str, at: int) -> int | None:
+    """End of the quoted scalar starting at ``at``, or None when it never ends."""
+    match = (_SINGLE_QUOTED if text[at] == "'" else _DOUBLE_QUOTED).match(text, at)
+    return match.end() if match else None
+
+
+def _flow_node_start(text: str, at: int) -> bool:
+    """Whether a quote at ``at`` inside a flow collection starts a scalar (not inside a plain one)."""
+    before = at - 1
+    while before >= 0 and text[before] in _SPACE:
+        before -= 1
+    if before < 0 or text[before] in "[{,:?":
+        return True
+    return _after_property(text, before, flow=True)
+
+
+def _after_property(text: str, before: int, *, flow: bool) -> bool:
+    """Whether ``text[before]`` ends a tag or anchor (``!!seq``, ``&a``) that starts a node."""
+    start = before
+    while start > 0 and text[start - 1] not in _SPACE and not (flow and text[start - 1] in "[{,"):
+        start -= 1
+    if text[start] not in "!&":
+        return False
+    return _flow_node_start(text, start) if flow else _block_node_start(text, start)
+
+
+def _block_node_start(text: str, at: int) -> bool:
+    """Whether ``text[at]``, outside flow collections, is where a node starts.
+
+    That is after indentation, after the indicators ``- ``, ``? ``, ``: `` or ``--- ``, or after a
+    tag or anchor; anywhere else it is inside a plain scalar.
+    """
+    while True:
+        before = at - 1
+        while before >= 0 and text[before] in " \t":
+            before -= 1
+        if before < 0 or text[before] in "\r\n":
+            return True
+        if before == at - 1:
+            return False  # no space between: 'a:[', '-[', 'x[' are plain scalars
+        char = text[before]
+        if char == ":":
+            return True
+        if char in "-?":
+            if before >= 2 and text[before - 2:before + 1] == "---" and \
+                    (before == 2 or text[before - 3] in "\r\n"):
+                return True
+            if before == 0 or text[before - 1] in _SPACE:
+                at = before
+                continue
+            return False
+        return _after_property(text, before, flow=False)
+
+
+def _block_scalar_end(text: str, at: int) -> int:
+    """Where the block scalar whose indicator (``|``, ``>``) is at ``at`` ends; ``at + 1`` if it is none."""
+    header = _BLOCK_HEADER.match(text, at)
+    if header is None:
+        return at + 1  # '|' or '>' inside a plain scalar's first character position: not a header
+    first = _FIRST_CONTENT.search(text, header.end())
+    if first is None:
+        return len(text)
+    indent = len(first.group(1))
+    line_start = text.rfind("\n", 0, at) + 1
+    header_indent = len(text[line_start:at]) - len(text[line_start:at].lstrip(" "))
+    if indent <= header_indent:
+        return first.start()  # an empty block scalar
+    end = re.compile(rf"^ {{0,{indent - 1}}}[^ \r\n]", re.M).search(text, first.end())
+    return end.start() if end else len(text)
 
 
 def _offset_position(text: str | bytes, offset: int) -> tuple[int, int]:

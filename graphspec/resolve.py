@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any, Literal, Union
 
-from graphspec.errors import Diagnostic, DiagnosticSink, Path, ResolveError, did_you_mean
+from graphspec.errors import Diagnostic, DiagnosticSink, Path, ResolveError, did_you_mean, suggestion_budget
 from graphspec.files import confined_path, spec_data_paths
 from graphspec.schema import LayerNode, ModelNode, SequentialNode, SharedCall, Spec
 from graphspec.source import SourceMap
@@ -111,7 +111,12 @@ def saved_model_file(raw: str, base: FsPath, where: Path, sink: DiagnosticSink) 
         sink.error("bad-saved-model", f"'{raw}' is not a .keras file", where,
                    "only Keras 3 '.keras' archives are loaded (never SavedModel or HDF5)")
         return None
-    if not target.is_file():
+    try:
+        found = target.is_file()
+    except OSError as exc:  # e.g. a folder on the way that cannot be read
+        sink.error("file-unreadable", f"cannot read the saved model '{raw}': {exc.strerror or exc}", where)
+        return None
+    if not found:
         sink.error("file-not-found", f"no saved model at '{raw}'", where)
         return None
     return target if _saved_model_is_plain_keras(target, raw, where, sink) else None
@@ -171,6 +176,11 @@ def resolve(spec: Spec, source: SourceMap, base_dir: FsPath | None = None, *, ch
     saved-model layers are already inside it. Raises :class:`ResolveError` with every broken
     reference found.
     """
+    with suggestion_budget():  # 'did you mean' hints: bounded work for the whole stage
+        return _resolve(spec, source, base_dir, check_files)
+
+
+def _resolve(spec: Spec, source: SourceMap, base_dir: FsPath | None, check_files: bool) -> Graph:
     sink = DiagnosticSink(source=source)
     base_dir = base_dir if base_dir is not None else FsPath.cwd()
     inputs = spec.inputs

@@ -116,3 +116,34 @@ def test_unwritable_outputs_are_errors_not_tracebacks(tmp_path):
         with AtomicFile(tmp_path / "file" / "below.txt") as tmp:
             tmp.write_text("never")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder.json"]  # no temporary left
+
+
+@pytest.mark.parametrize("raw, why", [
+    ("a" * 300 + ".keras", "too long"),
+    ("sub/" + "b" * 256 + "/m.keras", "too long"),
+    ("sub/" + "é" * 130 + ".keras", "too long"),  # 136 characters, 266 bytes
+    ('"a\\0b.keras"', "NUL"),
+])
+def test_saved_model_paths_the_system_cannot_take_are_located_errors(tmp_path, raw, why):
+    with pytest.raises(ResolveError) as info:
+        _check(tmp_path, SPEC.replace("MODEL", raw))
+    (diagnostic,) = info.value.diagnostics
+    assert diagnostic.code == "bad-path" and why in diagnostic.message
+    assert (diagnostic.line, diagnostic.col) == (5, 14)
+
+
+@pytest.mark.parametrize("data", ['"x\\0.npz"', "c" * 300 + ".npz", '"ok\\0/../x.npz"'])
+def test_training_data_paths_the_system_cannot_take_are_located_errors(tmp_path, data):
+    with pytest.raises(ResolveError) as info:
+        _check(tmp_path, TRAIN.replace("DATA", data).replace("VALID", "v.tfrecord"))
+    assert [(d.code, d.line) for d in info.value.diagnostics] == [("bad-path", 8)]
+
+
+def test_confined_path_reports_instead_of_raising(tmp_path):
+    from graphspec.errors import DiagnosticSink
+    from graphspec.files import confined_path
+
+    sink = DiagnosticSink()
+    for raw in ("a\0b", "x" * 5000, "y" * 256, ""):
+        assert confined_path(raw, tmp_path, ("p",), sink, what="a file") is None
+    assert [d.code for d in sink.diagnostics] == ["bad-path"] * 4

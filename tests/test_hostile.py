@@ -292,3 +292,22 @@ def test_messages_carry_no_control_characters():
     assert len(texts) >= 2
     for text in texts:
         assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", text), repr(text)
+
+
+BIDI = "\u202e\u202a\u202b\u202c\u202d\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+
+
+def test_messages_and_excerpts_escape_bidirectional_controls():
+    """U+202E and friends reorder what a terminal shows (Trojan Source): escaped like \\x1b."""
+    from graphspec.errors import render
+
+    error = check_errors(f'graphspec: 1\nname: m\ninputs:\n  x: {{shape: [8]}}\nnodes:\n'
+                         f'  d1: {{type: "Den{BIDI}se", units: 4}}  # {BIDI}\noutputs: [d1]\n')
+    lines = f'graphspec: 1\nname: m\ninputs:\n  x: {{shape: [8]}}\nnodes:\n' \
+            f'  d1: {{type: "Den{BIDI}se", units: 4}}  # {BIDI}\noutputs: [d1]\n'.splitlines()
+    (diagnostic,) = error.diagnostics
+    text = render(diagnostic, lines)
+    assert "\\u202e" in diagnostic.message and "\\u202e" in text
+    assert not set(BIDI) & set(text), repr(text)
+    excerpt, caret = text.splitlines()[1:3]
+    assert caret.index("^") == excerpt.index('"Den')  # the caret stays under the escaped excerpt's value

@@ -364,3 +364,56 @@ def test_why_round_trip_strings_are_filtered():
     assert loads(yaml.safe_dump({"v": "1e3"})).data == {"v": 1000.0}
     # ... and 1.1 booleans are quoted by safe_dump, so they round-trip as strings.
     assert loads(yaml.safe_dump({"v": "no", "on": "yes"})).data == {"v": "no", "on": "yes"}
+
+
+# ---------------------------------------------------------------------------------------------
+# The depth defence is graphspec's own: the same verdict whatever PyYAML/libyaml release reads
+# the events (libyaml 0.2.6, in PyYAML 6.0.4's wheels, stops at 1,000 levels with its own error
+# while scanning ahead; libyaml 0.2.5 does not)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, position", [
+    ("v: " + "[" * 10**6, (1, 3 + MAX_DEPTH)),
+    ("v: " + "{a: " * 5000, (1, 3 + 4 * (MAX_DEPTH - 1) + 1)),
+    ("[" * 2000, (1, MAX_DEPTH + 1)),
+    ("a:\n  b: " + "[" * 1500 + "\n", (2, 6 + MAX_DEPTH - 2)),
+    ("a:\n- " + "[ " * 1200 + "\n", (2, 3 + 2 * (MAX_DEPTH - 2))),
+    ("v: !!seq " + "[" * 1200, (1, 9 + MAX_DEPTH)),
+    ('v: ["]]]]", \'}}}\', # ]]]]\n  ' + "[" * 1200, (2, 2 + MAX_DEPTH - 1)),
+])
+def test_deep_flow_nesting_is_too_deep_at_the_same_place_on_every_pyyaml(text, position):
+    _, diagnostics = diagnostics_of(loads, text, file="d.yaml")
+    assert codes(diagnostics) == ["too-deep"], diagnostics
+    assert (diagnostics[0].line, diagnostics[0].col) == position
+
+
+@pytest.mark.parametrize("text", [
+    "a: '" + "[" * 2000 + "'\n",
+    'a: "' + "{" * 2000 + '"\n',
+    "# " + "[" * 2000 + "\na: 1\n",
+    "a: x" + "[" * 2000 + "\n",
+    "a: |\n  " + "[" * 2000 + "\n  more [[[\nb: 2\n",
+    "a: >-\n    " + "{" * 2000 + "\n\n    " + "[" * 100 + "\nb: 2\n",
+    "a: [x" + "'" * 2000 + "]\n",
+    "a: [" + "'[', " * 1000 + "]\n",
+])
+def test_brackets_in_scalars_and_comments_are_not_nesting(text):
+    assert loads(text).data is not None
+
+
+def test_flow_nesting_after_scalars_with_brackets_is_still_too_deep():
+    text = "a: |\n  [[[[\nb: '[[[['\nc: " + "[" * 3000 + "\n"
+    _, diagnostics = diagnostics_of(loads, text)
+    assert codes(diagnostics) == ["too-deep"] and diagnostics[0].line == 4
+
+
+def test_syntax_error_hint_is_linear_on_long_runs_of_name_characters():
+    """The hint looks for an indexed reference (``lstm[1]``) on the failing line: not quadratic."""
+    import time
+
+    for text in ("name: " + "a" * 100_000 + ": b: c\n", "v: {a: " + "a" * 100_000 + "[" * 3 + "\n",
+                 "v: [x, " + "a1_" * 40_000 + "[1]: y: z]\n"):
+        started = time.perf_counter()
+        _, diagnostics = diagnostics_of(loads, text)
+        assert time.perf_counter() - started < 2
+        assert codes(diagnostics) == ["yaml-syntax"] and diagnostics[0].line is not None

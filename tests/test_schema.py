@@ -349,3 +349,15 @@ def test_every_diagnostic_is_located_and_nothing_crashes(data):
 def test_schema_error_is_a_graphspec_error():
     error, _ = diagnostics_of(validate, loads(H + "nodes: {}\noutputs: [d]\n"))
     assert isinstance(error, SchemaError) and error.stage == "schema"
+
+
+def test_unknown_key_in_a_train_callback_names_the_key_at_its_place():
+    text = (H + "nodes:\n  d: {type: Dense, units: 2}\noutputs: [d]\ntrain:\n  data: {builtin: digits}\n"
+            "  callbacks:\n    best_model: {monitr: val_loss}\n    early_stopping: {patiense: 3}\n")
+    diagnostics = schema_diagnostics(text)
+    found = [(d.code, d.message, d.line, d.col, d.hint) for d in diagnostics]
+    assert ("unknown-key", "unknown key 'monitr' in train.callbacks.best_model", 11, 18,
+            "did you mean 'monitor'?") in found, found
+    assert ("unknown-key", "unknown key 'patiense' in train.callbacks.early_stopping", 12, 22,
+            "did you mean 'patience'?") in found, found
+    assert not any("Spec" in d.message for d in diagnostics)

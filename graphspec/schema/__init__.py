@@ -8,11 +8,12 @@ stage is reported at once.
 
 from __future__ import annotations
 
+import re
 from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
-from graphspec.errors import Diagnostic, DiagnosticSink, Path, SchemaError, did_you_mean
+from graphspec.errors import Diagnostic, DiagnosticSink, Path, SchemaError, did_you_mean, suggestion_budget
 from graphspec.loader import LoadedSpec
 from graphspec.schema.model import (
     RESERVED_NODE_KEYS,
@@ -38,6 +39,11 @@ __all__ = [
 class _OtherMember(Exception):
     """The error belongs to a union member whose container kind differs from the data's."""
 
+    def __init__(self, path: Path | None = None):
+        super().__init__()
+        self.path = path
+        """For a scalar member's error on a mapping or list: where, in case no other member says more."""
+
 
 def _data_path(data: Any, loc: tuple) -> Path:
     """Pydantic's error location with its union-member labels removed: the path in the user's data.
@@ -53,6 +59,9 @@ def _data_path(data: Any, loc: tuple) -> Path:
                     (part.startswith("dict[") and isinstance(current, list)):
                 raise _OtherMember
             continue
+        if isinstance(part, str) and isinstance(current, (dict, list)) and part not in current and \
+                (part.startswith("literal[") or part in _SCALAR_LABELS):
+            raise _OtherMember(tuple(path))  # e.g. 'best_model: {...}' against 'Literal[False]'
         if isinstance(current, dict) and part in current:
             path.append(part)
             current = current[part]
@@ -61,8 +70,9 @@ def _data_path(data: Any, loc: tuple) -> Path:
             current = current[part]
         elif isinstance(part, str) and not isinstance(current, (dict, list)):
             continue
-        elif isinstance(part, str) and ("[" in part or "-" in part or part in _UNION_LABELS):
-            continue  # a union member's label, e.g. 'list[str]' or 'layer-node'
+        elif isinstance(part, str) and ("[" in part or "-" in part or part in _UNION_LABELS or
+                                        part in _model_names()):
+            continue  # a union member's label, e.g. 'list[str]', 'layer-node' or 'BestModelSpec'
         else:
             path.append(part)  # a missing key: point at it through its parent
             current = None
@@ -70,6 +80,23 @@ def _data_path(data: Any, loc: tuple) -> Path:
 
 
 _UNION_LABELS = {"str", "int", "float", "bool", "none", "ObjectConfig", "LayerConfig"}
+_SCALAR_LABELS = {"str", "int", "float", "bool", "none"}
+_MODEL_INSTANCE = re.compile(r"a valid dictionary or instance of [A-Za-z_][A-Za-z0-9_]*")
+"""Pydantic's wording for a model's type error names the (internal) class."""
+_MODEL_NAMES: set[str] = set()
+
+
+def _model_names() -> set[str]:
+    """Class names of the spec's Pydantic models: Pydantic labels a union member by its class name."""
+    if not _MODEL_NAMES:
+        _train_spec()  # the train section's models are imported on demand
+        stack = [BaseModel]
+        while stack:
+            for sub in stack.pop().__subclasses__():
+                stack.append(sub)
+                if sub.__module__.startswith("graphspec."):
+                    _MODEL_NAMES.add(sub.__name__)
+    return _MODEL_NAMES
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
@@ -162,12 +189,17 @@ def _translate(error: dict, data: Any) -> Diagnostic:
         message = f"{where}: {message.removeprefix('Value error, ')}"
     else:
         code = "bad-type"
-        message = f"{where}: {message.replace('Input should be', 'expected')}"
+        message = f"{where}: {_MODEL_INSTANCE.sub('a mapping', message.replace('Input should be', 'expected'))}"
     return Diagnostic(code=code, message=message, path=path, hint=hint)
 
 
 def validate(loaded: LoadedSpec) -> Spec:
     """Validate loaded data into a :class:`Spec`; raises :class:`SchemaError` with every problem."""
+    with suggestion_budget():  # 'did you mean' hints: bounded work for the whole stage
+        return _validate(loaded)
+
+
+def _validate(loaded: LoadedSpec) -> Spec:
     sink = DiagnosticSink(source=loaded.source)
     data = loaded.data
     if not isinstance(data, dict):
@@ -179,6 +211,7 @@ def validate(loaded: LoadedSpec) -> Spec:
     seen: dict[Path, Diagnostic] = {}
     at_key: set[Path] = set()  # problems with a mapping key itself (a bad name)
     errors: list[dict] = []
+    scalar_only: dict[Path, dict] = {}
     sections: dict[str, BaseModel] = {}
     try:
         spec = Spec.model_validate(data)
@@ -194,7 +227,9 @@ def validate(loaded: LoadedSpec) -> Spec:
         for error in errors:
             try:
                 diagnostic = _translate(error, data)
-            except _OtherMember:
+            except _OtherMember as other:
+                if other.path is not None:
+                    scalar_only.setdefault(other.path, error)
                 continue
             if "[key]" in error["loc"]:
                 at_key.add(diagnostic.path)
@@ -208,6 +243,12 @@ def validate(loaded: LoadedSpec) -> Spec:
                                                            message=f"{previous.message}, or {expected}")
                 continue
             seen[diagnostic.path] = diagnostic
+    if scalar_only:
+        covered = {p[:i] for p in seen for i in range(len(p) + 1)}
+        for path, error in scalar_only.items():
+            # A mapping (or list) where only scalars are allowed: no other member said anything about it.
+            if path not in covered:
+                seen[path] = _translate({**error, "loc": path}, data)
     semantic = DiagnosticSink()
     SemanticChecker(semantic).check_spec(data)
     for diagnostic in semantic.diagnostics:
