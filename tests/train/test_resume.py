@@ -23,6 +23,16 @@ GRAPHSPEC = [sys.executable, "-m", "graphspec.cli"]
 SLOW_SPEC = TINY_SPEC.replace("epochs: 3", "epochs: 5").replace("batch_size: 16", "batch_size: 4") \
     .replace("  verbose: 0\n", "  verbose: 0\n  deterministic: true\n")
 
+CALLBACK_SPEC = SLOW_SPEC.replace("epochs: 5", "epochs: 8") + """\
+  callbacks:
+    early_stopping: {monitor: val_loss, patience: 4, min_delta: 5, restore_best_weights: true}
+    reduce_lr_on_plateau: {monitor: val_loss, factor: 0.5, patience: 1, min_delta: 5}
+"""
+"""No epoch improves val_loss by 5: the learning rate is halved at the end of epochs 2, 3, 4 and 5 (a history row
+holds the rate its epoch trained with) and early stopping
+stops the run after epoch 5 (of 8), restoring epoch 1's weights; killed in epoch 3, the run has seen
+one reduction and early stopping's wait counter is 1."""
+
 
 def _weights(path: Path) -> list[np.ndarray]:
     import keras
@@ -79,11 +89,16 @@ def slow_project(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_sigkill_in_epoch_3_then_resume_gives_the_uninterrupted_weights(slow_project):
+def test_sigkill_in_epoch_3_after_callbacks_fired_then_resume_gives_the_uninterrupted_weights_and_history(
+        slow_project):
     spec, runs = slow_project / "tiny.yaml", slow_project / "runs"
+    spec.write_text(CALLBACK_SPEC)
     full = subprocess.run([*GRAPHSPEC, "train", str(spec), "--runs", str(runs), "--name", "full"], env=_env(),
                           capture_output=True, text=True, timeout=300)
     assert full.returncode == 0, full.stderr
+    full_history = _history(runs / "tiny" / "full")
+    assert [row["epoch"] for row in full_history] == [1, 2, 3, 4, 5], "early stopping fired after epoch 5"
+    assert [row["learning_rate"] for row in full_history] == pytest.approx([0.01, 0.01, 0.005, 0.0025, 0.00125])
 
     run = runs / "tiny" / "cut"
     process = _start(spec, runs, "cut")
@@ -92,20 +107,26 @@ def test_sigkill_in_epoch_3_then_resume_gives_the_uninterrupted_weights(slow_pro
     time.sleep(epoch_time / 2)  # the middle of epoch 3
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
-    assert _epochs_done(run) == 2, "killed during epoch 3"
+    meta = read_state(run / "checkpoint.npz")[0]
+    assert meta["epoch"] == 2, "killed during epoch 3"
+    assert meta["callbacks"]["reduce_lr"]["wait"] == 0 and meta["callbacks"]["early_stopping"]["wait"] == 1
     assert not (run / "model.keras").exists()
 
     resumed = subprocess.run([*GRAPHSPEC, "train", "--resume", str(run)], env=_env(), capture_output=True, text=True,
                              timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming" in resumed.stderr and "epoch 3 of 5" in resumed.stderr
+    assert "resuming" in resumed.stderr and "epoch 3 of 8" in resumed.stderr
     history = _history(run)
-    assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5], "each epoch counted once"
-    for a, b in zip(_weights(runs / "tiny" / "full" / "model.keras"), _weights(run / "model.keras")):
-        np.testing.assert_array_equal(a, b)
+    assert history == full_history, "same epochs, losses, metrics and learning rates"
+    for name in ("model.keras", "best.keras"):
+        for a, b in zip(_weights(runs / "tiny" / "full" / name), _weights(run / name)):
+            np.testing.assert_array_equal(a, b)
+    full_state, cut_state = read_state(runs / "tiny" / "full" / "checkpoint.npz"), read_state(run / "checkpoint.npz")
+    assert full_state[0]["callbacks"] == cut_state[0]["callbacks"]
+    assert full_state[1].keys() == cut_state[1].keys()
+    for key, value in full_state[1].items():  # last epoch's weights, optimizer state, early stopping's best weights
+        np.testing.assert_array_equal(value, cut_state[1][key], err_msg=key)
     assert json.loads((run / "run.json").read_text())["status"] == "completed"
-    for row_full, row_cut in zip(_history(runs / "tiny" / "full"), history):
-        assert row_full == row_cut
 
 
 @pytest.mark.slow
