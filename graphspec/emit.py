@@ -50,11 +50,22 @@ def _module(namespace: str):
 def make_object(namespace: str, value: Any) -> Any:
     """A Keras object from a validated name or ``{type: Class, ...args}`` of an allow-listed namespace.
 
-    Names are handed to Keras as strings (Keras resolves them in that namespace alone);
-    mappings are instantiated from the class the catalogue names, with plain-data arguments.
+    Names are handed to Keras as strings (Keras resolves them in that namespace alone), except
+    those Keras' ``get()`` cannot resolve (the catalogue lists them: ``Constant``, ``l1_l2``, ...),
+    which graphspec builds itself from the class (without arguments) or the function the name
+    refers to. Mappings are instantiated from the class the catalogue names, with plain-data
+    arguments; an optimizer's ``learning_rate`` schedule and a LossScaleOptimizer's
+    ``inner_optimizer`` are built the same way.
     """
-    if value is None or isinstance(value, str):
+    if value is None:
         return value
+    if isinstance(value, str):
+        if not catalogue().built_by_graphspec(namespace, value):
+            return value
+        class_name = catalogue().object_class(namespace, value)
+        if class_name is not None:
+            return getattr(_module(namespace), class_name)()
+        return getattr(_module(namespace), value)
     config = dict(value) if isinstance(value, dict) else {"type": value.type, **value.args}
     class_name = catalogue().object_class(namespace, config.pop("type"))
     if class_name is None:  # the schema stage refuses these; a guard for specs built in Python
@@ -64,6 +75,10 @@ def make_object(namespace: str, value: Any) -> Any:
     for key, arg in config.items():
         if namespace == "optimizers" and key == "learning_rate" and isinstance(arg, dict):
             arg = make_object("schedules", arg)
+        elif namespace == "optimizers" and key == "inner_optimizer":
+            arg = make_object("optimizers", arg)
+            if isinstance(arg, str):  # a name: the optimizer class Keras resolves it to, built here
+                arg = _keras().optimizers.get(arg)
         args[key] = _plain(arg)
     return cls(**args)
 

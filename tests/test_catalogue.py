@@ -107,3 +107,149 @@ def test_file_arguments_must_be_inline_lists(layer, argument):
     assert [d.code for d in info.value.diagnostics] == ["file-argument"]
     vocabulary = "[1, 2, 3]" if layer == "IntegerLookup" else "[a, b, c]"
     check_text(base + f"  d: {{type: {layer}, {argument}: {vocabulary}}}\noutputs: [d]\n")
+
+
+# --------------------------------------------------------------------------------------------
+# Every allow-listed name can be instantiated in each form a spec may give it
+# --------------------------------------------------------------------------------------------
+
+SAMPLE_ARGUMENTS = {
+    ("optimizers", "LossScaleOptimizer"): {"inner_optimizer": {"type": "Adam", "learning_rate": 0.001}},
+    ("schedules", "CosineDecay"): {"initial_learning_rate": 0.1, "decay_steps": 10},
+    ("schedules", "CosineDecayRestarts"): {"initial_learning_rate": 0.1, "first_decay_steps": 10},
+    ("schedules", "ExponentialDecay"): {"initial_learning_rate": 0.1, "decay_steps": 10, "decay_rate": 0.9},
+    ("schedules", "InverseTimeDecay"): {"initial_learning_rate": 0.1, "decay_steps": 10, "decay_rate": 0.9},
+    ("schedules", "PiecewiseConstantDecay"): {"boundaries": [10], "values": [0.1, 0.01]},
+    ("schedules", "PolynomialDecay"): {"initial_learning_rate": 0.1, "decay_steps": 10},
+    ("metrics", "IoU"): {"num_classes": 2, "target_class_ids": [0]},
+    ("metrics", "MeanIoU"): {"num_classes": 2},
+    ("metrics", "OneHotIoU"): {"num_classes": 2, "target_class_ids": [0]},
+    ("metrics", "OneHotMeanIoU"): {"num_classes": 2},
+    ("metrics", "PrecisionAtRecall"): {"recall": 0.5},
+    ("metrics", "RecallAtPrecision"): {"precision": 0.5},
+    ("metrics", "SensitivityAtSpecificity"): {"specificity": 0.5},
+    ("metrics", "SpecificityAtSensitivity"): {"sensitivity": 0.5},
+}
+"""Values for the required constructor arguments of allow-listed classes (a new one must be added here)."""
+
+OBJECT_NAMESPACES = ("initializers", "regularizers", "constraints", "optimizers", "schedules", "losses", "metrics")
+
+
+def spec_forms(namespace: str) -> list:
+    """Every way a spec may name an object of the namespace: each name alone where the spec accepts
+    it (no required arguments), and each class as a mapping with sample values for its required arguments."""
+    forms: list = []
+    for name in CAT.object_names(namespace):
+        if not CAT.required_arguments(namespace, name):
+            forms.append(name)
+    for class_name, entry in CAT.namespace(namespace)["classes"].items():
+        required = [arg for arg, meta in entry["args"].items() if meta.get("required")]
+        sample = SAMPLE_ARGUMENTS.get((namespace, class_name), {})
+        assert set(required) <= set(sample), f"add sample values for {namespace} {class_name}{required} above"
+        forms.append({"type": class_name, **sample})
+    return forms
+
+
+def _targets(form):
+    """(y_true, y_pred) a loss or metric computes on: one-hot targets and probabilities, or for CTC
+    integer label sequences and per-step probabilities."""
+    import numpy as np
+
+    name = form if isinstance(form, str) else form["type"]
+    if name.lower() == "ctc":
+        return np.array([[1, 2], [2, 1]], "int32"), np.full((2, 4, 4), 0.25, "float32")
+    if any(word in name.lower() for word in ("sparse", "circle", "generalized")):  # integer class labels
+        return np.array([1, 0], "int32"), np.array([[0.2, 0.7, 0.1], [0.6, 0.3, 0.1]], "float32")
+    return np.array([[0, 1, 0], [1, 0, 0]], "float32"), np.array([[0.2, 0.7, 0.1], [0.6, 0.3, 0.1]], "float32")
+
+
+def _accepted_by_check(namespace: str, form) -> list:
+    from graphspec.errors import DiagnosticSink
+    from graphspec.schema.semantics import SemanticChecker
+
+    sink = DiagnosticSink()
+    SemanticChecker(sink).check_object(form, namespace, ("x",), namespace)
+    return sink.sorted()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("namespace", OBJECT_NAMESPACES)
+def test_every_allowed_object_is_instantiated_as_the_spec_gives_it(namespace):
+    """Names check accepts must build (bias_initializer: Constant, l1_l2, Lamb, ... once failed in Keras)."""
+    import numpy as np
+
+    keras = pytest.importorskip("keras")
+    from keras.src.trainers import compile_utils
+
+    from graphspec.emit import make_object
+
+    failures = []
+    for form in spec_forms(namespace):
+        problems = _accepted_by_check(namespace, form)
+        if problems:
+            failures.append((form, "refused by check", [d.message for d in problems]))
+            continue
+        try:
+            obj = make_object(namespace, form)
+            if namespace in ("initializers", "regularizers", "constraints"):
+                # As a layer argument: the layer resolves it with keras.<namespace>.get
+                layer = keras.layers.Dense(4, **{f"kernel_{namespace[:-1]}": obj})
+                layer.build((None, 4))
+                if namespace != "initializers":
+                    getattr(layer, f"kernel_{namespace[:-1]}")(layer.kernel)
+            elif namespace == "optimizers":
+                optimizer = keras.optimizers.get(obj)
+                variable = keras.Variable(np.ones(3, "float32"))
+                optimizer.apply([np.ones(3, "float32")], [variable])
+            elif namespace == "schedules":
+                float(obj(1))
+            elif namespace == "losses":
+                y_true, y_pred = _targets(form)
+                loss = compile_utils.get_loss(obj, y_true, y_pred)
+                float(np.mean(loss(y_true, y_pred)))
+            else:
+                y_true, y_pred = _targets(form)
+                metric = compile_utils.get_metric(obj, y_true, y_pred)
+                metric.update_state(y_true, y_pred)
+                metric.result()
+        except Exception as exc:  # noqa: BLE001 - every failure is collected and shown
+            failures.append((form, type(exc).__name__, str(exc)[:200]))
+    assert not failures, "\n".join(map(str, failures))
+
+
+@pytest.mark.slow
+def test_every_allowed_activation_keeps_the_shape_keras_reports():
+    """An activation argument must not change the shape Keras' symbolic tensor says (glu halves the last axis)."""
+    import numpy as np
+
+    keras = pytest.importorskip("keras")
+    wrong = []
+    for name in CAT.activations:
+        assert not _accepted_by_check("activations", name)
+        layer = keras.layers.Dense(4, activation=name)
+        symbolic = layer(keras.Input((6,))).shape
+        if tuple(layer(np.ones((2, 6), "float32")).shape[1:]) != tuple(symbolic[1:]):
+            wrong.append(name)
+    assert not wrong, f"activations whose run-time shape differs from Keras' symbolic shape: {wrong}"
+
+
+@pytest.mark.parametrize("namespace, name, code", [
+    ("activations", "glu", "denied-object"),
+    ("initializers", "STFT", "denied-object"),
+    ("initializers", "stft", "denied-object"),
+    ("metrics", "mean_io_u", "missing-argument"),
+    ("schedules", "ExponentialDecay", "missing-argument"),
+    ("optimizers", {"type": "LossScaleOptimizer"}, "missing-argument"),
+    ("optimizers", {"type": "LossScaleOptimizer", "inner_optimizer": {"type": "LossScaleOptimizer"}}, "bad-object"),
+    ("optimizers", {"type": "LossScaleOptimizer", "inner_optimizer": {"type": "Adamm"}}, "unknown-object"),
+])
+def test_names_that_cannot_work_are_refused_by_check(namespace, name, code):
+    assert [d.code for d in _accepted_by_check(namespace, name)] == [code]
+
+
+def test_glu_activation_is_refused_at_its_line_with_a_hint():
+    with pytest.raises(SchemaError) as info:
+        check_text(HEADER + "nodes:\n  d: {type: Dense, units: 4, activation: glu}\noutputs: [d]\n", file="d.yaml")
+    (diagnostic,) = info.value.diagnostics
+    assert diagnostic.code == "denied-object" and (diagnostic.line, diagnostic.col) == (6, 42)
+    assert "Multiply" in diagnostic.hint

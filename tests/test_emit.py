@@ -127,3 +127,36 @@ def test_frozen_layers_have_no_trainable_weights_in_the_model(node):
     model = emit(checked)
     assert model_params(model) == (checked.inferred.total_params, checked.inferred.trainable_params)
     assert checked.inferred.trainable_params == 0
+
+
+def test_loss_scale_optimizer_wraps_an_inner_optimizer_built_from_the_allow_list():
+    text = """graphspec: 1
+name: m
+inputs: {x: {shape: [4]}}
+nodes:
+  d: {type: Dense, units: 2, dtype: mixed_float16}
+  out: {type: Activation, activation: linear, dtype: float32}
+outputs: [out]
+compile:
+  optimizer:
+    type: LossScaleOptimizer
+    inner_optimizer: {type: Adam, learning_rate: {type: ExponentialDecay, initial_learning_rate: 0.01,
+                                                    decay_steps: 10, decay_rate: 0.9}}
+    initial_scale: 1024.0
+  loss: mse
+"""
+    model = build(text)
+    optimizer = model.optimizer
+    assert type(optimizer).__name__ == "LossScaleOptimizer"
+    assert type(optimizer.inner_optimizer).__name__ == "Adam"
+    model.fit(np.ones((4, 4)), np.zeros((4, 2)), epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("where, value", [
+    ("bias_initializer", "Constant"), ("bias_initializer", "constant"), ("kernel_regularizer", "l1_l2"),
+])
+def test_names_keras_cannot_resolve_are_built_by_graphspec(where, value):
+    model = build("graphspec: 1\nname: m\ninputs: {x: {shape: [4]}}\nnodes:\n"
+                  f"  d: {{type: Dense, units: 2, {where}: {value}}}\noutputs: [d]\n"
+                  "compile: {optimizer: Lamb, loss: mse, metrics: [huber, log_cosh]}\n")
+    model.fit(np.ones((4, 4)), np.ones((4, 2)), epochs=1, verbose=0)

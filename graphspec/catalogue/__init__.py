@@ -79,6 +79,21 @@ class Catalogue:
         ns = self.namespace(key)
         return [*ns["classes"], *ns["aliases"], *ns["functions"]]
 
+    def denied_object(self, key: str, name: str) -> str | None:
+        """Why a name of an allow-listed namespace may not be used, or None."""
+        return self.data["namespaces"].get(key, {}).get("denied", {}).get(name)
+
+    def built_by_graphspec(self, key: str, name: str) -> bool:
+        """Whether graphspec builds the object a name refers to itself (Keras' ``get()`` cannot resolve it)."""
+        return name in self.data["namespaces"].get(key, {}).get("built_by_graphspec", ())
+
+    def required_arguments(self, key: str, name: str) -> list[str]:
+        """The constructor arguments without a default of the class a name refers to (none for functions)."""
+        class_name = self.object_class(key, name)
+        if class_name is None:
+            return []
+        return [arg for arg, meta in self.namespace(key)["classes"][class_name]["args"].items() if meta.get("required")]
+
     def object_class(self, key: str, name: str) -> str | None:
         """The class a ``{type: name}`` object refers to, or None if it is not a class of this namespace."""
         if key == "activations":

@@ -51,7 +51,28 @@ NAMESPACES = {
     "metrics": "keras.metrics",
 }
 ABSTRACT = {"Initializer", "Regularizer", "Constraint", "Optimizer", "LearningRateSchedule", "Loss", "Metric",
-            "MeanMetricWrapper", "OptimizerMap", "MultiOptimizer", "LossScaleOptimizer"}
+            "MeanMetricWrapper", "OptimizerMap", "MultiOptimizer"}
+
+DENIED_OBJECTS: dict[str, dict[str, str]] = {
+    "activations": {
+        "glu": "it halves the last axis at run time while Keras' symbolic shape keeps it, so the shapes "
+               "checked before training would be wrong",
+        "threshold": "it needs arguments (threshold, default_value) that an activation given by name cannot pass",
+    },
+    "initializers": {
+        "STFT": "it needs scipy, which graphspec does not install, and only suits STFTSpectrogram's kernels",
+    },
+    "losses": {
+        "categorical_generalized_cross_entropy": "the function needs the argument q, which a name cannot pass; "
+                                                 "write {type: CategoricalGeneralizedCrossEntropy, q: 0.5}",
+    },
+}
+"""Names of an allow-listed namespace a spec may not use (aliases of a denied class included), with the reason.
+``tests/test_catalogue.py`` instantiates every other name in each form the spec allows."""
+
+COMPILE_STRINGS = {"metrics": {"accuracy", "acc"}, "losses": {"crossentropy", "ce"}}
+"""Names ``model.compile()`` resolves itself, picking binary, categorical or sparse by the targets
+(``compile_utils.get_metric`` and ``get_loss``)."""
 
 
 def _json_default(value):
@@ -124,7 +145,7 @@ def build_catalogue() -> dict:
     activations = sorted(
         n for n in dir(keras.activations)
         if not n.startswith("_") and inspect.isfunction(getattr(keras.activations, n))
-        and n not in {"get", "serialize", "deserialize"}
+        and n not in {"get", "serialize", "deserialize"} and n not in DENIED_OBJECTS["activations"]
     )
 
     namespaces: dict[str, dict] = {}
@@ -156,10 +177,18 @@ def build_catalogue() -> dict:
                     functions.append(name)
         except (ImportError, AttributeError):
             pass
-        namespaces[key] = {"classes": classes, "aliases": dict(sorted(aliases.items())),
-                           "functions": sorted(set(functions))}
-    # compile() also understands these metric strings itself (compile_utils.get_metric).
-    namespaces["metrics"]["functions"] = sorted(set(namespaces["metrics"]["functions"]) | {"accuracy", "acc", "crossentropy", "ce"})
+        denied = DENIED_OBJECTS.get(key, {})
+        denied = {**denied, **{alias: denied[target] for alias, target in aliases.items() if target in denied}}
+        classes = {name: entry for name, entry in classes.items() if name not in denied}
+        aliases = {name: target for name, target in aliases.items() if name not in denied}
+        functions = sorted(set(functions) - set(denied))
+        if key in COMPILE_STRINGS:
+            functions = sorted(set(functions) | COMPILE_STRINGS[key])
+        namespaces[key] = {"classes": classes, "aliases": dict(sorted(aliases.items())), "functions": functions,
+                           "built_by_graphspec": _unresolved_names(mod, key, classes, aliases, functions),
+                           "denied": dict(sorted(denied.items()))}
+
+    namespaces["activations"] = {"denied": dict(DENIED_OBJECTS["activations"])}
 
     dtypes = sorted({"float16", "float32", "float64", "bfloat16", "int8", "int16", "int32", "int64",
                      "uint8", "uint16", "uint32", "uint64", "bool", "string", "complex64", "complex128"})
@@ -171,6 +200,30 @@ def build_catalogue() -> dict:
         "namespaces": namespaces,
         "dtypes": dtypes,
     }
+
+
+def _unresolved_names(mod, key: str, classes: dict, aliases: dict, functions: list[str]) -> list[str]:
+    """The names Keras' own ``get()`` cannot resolve although they name a class (without required
+    arguments) or a function of the namespace: graphspec builds those itself (``emit.make_object``).
+
+    (``Constant`` and ``l1_l2``, for instance: Keras' ``get`` fails on them.) Names of classes with
+    required arguments are left out: a spec must give them as a mapping with those arguments.
+    """
+    get = getattr(mod, "get", None)
+    unresolved = []
+    for name in [*classes, *aliases, *functions]:
+        if name in COMPILE_STRINGS.get(key, ()):
+            continue
+        target = aliases.get(name, name)
+        if target in classes and any(meta.get("required") for meta in classes[target]["args"].values()):
+            continue
+        try:
+            if get is not None and get(name) is not None:
+                continue
+        except Exception:  # Keras cannot resolve the name: graphspec builds it
+            pass
+        unresolved.append(name)
+    return sorted(unresolved)
 
 
 def render(catalogue: dict) -> str:

@@ -93,9 +93,18 @@ class SemanticChecker:
             return
         names = self.cat.object_names(namespace)
         if isinstance(value, str):
+            if self._denied_object(namespace, value, path, what):
+                return
             if value not in names:
                 self.sink.error("unknown-object", f"unknown {what} '{value}'", path,
                                 did_you_mean(value, names) or f"see the Keras {namespace} for the names")
+                return
+            required = self.cat.required_arguments(namespace, value)
+            if required:
+                class_name = self.cat.object_class(namespace, value)
+                example = ", ".join(f"{arg}: ..." for arg in required)
+                self.sink.error("missing-argument", f"{what} '{value}' needs the argument(s) {', '.join(required)}",
+                                path, f"write it as a mapping: {{type: {class_name}, {example}}}")
             return
         config = value if isinstance(value, dict) else value.model_dump() if isinstance(value, ObjectConfig) else None
         if not isinstance(config, dict):
@@ -104,6 +113,8 @@ class SemanticChecker:
         type_name = config.get("type")
         if not isinstance(type_name, str):
             self.sink.error("bad-object", f"a {what} given as a mapping needs 'type: ClassName'", path)
+            return
+        if self._denied_object(namespace, type_name, path + ("type",), what):
             return
         class_name = self.cat.object_class(namespace, type_name)
         if class_name is None:
@@ -125,12 +136,31 @@ class SemanticChecker:
             self._check_magnitudes(arg_value, path + (key,))
             if namespace == "optimizers" and key == "learning_rate" and isinstance(arg_value, (dict, str)):
                 self.check_object(arg_value, "schedules", path + (key,), "learning-rate schedule")
+            elif namespace == "optimizers" and key == "inner_optimizer":
+                # LossScaleOptimizer wraps an optimizer that graphspec builds from the allow-list too.
+                if arg_value is None or (isinstance(arg_value, dict) and arg_value.get("type") == class_name) \
+                        or arg_value == class_name:
+                    self.sink.error("bad-object", f"{class_name}.inner_optimizer is the optimizer it wraps, "
+                                    "such as {type: Adam, learning_rate: 0.001}", path + (key,))
+                else:
+                    self.check_object(arg_value, "optimizers", path + (key,), "optimizer")
             elif _holds_mapping(arg_value):
                 self.sink.error("bad-argument-type", f"{class_name}.{key} takes plain values, not a mapping",
                                 path + (key,))
         for key, meta in args.items():
             if meta.get("required") and key not in config:
                 self.sink.error("missing-argument", f"{class_name} needs the argument '{key}'", path)
+
+    def _denied_object(self, namespace: str, name: str, path: Path, what: str) -> bool:
+        reason = self.cat.denied_object(namespace, name)
+        if reason is None:
+            return False
+        hint = None
+        if namespace == "activations" and name == "glu":
+            hint = ("compute it with nodes: two Dense nodes of the same units (one with activation: sigmoid) "
+                    "and a Multiply node of the two")
+        self.sink.error("denied-object", f"the {what} '{name}' is not allowed in a spec: {reason}", path, hint)
+        return True
 
     # -- layers ------------------------------------------------------------------------------
     def check_layer(self, layer_type: str, args: dict[str, Any], path: Path, *, in_node: bool) -> None:
