@@ -128,7 +128,14 @@ def _pos(mark) -> tuple[int, int]:
 
 def loads(text: str, file: str | None = None) -> LoadedSpec:
     """Parse spec text into plain data and a source map; raises :class:`LoadError`."""
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:  # a lone surrogate: str from a Python caller, never from a file
+        line, col = _offset_position(text, exc.start)
+        raise LoadError([Diagnostic(code="bad-encoding", file=file, line=line, col=col,
+                                    message=f"the text holds the lone surrogate U+{ord(text[exc.start]):04X}, "
+                                            "which is not a character", hint="give the spec as UTF-8 text")]) from None
+    if size > MAX_FILE_BYTES:
         raise LoadError([Diagnostic(code="file-too-large", file=file,
                                     message=f"the spec is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB",
                                     hint="split it, or generate it from a smaller description")])
@@ -314,6 +321,8 @@ _DOUBLE_QUOTED = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 _BLOCK_HEADER = re.compile(r"[|>][1-9+-]{0,2}(?:[ \t]+#[^\n]*|[ \t]*)(?:\r?\n|\Z)")
 _FIRST_CONTENT = re.compile(r"^( *)[^ \r\n]", re.M)
 _SPACE = " \t\r\n"
+_PLAIN_END = re.compile(r":[ \t\r\n]|[ \t]#|[\r\n]")
+"""Where a plain scalar outside flow collections ends: a value indicator, a comment, the line's end."""
 
 
 def _scan_cut(text: str) -> int | None:
@@ -366,7 +375,10 @@ def _scan_cut(text: str) -> int | None:
                 pos = end
             continue
         if not _block_node_start(text, at):
-            continue  # inside a plain scalar (a[0], don't, a|b): not YAML structure
+            # Inside a plain scalar (a[0], don't, a|b): nothing is structure up to its end.
+            end = _PLAIN_END.search(text, at)
+            pos = end.start() if end else len(text)
+            continue
         if char in "[{":
             flat = _FLAT_COLLECTION.match(text, at)
             if flat:

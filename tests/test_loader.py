@@ -417,3 +417,10 @@ def test_syntax_error_hint_is_linear_on_long_runs_of_name_characters():
         _, diagnostics = diagnostics_of(loads, text)
         assert time.perf_counter() - started < 2
         assert codes(diagnostics) == ["yaml-syntax"] and diagnostics[0].line is not None
+
+
+def test_text_with_a_lone_surrogate_is_a_located_error():
+    """``loads`` takes str from Python callers; a lone surrogate (not UTF-8) is an error, not a traceback."""
+    _, diagnostics = diagnostics_of(loads, "a: 1\nb: x\ud800y\n", file="s.yaml")
+    assert codes(diagnostics) == ["bad-encoding"]
+    assert (diagnostics[0].line, diagnostics[0].col) == (2, 5) and "U+D800" in diagnostics[0].message
