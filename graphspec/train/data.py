@@ -21,7 +21,6 @@ import math
 import os
 import re
 import struct
-import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path as FsPath
 from typing import Any, Callable
@@ -165,9 +164,9 @@ class Examples:
     """For ``element`` decoding files: a failed file's name -> what is wrong with it (read again to tell)."""
     failed_hint: str = ""
     origin_token: int | None = None
+    """A stream's registered :class:`_Origin` (its location is filled in when the source is opened)."""
     verify: Callable[["Examples", DiagnosticSink], None] | None = None
     """A stream's reading pass, run once its shapes are known to fit (it sets ``count``)."""
-    """A stream's registered :class:`_Origin` (its location is filled in when the source is opened)."""
 
     @property
     def size(self) -> int | None:
@@ -239,7 +238,12 @@ def data_errors(what: str = "the data"):
         if origin is not None:
             # tf.debugging.Assert prints strings C-escaped (\\', octal UTF-8 bytes): undo that.
             payload = codecs.escape_decode(marked.group(2).encode("utf-8", "backslashreplace"))[0]
-            message = f"{what}: {origin.description}: {origin.explain(payload.decode('utf-8', 'replace'))}"
+            payload = payload.decode("utf-8", "replace")
+            try:
+                explained = origin.explain(payload)
+            except Exception:  # telling why is a courtesy: never fail the report over it
+                explained = f"'{payload}' cannot be read"
+            message = f"{what}: {origin.description}: {explained}"
             if origin.diagnostic is not None:
                 diagnostic = replace(origin.diagnostic, code="bad-data", message=message, hint=origin.hint)
             else:
