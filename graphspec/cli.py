@@ -226,8 +226,10 @@ def train(
     sets: Annotated[Optional[list[str]], typer.Option(
         "--set", help="Override any train field: --set train.batch_size=64 (value in YAML).")] = None,
     runs: Annotated[Path, typer.Option("--runs", help="Folder holding the run directories.")] = Path("runs"),
-    name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: a timestamp).")] = None,
-    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the interrupted run in this folder.")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: a timestamp); a folder of that "
+                                                "name with nothing trained in it is reused.")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the interrupted run in this folder "
+                                                   "(one stopped before its first epoch starts over).")] = None,
     verbose: Annotated[Optional[int], typer.Option("--verbose", "-v", help="0 silent, 1 progress bar, 2 a line per epoch.")] = None,
 ) -> None:
     """Train the spec's model on its data; writes runs/<spec name>/<run name>/."""
