@@ -303,3 +303,17 @@ def test_evaluate_and_predict_name_damaged_run_files(project, finished_run, dama
     assert not (project / "p.npz").exists()
     if damage != "binary spec":  # data named on the command line does not need the run's split
         assert evaluate(run, project / "data.npz")["examples"] == 200
+
+
+def test_cli_full_disk_is_exit_code_2_with_the_way_forward(project, monkeypatch):
+    from typer.testing import CliRunner
+
+    from graphspec.cli import app
+
+    _full_disk_at(monkeypatch, "checkpoint.npz", nth=2)
+    result = CliRunner().invoke(app, ["train", str(project / "tiny.yaml"), "--runs", str(project / "runs"),
+                                      "--name", "cli"])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "error[cannot-write]" in result.output and "No space left on device" in result.output
+    assert "graphspec train --resume" in result.output
