@@ -475,3 +475,39 @@ def test_unused_nodes_are_not_counted_in_the_totals():
     assert checked.inferred.trainable_params == 110 + 33 + 8
     first_call_unused = UNUSED_NODES.replace("s_used: {shared: s, input: used}", "s_used: {type: Dense, units: 3, input: used}")
     assert check_text(first_call_unused).inferred.total_params == 110 + 33 + 8
+
+
+@pytest.mark.parametrize("node, count", [
+    ("{type: LSTM, units: 8, input: {sequences: s, initial_state: h0}}", 2),
+    ("{type: RNN, cell: {type: LSTMCell, units: 8}, input: {sequences: s, initial_state: h0}}", 2),
+    ("{type: Bidirectional, layer: {type: GRU, units: 8}, input: {sequences: s, initial_state: h0}}", 2),
+    ("{type: Bidirectional, layer: {type: LSTM, units: 8}, input: {sequences: s, initial_state: h0}}", 4),
+])
+def test_one_initial_state_where_several_are_needed_is_refused(node, count):
+    """Keras builds these, then the model fails on its first call (IndexError inside LSTM.call)."""
+    text = spec(f"""
+        h0: {{type: Dense, units: 8, input: v}}
+        rnn: {node}
+    """, inputs="s: {shape: [10, 4]}\nv: {shape: [3]}")
+    error = only_error(text)
+    assert error.code == "wrong-input-count" and error.path == ("nodes", "rnn", "input", "initial_state")
+    assert f"starts from {count} state tensors" in error.message and "initial_state gives 1" in error.message
+    assert (error.line, error.col) == position(text, "rnn:", "h0}")
+
+
+def test_one_initial_state_of_a_conv_lstm_is_refused():
+    text = spec("""
+        h0: {type: Conv2D, filters: 2, kernel_size: 1, input: v}
+        rnn: {type: ConvLSTM2D, filters: 2, kernel_size: 1, input: {sequences: s, initial_state: h0}}
+    """, inputs="s: {shape: [3, 5, 5, 2]}\nv: {shape: [5, 5, 2]}")
+    error = only_error(text)
+    assert error.code == "wrong-input-count" and error.path == ("nodes", "rnn", "input", "initial_state")
+
+
+@pytest.mark.parametrize("layer", ["GRU", "SimpleRNN"])
+def test_one_initial_state_of_a_single_state_layer_is_accepted(layer):
+    text = spec(f"""
+        h0: {{type: Dense, units: 8, input: v}}
+        rnn: {{type: {layer}, units: 8, input: {{sequences: s, initial_state: h0}}}}
+    """, inputs="s: {shape: [10, 4]}\nv: {shape: [3]}")
+    assert check_text(text).inferred.outputs["rnn"].shape == (None, 8)

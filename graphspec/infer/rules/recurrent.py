@@ -44,17 +44,37 @@ def _outputs(x: TensorInfo, units: int, states: int, args: dict, dtype: str):
     return [main] + [TensorInfo((batch, units), dtype) for _ in range(states)]
 
 
+def initial_states(call: LayerCall, count: int, what: str) -> list[TensorInfo]:
+    """The ``initial_state`` call argument's tensors, which must be ``count`` of them.
+
+    Keras' recurrent layers index the list of states in ``call()``: a single tensor where an LSTM
+    needs two (h and c) builds, then fails with an IndexError when the model first runs.
+    """
+    given = call.inputs.get("initial_state") if isinstance(call.inputs, dict) else None
+    if given is None:
+        return []
+    tensors = given if isinstance(given, list) else [given]
+    if len(tensors) != count:
+        raise ShapeError(
+            f"{call.layer_type} starts from {count} state tensor{'s' if count > 1 else ''} ({what}); "
+            f"initial_state gives {len(tensors)}", argument=("input", "initial_state"), code="wrong-input-count",
+            hint="remove initial_state (the states start at zero)" + (
+                "; a list of state tensors in one call argument is not expressible in spec version 1"
+                if count > 1 else ""))
+    return tensors
+
+
 @rule("SimpleRNN", "GRU", "LSTM")
 def recurrent(call: LayerCall) -> RuleResult:
     x = call.input
     units = call.positive("units")
     features = _sequence(call, x, call.args)
     states = 2 if call.layer_type == "LSTM" else 1
-    initial = call.inputs.get("initial_state") if isinstance(call.inputs, dict) else None
-    if initial is not None and (initial.rank != 2 or initial.shape[1] not in (None, units)):
-        raise ShapeError(f"{call.layer_type} with {units} units starts from a state of shape (batch, {units}), "
-                         f"got initial_state {initial}", argument=("input", "initial_state"),
-                         hint=f"give initial_state a tensor of {units} features (e.g. a Dense with units: {units})")
+    for initial in initial_states(call, states, "h and c" if states == 2 else "h"):
+        if initial.rank != 2 or initial.shape[1] not in (None, units):
+            raise ShapeError(f"{call.layer_type} with {units} units starts from a state of shape (batch, {units}), "
+                             f"got initial_state {initial}", argument=("input", "initial_state"),
+                             hint=f"give initial_state a tensor of {units} features (e.g. a Dense with units: {units})")
     return RuleResult(_outputs(x, units, states, call.args, call.dtype()),
                       rnn_params(call.layer_type, call.args, features))
 
@@ -70,6 +90,7 @@ def rnn(call: LayerCall) -> RuleResult | None:
     cell_type = cell["type"]
     if cell_type not in _GATES:
         return None
+    initial_states(call, 2 if cell_type == "LSTMCell" else 1, "h and c" if cell_type == "LSTMCell" else "h")
     cell_args = layer_args(cell_type, {k: v for k, v in cell.items() if k != "type"})
     probe = LayerCall(cell_type, cell_args, x)
     try:
@@ -118,6 +139,10 @@ def bidirectional(call: LayerCall) -> RuleResult | None:
         raise ArgumentError(f"Bidirectional wraps a recurrent layer (LSTM, GRU, SimpleRNN, RNN), got {inner_type}",
                          argument=("layer", "type"))
     forward = _apply(call, "layer", inner_type, inner, x)
+    if isinstance(call.inputs, dict) and "initial_state" in call.inputs:
+        per_direction = 2 if canonical in ("LSTM", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D") or (
+            canonical == "RNN" and isinstance(inner.get("cell"), dict) and inner["cell"].get("type") == "LSTMCell") else 1
+        initial_states(call, 2 * per_direction, "the forward layer's, then the backward layer's")
     inner_full = layer_args(canonical, inner)
     backward_params = forward.params if forward else None
     backward_non_trainable = forward.non_trainable_params if forward else None
@@ -183,6 +208,7 @@ def conv_lstm(call: LayerCall) -> RuleResult:
         raise ArgumentError(f"{call.layer_type}: strides > 1 cannot be combined with dilation_rate > 1",
                             argument="dilation_rate")
     call.require_rank(x, rank + 3, what="sequence of feature maps (batch, time, ..., channels)")
+    initial_states(call, 2, "h and c")
     first = call.data_format() == "channels_first"
     spatial, channels = (list(x.shape[3:]), x.shape[2]) if first else (list(x.shape[2:-1]), x.shape[-1])
     if None in spatial or channels is None:
