@@ -167,6 +167,14 @@ def infer(graph: Graph) -> InferredGraph:
             infos[name] = NodeInfo(None, None)
             continue
         if structure is None:
+            unsafe = _needs_known_input(node)
+            if unsafe:
+                sink.error("unknown-input-shape",
+                           f"node '{name}': {unsafe} needs its input's shape known to check, but the shape of "
+                           "its input is known only when Keras builds the model", _input_path(node),
+                           f"{unsafe} crashes the process (SIGFPE) for some input sizes; put a layer with a known "
+                           "output shape before it (e.g. a Reshape), or use GlobalMaxPooling or MaxPooling",
+                           key=node.spec.input is None)
             infos[name] = NodeInfo(None, None)
             continue
         try:
@@ -250,6 +258,35 @@ def _gather(node: GraphNode, tensor) -> Inputs | None:
     return dict(zip(node.inputs, values))  # type: ignore[return-value]
 
 
+def _unsafe_layer(layer_type: Any, args: dict) -> str | None:
+    """The layer class (this one or one nested in its arguments) that check must see run on a known
+    shape: Adaptive max pooling crashes the process (SIGFPE) for some input sizes."""
+    from graphspec.infer.rules.convolution import ADAPTIVE_MAX
+
+    canonical = catalogue().canonical(layer_type) if isinstance(layer_type, str) else None
+    if canonical in ADAPTIVE_MAX:
+        return canonical
+    for value in args.values():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, dict) and isinstance(item.get("type"), str):
+                found = _unsafe_layer(item["type"], item)
+                if found:
+                    return found
+    return None
+
+
+def _needs_known_input(node: GraphNode) -> str | None:
+    """The layer class in this node that check must see run on a known shape, if any."""
+    if node.kind in ("layer", "shared"):
+        return _unsafe_layer(node.layer_type, node.layer_args)
+    if node.kind == "sequential":
+        for layer in node.spec.sequential:
+            found = _unsafe_layer(layer.type, layer.args)
+            if found:
+                return found
+    return None
+
+
 def _infer_node(node: GraphNode, structure: Inputs) -> NodeInfo:
     if node.kind in ("layer", "shared"):
         result = infer_layer(node.layer_type, node.layer_args, structure, node.spec.call)
@@ -268,6 +305,13 @@ def _infer_node(node: GraphNode, structure: Inputs) -> NodeInfo:
                     error.argument = "type"
                 raise blame(error, ("sequential", i))
             if result is None:
+                unsafe = next(filter(None, (_unsafe_layer(later.type, later.args)
+                                            for later in node.spec.sequential[i + 1:])), None)
+                if unsafe:
+                    raise ShapeError(f"{unsafe} in this block needs its input's shape known to check, but "
+                                     f"{layer.type} before it has no shape rule", code="unknown-input-shape",
+                                     hint=f"{unsafe} crashes the process (SIGFPE) for some input sizes; "
+                                          "use GlobalMaxPooling or MaxPooling")
                 return NodeInfo(None, None)
             current = result.outputs
             params += result.params

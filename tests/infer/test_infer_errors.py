@@ -511,3 +511,52 @@ def test_one_initial_state_of_a_single_state_layer_is_accepted(layer):
         rnn: {{type: {layer}, units: 8, input: {{sequences: s, initial_state: h0}}}}
     """, inputs="s: {shape: [10, 4]}\nv: {shape: [3]}")
     assert check_text(text).inferred.outputs["rnn"].shape == (None, 8)
+
+
+# --------------------------------------------------------------------------------------------
+# AdaptiveMaxPooling: TensorFlow's kernel kills the process (SIGFPE) for some sizes
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("inputs, pooling", [
+    ("v: {shape: [1, 6, 6, 2]}", "{type: AdaptiveMaxPooling3D, output_size: 2, input: v}"),   # an axis of 1
+    ("v: {shape: [6, 6, 2]}", "{type: AdaptiveMaxPooling2D, output_size: [1, 2], input: v}"),   # output_size 1
+    ("v: {shape: [5, 2]}", "{type: AdaptiveMaxPooling1D, output_size: 1, input: v}"),
+    ("v: {shape: [null, 6, 2]}", "{type: AdaptiveMaxPooling2D, output_size: 2, input: v}"),   # unknown size
+])
+def test_adaptive_max_pooling_sizes_that_crash_tensorflow_are_refused(inputs, pooling):
+    text = spec(f"""
+        p: {pooling}
+    """, inputs=inputs)
+    error = only_error(text)
+    assert error.code in ("window-too-large", "shape-mismatch") and error.path[:2] == ("nodes", "p")
+
+
+@pytest.mark.parametrize("node", [
+    "{type: AdaptiveMaxPooling3D, output_size: 2, input: u}",
+    "{type: TimeDistributed, layer: {type: AdaptiveMaxPooling2D, output_size: 2}, input: u}",
+    "{sequential: [{type: AdaptiveMaxPooling3D, output_size: 2}], input: u}",
+])
+def test_adaptive_max_pooling_after_a_layer_without_shape_rule_is_refused(node):
+    """The input's shape is known only to Keras: check cannot prove the call safe, so it refuses it."""
+    text = ("graphspec: 1\nname: t\ninputs:\n  v: {shape: [8, 8, 8, 2]}\nnodes:\n"
+            "  u: {type: SpectralNormalization, layer: {type: Conv3D, filters: 2, kernel_size: 1}, input: v}\n"
+            f"  p: {node}\noutputs: [p]\n")
+    error = only_error(text)
+    assert error.code == "unknown-input-shape" and error.path == ("nodes", "p", "input")
+    assert "SIGFPE" in error.hint
+
+
+def test_adaptive_max_pooling_after_a_rule_less_layer_inside_a_block_is_refused():
+    text = ("graphspec: 1\nname: t\ninputs:\n  v: {shape: [8, 8, 8, 2]}\nnodes:\n"
+            "  p: {sequential: [{type: SpectralNormalization, layer: {type: Conv3D, filters: 2, kernel_size: 1}},"
+            " {type: AdaptiveMaxPooling3D, output_size: 2}], input: v}\noutputs: [p]\n")
+    assert only_error(text).code == "unknown-input-shape"
+
+
+def test_adaptive_pooling_of_safe_sizes_passes():
+    text = spec("""
+        p: {type: AdaptiveMaxPooling2D, output_size: [2, 3], input: v}
+        q: {type: AdaptiveAveragePooling2D, output_size: 1, input: v}
+    """, inputs="v: {shape: [3, 7, 2]}", outputs="[p, q]")
+    inferred = check_text(text).inferred
+    assert inferred.outputs["p"].shape == (None, 2, 3, 2) and inferred.outputs["q"].shape == (None, 1, 1, 2)

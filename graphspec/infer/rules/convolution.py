@@ -216,4 +216,27 @@ def adaptive_pooling(call: LayerCall) -> RuleResult:
     x = call.input
     size = call.ints("output_size", rank)
     spatial, channels, first = split_channels(call, x, rank)
+    if call.layer_type.startswith("AdaptiveMax"):
+        check_adaptive_max_windows(call, x, spatial, size)
     return RuleResult(TensorInfo(join_channels(x.shape[0], list(size), channels, first), call.dtype()))
+
+
+ADAPTIVE_MAX = ("AdaptiveMaxPooling1D", "AdaptiveMaxPooling2D", "AdaptiveMaxPooling3D")
+"""Layers whose TensorFlow kernel kills the process (SIGFPE) for some input sizes: check must know them."""
+
+
+def check_adaptive_max_windows(call: LayerCall, x: TensorInfo, spatial, size) -> None:
+    """Keras' TensorFlow implementation pools with windows of ceil(n / out) and one more; a window
+    larger than the axis (an axis of 1, or output_size 1) divides by zero in TensorFlow's kernel
+    and kills Python with SIGFPE. It also needs every spatial size known when it runs."""
+    for n, out in zip(spatial, size):
+        if n is None:
+            raise ShapeError(f"{call.layer_type} needs known spatial sizes (Keras' implementation requires them), "
+                             f"got input {x}", hint="give the input's spatial axes sizes, or use GlobalMaxPooling "
+                             "or MaxPooling, which take any size")
+        if math.ceil(n / out) + 1 > n:
+            hint = ("for output_size 1 use GlobalMaxPooling with keepdims: true" if out == 1
+                    else "pool a larger input, or use MaxPooling")
+            raise ShapeError(f"{call.layer_type}: an axis of size {n} pooled to {out} needs a window of "
+                             f"{math.ceil(n / out) + 1}, larger than the axis, which crashes TensorFlow's kernel "
+                             f"(input {x})", argument="output_size", hint=hint, code="window-too-large")
