@@ -149,6 +149,27 @@ def test_sigterm_saves_a_resumable_checkpoint_and_exits_non_zero(slow_project):
     assert [row["epoch"] for row in _history(run)] == [1, 2, 3, 4, 5]
 
 
+@pytest.mark.slow
+def test_two_trains_with_the_same_name_one_is_refused(slow_project):
+    spec, runs = slow_project / "tiny.yaml", slow_project / "runs"
+    spec.write_text(SLOW_SPEC.replace("epochs: 5", "epochs: 100"))
+    run = runs / "tiny" / "same"
+    process = _start(spec, runs, "same")
+    try:
+        _wait_for_epochs(process, run, 1)
+        second = subprocess.run([*GRAPHSPEC, "train", str(spec), "--runs", str(runs), "--name", "same"], env=_env(),
+                                capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2 and "error[run-locked]" in second.stderr, second.stderr
+        assert f"(pid {process.pid})" in second.stderr
+        resumed = subprocess.run([*GRAPHSPEC, "train", "--resume", str(run)], env=_env(), capture_output=True,
+                                 text=True, timeout=120)
+        assert resumed.returncode == 2 and "error[run-locked]" in resumed.stderr, resumed.stderr
+        assert process.poll() is None, "the first run is unaffected"
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+
+
 def _interrupted_run(project: Path) -> Path:
     result = train(project / "tiny.yaml", runs_root=project / "runs", run_name="r",
                    overrides=[(("train", "epochs"), 2)])
