@@ -8,11 +8,15 @@ run directory's header files -> ``model.fit`` -> final files.
 Resumable state (``checkpoint.npz``) is written atomically at the end of every
 epoch: every model variable (weights and the dropout RNG states), every
 optimizer variable (iteration count, learning rate, moments), the callbacks'
-counters and the history. Epoch *e*'s batches depend only on (seed, *e*), so a
-resumed run replays exactly what an uninterrupted one does. SIGTERM and SIGINT
-stop the run after the current batch; the last completed epoch's state is the
-resumable checkpoint. A NaN/Inf loss stops the run with an error and the last
-good checkpoint is kept.
+counters (put back after Keras' own reset in ``on_train_begin``), whether early
+stopping ended the run, and the history. Epoch *e*'s batches depend only on
+(seed, *e*), so a resumed run replays exactly what an uninterrupted one does.
+SIGTERM and SIGINT stop the run after the current batch; the last completed
+epoch's state is the resumable checkpoint; during the final save they are
+deferred until it is written. A NaN/Inf loss stops the run with an error and the
+last good checkpoint is kept. A failed write (a full disk) is ``cannot-write``
+with the way to resume. The run directory is locked while it is written, and
+``--resume`` refuses changed training data (SHA-256 of its files).
 """
 
 from __future__ import annotations

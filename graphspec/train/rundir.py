@@ -14,10 +14,13 @@
     metrics.json       final metrics (last epoch, train and validation)
     curves.png         loss and metric curves
     logs/              TensorBoard logs
+    .lock              flock-ed while a train writes the folder (one writer at a time)
 
 Every file is written to a temporary name in the same folder, fsynced and renamed
 (``os.replace``), and the folder is fsynced: a crash leaves the old file or the
-new one, never half of one.
+new one, never half of one; the temporary files a kill leaves are removed by the
+next train that locks the folder. A folder holding nothing trained (killed before
+its first checkpoint) is reused by ``--name`` and restarted by ``--resume``.
 """
 
 from __future__ import annotations
