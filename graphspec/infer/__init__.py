@@ -15,7 +15,7 @@ from typing import Any, Union
 from graphspec.catalogue import catalogue
 from graphspec.errors import Diagnostic, DiagnosticSink, InferError, Path
 from graphspec.infer.rules import RULES
-from graphspec.infer.tensor import Inputs, LayerCall, RuleResult, Shape, ShapeError, TensorInfo, blame
+from graphspec.infer.tensor import Inputs, LayerCall, RuleResult, Shape, ShapeError, TensorInfo, blame, is_float
 from graphspec.resolve import Graph, GraphNode, TensorRef
 
 __all__ = ["InferredGraph", "NodeInfo", "TensorInfo", "ShapeError", "LayerCall", "infer", "infer_layer", "RULES"]
@@ -117,8 +117,26 @@ STRING_LAYOUT_LAYERS = {"Identity", "Flatten", "Reshape", "Permute"}
 """Layers with a rule that only move values around, and so also take string tensors."""
 
 
+INTEGER_INPUT_LAYERS = {
+    "Dense", "EinsumDense", "Embedding", "LeakyReLU", "Rescaling", "Normalization",
+    "BatchNormalization", "LayerNormalization", "GroupNormalization",
+    "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
+    "SimpleRNN", "GRU", "LSTM", "RNN", "Bidirectional", "TimeDistributed",
+    "MultiHeadAttention", "GroupQueryAttention", "AdditiveAttention",
+    "AugMix", "AutoContrast", "CenterCrop", "CutMix", "MixUp", "RandAugment", "RandomColorDegeneration",
+    "RandomColorJitter", "RandomCrop", "RandomElasticTransform", "RandomErasing", "RandomFlip",
+    "RandomGaussianBlur", "RandomGrayscale", "RandomHue", "RandomInvert", "RandomPerspective",
+    "RandomPosterization", "RandomRotation", "RandomSharpness", "RandomShear", "RandomTranslation", "RandomZoom",
+    "Solarization",
+}
+"""Layers with a rule that turn integer (and boolean) inputs into their compute dtype when they run.
+Keras *builds* every layer on integer tensors with a float output, but most of them keep the integers
+when they run (Dropout, MaxPooling, Add, ReLU, ...: the model's dtypes are not what Keras said) or
+fail (convolutions, Softmax). ``tests/infer/test_rules_vs_keras.py`` runs each of these on integers."""
+
+
 def _check_numeric(layer_type: str, inputs: Inputs) -> None:
-    """Keras builds any layer on a string tensor, but only layout layers can run on one."""
+    """Keras builds any layer on a string or integer tensor, but only some can run on one as built."""
     if layer_type in STRING_LAYOUT_LAYERS:
         return
     tensors = [inputs] if isinstance(inputs, TensorInfo) else list(inputs.values()) if isinstance(inputs, dict) \
@@ -128,6 +146,12 @@ def _check_numeric(layer_type: str, inputs: Inputs) -> None:
             raise ShapeError(f"{layer_type} computes on numbers, but its input {tensor} holds strings",
                              hint="turn the strings into numbers first (a StringLookup, TextVectorization or "
                                   "Hashing node), or give the input a numeric dtype", code="dtype-mismatch")
+        if layer_type not in INTEGER_INPUT_LAYERS and not is_float(tensor.dtype) and tensor.dtype != "string":
+            raise ShapeError(f"{layer_type} does not cast its {tensor.dtype} input {tensor} to floats: Keras "
+                             f"says it returns floats, but when the model runs it keeps the {tensor.dtype} "
+                             "values or fails", code="dtype-mismatch",
+                             hint="cast first: a Rescaling node with scale: 1.0 turns integers into floats "
+                                  "(or give the input a float dtype)")
 
 
 def _shape_of(values: list[int | None]) -> Shape:

@@ -560,3 +560,24 @@ def test_adaptive_pooling_of_safe_sizes_passes():
     """, inputs="v: {shape: [3, 7, 2]}", outputs="[p, q]")
     inferred = check_text(text).inferred
     assert inferred.outputs["p"].shape == (None, 2, 3, 2) and inferred.outputs["q"].shape == (None, 1, 1, 2)
+
+
+@pytest.mark.parametrize("layer", ["{type: Dropout, rate: 0.5}", "{type: Activation, activation: relu}",
+                                   "{type: MaxPooling1D}", "{type: Conv1D, filters: 2, kernel_size: 1}"])
+def test_integer_input_into_a_layer_that_keeps_integers_at_run_time_is_refused(layer):
+    """Keras builds these on int32 with a float32 output, but the model keeps int32 (or fails) when it runs."""
+    text = spec(f"""
+        n: {layer[:-1]}, input: v}}
+    """, inputs="v: {shape: [6, 4], dtype: int32}")
+    error = only_error(text)
+    assert error.code == "dtype-mismatch" and "Rescaling" in error.hint
+
+
+def test_integer_input_into_a_casting_layer_is_float():
+    text = spec("""
+        d: {type: Dense, units: 3, input: v}
+        r: {type: Rescaling, scale: 1.0, input: v}
+        drop: {type: Dropout, rate: 0.5, input: r}
+    """, inputs="v: {shape: [6, 4], dtype: int32}", outputs="[d, drop]")
+    outputs = check_text(text).inferred.outputs
+    assert outputs["d"].dtype == outputs["drop"].dtype == "float32"

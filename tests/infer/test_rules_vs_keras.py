@@ -833,6 +833,10 @@ def check(layer_type: str, c: Case, *, drawn: bool = False) -> None:
         rule_error = None
     except ShapeError as error:
         inferred, rule_error = None, error
+    if rule_error is not None and rule_error.code == "dtype-mismatch" and _has_integers(c.inputs):
+        # Refused by the integer-input policy: Keras builds it, but the model would keep the integers or
+        # fail when it runs (test_integer_inputs_run_as_inferred checks the layers that are allowed).
+        return
     expected = keras_result(layer_type, c)
     if c.stricter:
         assert rule_error is not None, f"{layer_type} {c}: the rule should refuse it ({c.stricter})"
@@ -854,6 +858,12 @@ def check(layer_type: str, c: Case, *, drawn: bool = False) -> None:
     assert [(o.shape, o.dtype) for o in got] == outputs, f"{layer_type} {c}: outputs differ"
     assert (inferred.params + inferred.non_trainable_params, inferred.params, inferred.non_trainable_params) == (
         params, trainable, non_trainable), f"{layer_type} {c}: (total, trainable, non-trainable) params differ"
+
+
+def _has_integers(spec: InputSpec) -> bool:
+    if isinstance(spec, T):
+        return not spec.dtype.startswith(("float", "bfloat", "string"))
+    return any(_has_integers(s) for s in (spec if isinstance(spec, list) else spec.values()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -927,3 +937,67 @@ INTEGER_INPUTS_REFUSED = {"AveragePooling1D", "AveragePooling2D", "AveragePoolin
 def test_dtype_policies_and_frozen_layers(layer_type: str):
     for c in _variants(layer_type):
         check(layer_type, c, drawn=True)
+
+
+def _with_integers(spec: InputSpec) -> InputSpec:
+    if isinstance(spec, T):
+        return T(spec.shape, "int32", spec.batch)
+    if isinstance(spec, list):
+        return [_with_integers(s) for s in spec]
+    return {k: _with_integers(v) for k, v in spec.items()}
+
+
+def _run_arrays(spec: InputSpec):
+    import numpy as np
+
+    if isinstance(spec, T):
+        return np.ones((2, *[5 if d is None else d for d in spec.shape]), spec.dtype)
+    if isinstance(spec, list):
+        return [_run_arrays(s) for s in spec]
+    return {k: _run_arrays(v) for k, v in spec.items()}
+
+
+def _run_dtype(layer_type: str, c: Case):
+    """The dtype of the layer's first output when it runs (eagerly) on ones, or the exception."""
+    keras = _keras()
+    layer = build_layer(layer_type, c.args)
+    arrays = _run_arrays(c.inputs)
+    try:
+        if isinstance(arrays, dict):
+            output = layer(**arrays, **c.call)
+        elif layer_type in SEPARATE_TENSOR_ARGS and isinstance(arrays, list):
+            output = layer(*arrays, **c.call)
+        else:
+            output = layer(arrays, **c.call)
+    except Exception as exc:  # noqa: BLE001 - a failure is the answer
+        return exc
+    output = output[0] if isinstance(output, (list, tuple)) else output
+    return keras.backend.standardize_dtype(output.dtype)
+
+
+@pytest.mark.parametrize("layer_type", sorted(RULES))
+def test_integer_inputs_run_as_inferred(layer_type: str):
+    """Integer inputs: a layer check accepts them for returns, when it runs, the dtype check inferred;
+    a layer check refuses them for keeps the integers or fails when it runs (Keras builds both)."""
+    from graphspec.infer import INTEGER_INPUT_LAYERS, STRING_LAYOUT_LAYERS
+
+    base = next((c for c in CASES.get(layer_type, []) if not c.error and not c.stricter), None)
+    if base is None or layer_type in INTEGER_INPUTS_REFUSED:
+        pytest.skip("no configuration that Keras builds on integers")
+    c = Case(dict(base.args), _with_integers(base.inputs), base.call)
+    try:
+        inferred = infer_layer(layer_type, c.args, _infos(c.inputs), c.call)
+    except ShapeError as error:
+        assert layer_type not in INTEGER_INPUT_LAYERS | STRING_LAYOUT_LAYERS, error.message
+        run = _run_dtype(layer_type, c)
+        symbolic = keras_result(layer_type, c)
+        if isinstance(symbolic, Exception):
+            return
+        assert isinstance(run, Exception) or run != symbolic[0][0][1], (
+            f"{layer_type} runs on integers as Keras says ({run}): add it to INTEGER_INPUT_LAYERS")
+        return
+    assert layer_type in INTEGER_INPUT_LAYERS | STRING_LAYOUT_LAYERS
+    outputs = inferred.outputs if isinstance(inferred.outputs, list) else [inferred.outputs]
+    run = _run_dtype(layer_type, c)
+    assert not isinstance(run, Exception), f"{layer_type} fails on integers when it runs: {run!r}"
+    assert run == outputs[0].dtype, f"{layer_type}: check infers {outputs[0].dtype}, the layer returns {run}"
