@@ -696,9 +696,12 @@ def _write_failed(error: GraphspecError, run: "_Run", run_dir: FsPath | None) ->
         kept = (f"the checkpoint of epoch {saved} is kept" if saved else "the checkpoint of the run's start is kept"
                 if saved == 0 else "the last checkpoint is kept")
         way = f"{kept}; free some space, then continue: graphspec train --resume {run_dir}"
-    else:
-        way = (f"nothing was trained yet; free some space, then start again: graphspec train --resume {run_dir} "
-               "(or a new run)")
+    elif (run_dir / "run.json").is_file():
+        way = f"nothing was trained yet; free some space, then start it over: graphspec train --resume {run_dir}"
+    else:  # the header is incomplete: --name reuses a folder with nothing trained in it
+        spec = run.checked.path or "SPEC"
+        way = (f"nothing was trained yet; free some space, then start it again (the folder is reused): "
+               f"graphspec train {spec} --runs {run_dir.parent.parent} --name {run_dir.name}")
     from dataclasses import replace
 
     return type(error)([replace(d, hint=way) if d.code == "cannot-write" else d for d in error.diagnostics])

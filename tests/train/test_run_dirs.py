@@ -115,6 +115,7 @@ def test_full_disk_before_the_first_checkpoint_leaves_a_reusable_folder(project,
     with pytest.raises(GraphspecError) as info:
         train(project / "tiny.yaml", runs_root=project / "runs", run_name="early")
     assert info.value.diagnostics[0].code == "cannot-write"
+    assert "--name early" in info.value.diagnostics[0].hint and "--resume" not in info.value.diagnostics[0].hint
     run = project / "runs" / "tiny" / "early"
     assert not (run / "checkpoint.npz").exists() and not (run / "run.json").exists()
     monkeypatch.undo()
