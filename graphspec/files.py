@@ -146,8 +146,62 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> FsPath:
     return atomic_write_text(path, json.dumps(data, indent=1, sort_keys=False, allow_nan=True) + "\n")
 
 
+def _host_tag() -> str:
+    import hashlib
+    import socket
+
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+
+
+_HOST = _host_tag()
+
+
+def temp_prefix(name: str) -> str:
+    """The start of a temporary file's name for ``name``: the host and process writing it, so that what a
+    killed process left can be told from a write in flight (``.model.keras.3fa2c1-4242.``)."""
+    return f".{name}.{_HOST}-{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but not ours
+        return True
+    return True
+
+
+def remove_stale_temps(folder: FsPath, name: str) -> None:
+    """Delete the temporary files of earlier writes of ``name`` whose process, on this host, is gone (killed
+    between writing and renaming). A temporary file of another host, or of a live process, is left alone."""
+    import re
+
+    pattern = re.compile(re.escape(f".{name}.{_HOST}-") + r"(\d+)\.")
+    try:
+        entries = [e for e in os.scandir(folder) if e.name.startswith(f".{name}.{_HOST}-")]
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                import shutil
+
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            pass
+
+
 class AtomicFile:
-    """``with AtomicFile(path) as tmp_path:`` — write to ``tmp_path``; renamed onto ``path`` on success."""
+    """``with AtomicFile(path) as tmp_path:`` — write to ``tmp_path``; renamed onto ``path`` on success.
+
+    The temporary file is ``.NAME.<host>-<pid>.XXXXXXXX<suffix>`` in the target's folder; one that a
+    killed process left is deleted by the next write of the same target (:func:`remove_stale_temps`)."""
 
     def __init__(self, path: str | os.PathLike, suffix: str = ".tmp",
                  error_type: type[GraphspecError] = GraphspecError):
@@ -159,7 +213,8 @@ class AtomicFile:
     def __enter__(self) -> FsPath:
         try:
             self.target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.", suffix=self.suffix)
+            remove_stale_temps(self.target.parent, self.target.name)
+            fd, tmp = tempfile.mkstemp(dir=self.target.parent, prefix=temp_prefix(self.target.name), suffix=self.suffix)
         except OSError as exc:
             raise cannot_write(self.target, exc, self.error_type) from None
         os.close(fd)

@@ -64,8 +64,11 @@ def predict(target: str | os.PathLike, data: str | os.PathLike | Any = None, out
 
 
 def _predict_into(out_path: FsPath, kind: str, model, dataset, names: list[str], io_, examples, size: int):
+    from graphspec.files import remove_stale_temps, temp_prefix
+
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".predict-") as scratch:
+    remove_stale_temps(out_path.parent, f"predict-{out_path.name}")  # what a killed predict left
+    with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=temp_prefix(f"predict-{out_path.name}")) as scratch:
         parts = {name: open(FsPath(scratch) / f"{name}.raw", "wb") for name in names}
         shapes: dict[str, tuple] = {}
         dtypes: dict[str, np.dtype] = {}

@@ -318,3 +318,31 @@ def test_cli_full_disk_is_exit_code_2_with_the_way_forward(project, monkeypatch)
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "error[cannot-write]" in result.output and "No space left on device" in result.output
     assert "graphspec train --resume" in result.output
+
+
+def test_temp_files_of_killed_writers_are_removed_by_the_next_write(project, finished_run):
+    """Outside run directories (build -o, evaluate -o, predict -o): a temporary file names its host and
+    process (``.NAME.<host>-<pid>.XXXX``); the next write of the same target deletes those of dead processes."""
+    import hashlib
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from graphspec.files import atomic_write_json
+
+    host = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale = project / f".out.json.{host}-{gone.pid}.k2j4h5g6.tmp"
+    live = project / f".out.json.{host}-{os.getpid()}.a1b2c3d4.tmp"  # a write in flight
+    remote = project / f".out.json.ffffff-{gone.pid}.a1b2c3d4.tmp"  # another host's (a shared file system)
+    for path in (stale, live, remote):
+        path.write_text("half")
+    atomic_write_json(project / "out.json", {"a": 1})
+    assert not stale.exists() and live.exists() and remote.exists()
+    scratch = project / f".predict-p.npz.{host}-{gone.pid}.x1y2z3w4"  # a killed predict's batches
+    scratch.mkdir()
+    (scratch / "y.raw").write_bytes(b"\0" * 64)
+    predict(finished_run, project / "data.npz", output=project / "p.npz")
+    assert not scratch.exists() and (project / "p.npz").is_file()
