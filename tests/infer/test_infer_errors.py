@@ -581,3 +581,14 @@ def test_integer_input_into_a_casting_layer_is_float():
     """, inputs="v: {shape: [6, 4], dtype: int32}", outputs="[d, drop]")
     outputs = check_text(text).inferred.outputs
     assert outputs["d"].dtype == outputs["drop"].dtype == "float32"
+
+
+@pytest.mark.parametrize("merge", ["Add", "Multiply", "Concatenate"])
+def test_merging_a_known_size_with_an_unknown_one_is_refused(merge):
+    """Keras builds it; the model runs only when the unknown length happens to equal the known one."""
+    text = spec(f"""
+        e: {{type: Dense, units: 3, input: s}}
+        m: {{type: {merge}, input: [e, f]}}
+    """, inputs="s: {shape: [null, 4]}\nf: {shape: [7, 3]}")
+    error = only_error(text)
+    assert error.code == "unknown-size-broadcast" and error.path == ("nodes", "m", "input")

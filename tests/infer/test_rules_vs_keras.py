@@ -837,6 +837,10 @@ def check(layer_type: str, c: Case, *, drawn: bool = False) -> None:
         # Refused by the integer-input policy: Keras builds it, but the model would keep the integers or
         # fail when it runs (test_integer_inputs_run_as_inferred checks the layers that are allowed).
         return
+    if rule_error is not None and rule_error.code == "unknown-size-broadcast":
+        # Keras builds a merge of a known size > 1 with an unknown one; the model runs only if they
+        # happen to be equal, which check cannot promise (test_unknown_size_broadcast_fails_at_run).
+        return
     expected = keras_result(layer_type, c)
     if c.stricter:
         assert rule_error is not None, f"{layer_type} {c}: the rule should refuse it ({c.stricter})"
@@ -1001,3 +1005,18 @@ def test_integer_inputs_run_as_inferred(layer_type: str):
     run = _run_dtype(layer_type, c)
     assert not isinstance(run, Exception), f"{layer_type} fails on integers when it runs: {run!r}"
     assert run == outputs[0].dtype, f"{layer_type}: check infers {outputs[0].dtype}, the layer returns {run}"
+
+
+def test_unknown_size_broadcast_fails_at_run():
+    """Why check refuses merging a known size with an unknown one: Keras builds it, and the run fails
+    for any other size."""
+    import numpy as np
+
+    keras = _keras()
+    a, b = keras.Input((None, 3)), keras.Input((5, 3))
+    model = keras.Model([a, b], keras.layers.Add()([a, b]))
+    with pytest.raises(Exception):
+        model([np.ones((2, 4, 3), "float32"), np.ones((2, 5, 3), "float32")])
+    with pytest.raises(ShapeError) as info:
+        infer_layer("Add", {}, [TensorInfo((None, None, 3)), TensorInfo((None, 5, 3))])
+    assert info.value.code == "unknown-size-broadcast"

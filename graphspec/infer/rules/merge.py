@@ -44,6 +44,15 @@ def _broadcast(call: LayerCall, tensors: list[TensorInfo], shape1, shape2):
     out = list(shape1[: len(shape1) - len(shape2)])
     offset = len(shape1) - len(shape2)
     for k, (i, j) in enumerate(zip(shape1[offset:], shape2)):
+        if (i is None) != (j is None) and (i or j) > 1:
+            # Keras builds it (the size is unknown), but the model runs only where the unknown size
+            # happens to equal the known one: check cannot promise that.
+            axis = offset + k + 1 - (len(shape1) + 1)
+            raise ShapeError(
+                f"{call.layer_type}: axis {axis} has size {i or j} in one input and a size known only when the "
+                f"model runs in another: {_listing(tensors)}", code="unknown-size-broadcast",
+                hint="they broadcast only if the sizes happen to be equal: give that axis a size in the input's "
+                     "shape, or Reshape to size 1 where it should broadcast")
         if i is None or j is None:
             out.append(None)
         elif i == 1:
@@ -101,6 +110,12 @@ def concatenate(call: LayerCall) -> RuleResult:
                 f"{_listing(tensors)}",
                 hint="make the branches agree (same strides, pooling and padding: same), crop or pad one of them, "
                      "or concatenate along another axis")
+        if i and sizes and any(t.shape[i] is None for t in tensors):
+            raise ShapeError(
+                f"Concatenate (axis={raw_axis}): axis {i} has size {sizes.pop()} in one input and a size known only "
+                f"when the model runs in another: {_listing(tensors)}", code="unknown-size-broadcast",
+                hint="the model runs only if the sizes happen to be equal: give that axis a size in the input's "
+                     "shape")
     out = list(tensors[0].shape)
     along = [t.shape[axis] for t in tensors]
     out[axis] = None if any(d is None for d in along) else sum(along)  # type: ignore[arg-type]
