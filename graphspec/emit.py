@@ -273,7 +273,11 @@ def emit(checked: CheckedSpec, *, compile: bool = True):
         for name, tensor in outputs.items():
             history = getattr(tensor, "_keras_history", None)
             if history is not None and history.operation.name != name:
-                outputs[name] = keras.layers.Identity(name=name)(tensor)
+                # In the tensor's own dtype: an Identity of the default policy would cast a float64 or
+                # float16 output to float32 when the model runs (while Keras' symbolic dtype keeps it).
+                floating = keras.backend.is_float_dtype(tensor.dtype)
+                outputs[name] = keras.layers.Identity(name=name, **({"dtype": tensor.dtype} if floating else {}))(
+                    tensor)
     if isinstance(spec.outputs, dict):
         model_outputs: Any = outputs
     elif len(outputs) == 1:

@@ -160,3 +160,9 @@ def test_names_keras_cannot_resolve_are_built_by_graphspec(where, value):
                   f"  d: {{type: Dense, units: 2, {where}: {value}}}\noutputs: [d]\n"
                   "compile: {optimizer: Lamb, loss: mse, metrics: [huber, log_cosh]}\n")
     model.fit(np.ones((4, 4)), np.ones((4, 2)), epochs=1, verbose=0)
+
+
+def test_an_output_renamed_by_identity_keeps_its_dtype_when_the_model_runs():
+    model = build("graphspec: 1\nname: m\ninputs: {x: {shape: [5, 3]}}\nnodes:\n"
+                  "  l: {type: LSTM, units: 2, return_state: true, dtype: float64}\noutputs: ['l[0]']\n")
+    assert model(np.ones((2, 5, 3), "float32")).dtype == "float64" == model.outputs[0].dtype
