@@ -15,7 +15,8 @@ from typing import Any, Union
 from graphspec.catalogue import catalogue
 from graphspec.errors import Diagnostic, DiagnosticSink, InferError, Path
 from graphspec.infer.rules import RULES
-from graphspec.infer.tensor import Inputs, LayerCall, RuleResult, Shape, ShapeError, TensorInfo, blame, is_float
+from graphspec.infer.tensor import (ArgumentError, Inputs, LayerCall, RuleResult, Shape, ShapeError, TensorInfo,
+                                    blame, is_float)
 from graphspec.resolve import Graph, GraphNode, TensorRef
 
 __all__ = ["InferredGraph", "NodeInfo", "TensorInfo", "ShapeError", "LayerCall", "infer", "infer_layer", "RULES"]
@@ -105,12 +106,23 @@ def infer_layer(layer_type: str, args: dict[str, Any], inputs: Inputs,
     if rule is None:
         return None
     merged = layer_args(canonical, args)
+    for name in SHAPE_ARGUMENTS:
+        value = merged.get(name)
+        if isinstance(value, list) and len(value) > MAX_RANK:
+            # Sizes are multiplied together: a long list would make check slow, not the model useful.
+            raise ArgumentError(f"{canonical}: '{name}' has {len(value)} entries; graphspec supports tensors of at "
+                                f"most {MAX_RANK} axes", argument=name)
     _check_numeric(canonical, inputs)
     result = rule(LayerCall(canonical, merged, inputs, dict(call_args or {})))
     if result is not None and merged.get("trainable") is False:
         # A frozen layer keeps its weights, none of them trained.
         result = RuleResult(result.outputs, 0, result.params + result.non_trainable_params)
     return result
+
+
+MAX_RANK = 16
+"""Most axes a shape argument may give (inputs have at most 8): bounds the work of every rule and hint."""
+SHAPE_ARGUMENTS = ("target_shape", "output_shape", "dims", "noise_shape", "shared_axes")
 
 
 STRING_LAYOUT_LAYERS = {"Identity", "Flatten", "Reshape", "Permute"}

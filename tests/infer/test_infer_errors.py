@@ -592,3 +592,22 @@ def test_merging_a_known_size_with_an_unknown_one_is_refused(merge):
     """, inputs="s: {shape: [null, 4]}\nf: {shape: [7, 3]}")
     error = only_error(text)
     assert error.code == "unknown-size-broadcast" and error.path == ("nodes", "m", "input")
+
+
+@pytest.mark.parametrize("node", [
+    "{type: Reshape, target_shape: LIST, input: v}",
+    "{type: EinsumDense, equation: 'ab,bc->ac', output_shape: LIST, input: v}",
+    "{type: MultiHeadAttention, num_heads: 1, key_dim: 2, output_shape: LIST, input: {query: s, value: s}}",
+])
+def test_shape_arguments_are_bounded(node):
+    """A 150,000-entry shape would be multiplied out entry by entry: refused at once instead."""
+    import time
+
+    text = spec(f"""
+        n: {node.replace("LIST", "[" + ", ".join(["2"] * 150_000) + "]")}
+    """, inputs="v: {shape: [4]}\ns: {shape: [3, 4]}")
+    started = time.perf_counter()
+    error = only_error(text)
+    assert error.path == ("nodes", "n", "target_shape" if "Reshape" in node else "output_shape")
+    assert error.code == "bad-argument" and "at most 16 axes" in error.message
+    assert time.perf_counter() - started < 10
