@@ -911,7 +911,8 @@ def _run(run: _Run, checked, settings, model, io_, examples, validation, distrib
     metrics = dict(last)
     if val_ds is not None and run.history:
         # The model as it ends (early stopping may have restored an earlier epoch's weights).
-        final = model.evaluate(val_ds, verbose=0, return_dict=True)
+        with datalib.data_errors("the final validation stopped on bad data"):
+            final = model.evaluate(val_ds, verbose=0, return_dict=True)
         metrics = {k: v for k, v in last.items() if not k.startswith("val_")}
         metrics.update({f"val_{k}": float(v) for k, v in final.items()})
     if run_dir is not None:

@@ -259,3 +259,16 @@ def test_inf_in_a_python_dataset_stops_training_naming_the_element(project):
         train(project / "tiny.yaml", write_run_dir=False, overrides=ONE_EPOCH, validation_data=validation)
     diagnostic = _only(info.value)
     assert "the validation data" in diagnostic.message and "input 'x' in element 21" in diagnostic.message
+
+
+def test_bad_validation_image_first_met_by_the_final_evaluation_is_named(tmp_path):
+    # Validation every 5 epochs over a 1-epoch run: fit never validates, the final evaluation
+    # of the model against the validation data is the first to read the broken file.
+    _pictures(tmp_path)
+    (tmp_path / "pics" / "dog" / "3.png").write_bytes(b"GIF89a truncated")
+    (tmp_path / "pics.yaml").write_text(IMAGE_SPEC.replace(
+        "  batch_size: 4", "  validation: {split: 0.25, shuffle_before_split: false, frequency: 5}\n  batch_size: 4"))
+    with pytest.raises(TrainError) as info:
+        train(tmp_path / "pics.yaml", write_run_dir=False, overrides=ONE_EPOCH)
+    diagnostic = _only(info.value)
+    assert "final validation" in diagnostic.message and "'pics/dog/3.png'" in diagnostic.message
