@@ -309,9 +309,10 @@ def _around(text: str, index: int) -> str:
 # Nesting pre-scan: graphspec's own depth defence, before the YAML library reads ahead
 # ---------------------------------------------------------------------------------------------
 
-MAX_SCAN_TOKENS = 1_000_000
-"""Brackets, quotes and comments the nesting scan looks at before it cuts the text there
-(a spec within :data:`MAX_YAML_NODES` has far fewer; the parser reports what is before the cut)."""
+MAX_SCAN_TOKENS = 500_000
+"""Brackets, quotes and comments the nesting scan looks at before it cuts the text there (each
+collection or quoted scalar is one of :data:`MAX_YAML_NODES` values, so a spec within that cap
+rarely has more; the parser reports what is before the cut, or else reads the whole text)."""
 
 _BLOCK_CANDIDATE = re.compile(r"[\[{\"'#|>]")
 _FLOW_CANDIDATE = re.compile(r"[\[\]{}\"'#]")
@@ -321,6 +322,10 @@ _DOUBLE_QUOTED = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 _BLOCK_HEADER = re.compile(r"[|>][1-9+-]{0,2}(?:[ \t]+#[^\n]*|[ \t]*)(?:\r?\n|\Z)")
 _FIRST_CONTENT = re.compile(r"^( *)[^ \r\n]", re.M)
 _SPACE = " \t\r\n"
+_MAX_PROPERTY = 1024
+"""Longest tag or anchor the scan recognises before a node (longer ones are not real)."""
+_FLOW_PLAIN_END = re.compile(r"[\[\]{},]|:[ \t\r\n\[\]{},]|[ \t\r\n]#")
+"""Where a plain scalar inside a flow collection ends."""
 _PLAIN_END = re.compile(r":[ \t\r\n]|[ \t]#|[\r\n]")
 """Where a plain scalar outside flow collections ends: a value indicator, a comment, the line's end."""
 
@@ -373,6 +378,9 @@ def _scan_cut(text: str) -> int | None:
                 if end is None:
                     return None
                 pos = end
+            else:  # a quote inside a plain scalar (don't): nothing is structure up to its end
+                end = _FLOW_PLAIN_END.search(text, at)
+                pos = end.start() if end else len(text)
             continue
         if not _block_node_start(text, at):
             # Inside a plain scalar (a[0], don't, a|b): nothing is structure up to its end.
@@ -415,6 +423,8 @@ def _after_property(text: str, before: int, *, flow: bool) -> bool:
     start = before
     while start > 0 and text[start - 1] not in _SPACE and not (flow and text[start - 1] in "[{,"):
         start -= 1
+        if before - start > _MAX_PROPERTY:
+            return False
     if text[start] not in "!&":
         return False
     return _flow_node_start(text, start) if flow else _block_node_start(text, start)

@@ -424,3 +424,17 @@ def test_text_with_a_lone_surrogate_is_a_located_error():
     _, diagnostics = diagnostics_of(loads, "a: 1\nb: x\ud800y\n", file="s.yaml")
     assert codes(diagnostics) == ["bad-encoding"]
     assert (diagnostics[0].line, diagnostics[0].col) == (2, 5) and "U+D800" in diagnostics[0].message
+
+
+@pytest.mark.parametrize("text", [
+    "v: [x" + "'" * 200_000 + "]\n",
+    "v: [x" + "'" * 100_000 + ", y" + "'" * 100_000 + "]\n",
+    "v: [" + "!" * 200_000 + " '[[[']\n",
+    "a: b" + "'" * 200_000 + "\n",
+])
+def test_the_nesting_scan_is_linear_on_runs_of_quotes(text):
+    import time
+
+    started = time.perf_counter()
+    loads(text)
+    assert time.perf_counter() - started < 1
