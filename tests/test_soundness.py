@@ -226,7 +226,7 @@ def assert_sound(spec: dict) -> None:
 
 
 @pytest.mark.slow
-@settings(max_examples=80, deadline=None, derandomize=True, database=None,
+@settings(max_examples=150, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(specs())
 def test_accepted_specs_build_run_and_match_inference(spec):
