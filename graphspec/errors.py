@@ -43,9 +43,10 @@ class Diagnostic:
 
     def __post_init__(self) -> None:
         # Messages quote user strings; a spec must not be able to drive the user's terminal.
-        object.__setattr__(self, "message", printable(self.message))
+        # and quoting a 100 KB name must not make a 100 KB message.
+        object.__setattr__(self, "message", printable(_shortened(self.message)))
         if self.hint is not None:
-            object.__setattr__(self, "hint", printable(self.hint))
+            object.__setattr__(self, "hint", printable(_shortened(self.hint)))
 
     def to_dict(self) -> dict:
         return {
@@ -57,6 +58,16 @@ class Diagnostic:
             "col": self.col,
             "hint": self.hint,
         }
+
+
+MAX_MESSAGE = 1_000
+"""Characters of a message or hint kept (its start and end); the rest is elided."""
+
+
+def _shortened(text: str) -> str:
+    if len(text) <= MAX_MESSAGE:
+        return text
+    return f"{text[:MAX_MESSAGE - 300]}... [{len(text) - MAX_MESSAGE + 200:,} characters] ...{text[-200:]}"
 
 
 _EXCERPT = 160
