@@ -150,6 +150,19 @@ CASES = [
     Case("not-utf8", b"graphspec: 1\nname: m\xff\xfe\n", [("bad-encoding", 2)]),
     Case("binary-file", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", [("bad-encoding", 1)]),
     Case("control-character", b"graphspec: 1\nname: m\x07x\n", [("yaml-syntax", 2)]),
+    Case("syntax-error-after-a-100k-name", _utf8("graphspec: 1\nname: " + "a" * 100_000 + ": b: c\n"),
+         [("yaml-syntax", 2)], timeout=5),
+    Case("3000-broken-references", _utf8(spec_with("".join(
+        f"  node_{i}: {{type: Dense, units: 4, input: nod_{i}x}}\n" for i in range(3000)),
+        outputs="outputs: [node_0]\n")), [("unknown-reference", 6), ("unknown-reference", 3005)], timeout=10,
+         max_output=2_000_000),
+    Case("nul-and-overlong-saved-model-paths", _utf8(spec_with(
+        '  d1: {model: "a\\0b.keras", input: x}\n  d2: {model: ' + "m" * 300 + '.keras, input: x}\n',
+        outputs="outputs: [d1, d2]\n")), [("bad-path", 6), ("bad-path", 7)]),
+    Case("nul-in-a-training-data-path", _utf8(spec_with("  d1: {type: Dense, units: 4}\n") +
+                                              'train:\n  data: {npz: "x\\0.npz"}\n'), [("bad-path", 9)]),
+    Case("bidi-controls-are-escaped", _utf8(spec_with('  d1: {type: "Den\u202ese", units: 4}\n')),
+         [("unknown-layer-type", 6)], contains="Den\\u202ese"),
 ]
 
 
