@@ -186,7 +186,8 @@ class CompileSpec(StrictModel):
 
 
 class ExpectSpec(StrictModel):
-    """Assertions checked when the model is built, so reviewers see them change."""
+    """Assertions about the built model, checked by ``check`` where inference knows the value and again
+    by ``build``, so reviewers see them change."""
 
     params: int | None = Field(default=None, ge=0)
     """Total parameter count."""
@@ -216,7 +217,8 @@ class Spec(StrictModel):
     compile: CompileSpec | None = None
     """How to compile the model (optimizer, losses, metrics)."""
     expect: ExpectSpec | None = None
-    """Assertions checked at build time."""
+    """Assertions about the model (parameter counts, output shapes): checked by ``check`` where inference
+    knows the value, and again against the built model by ``build``."""
     train: Any = None
     """Training settings for ``graphspec train`` (see docs/training.md): a ``TrainSpec``.
 
