@@ -38,8 +38,8 @@ from graphspec.errors import GraphspecError
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = int(os.environ.get("GRAPHSPEC_FUZZ_SEED", "20261201"))
-CASES = int(os.environ.get("GRAPHSPEC_FUZZ_CASES", "20000"))
-BUDGET_SECONDS = float(os.environ.get("GRAPHSPEC_FUZZ_SECONDS", "150"))
+CASES = int(os.environ.get("GRAPHSPEC_FUZZ_CASES", "30000"))
+BUDGET_SECONDS = float(os.environ.get("GRAPHSPEC_FUZZ_SECONDS", "110"))
 """Wall-clock budget of the in-suite run; it stops early (and says so) on a much slower machine."""
 CASE_SECONDS = 1.0
 """No case may take longer than this."""
