@@ -139,8 +139,11 @@ def loads(text: str, file: str | None = None) -> LoadedSpec:
         raise LoadError([Diagnostic(code="file-too-large", file=file,
                                     message=f"the spec is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB",
                                     hint="split it, or generate it from a smaller description")])
-    cut = _scan_cut(text)
-    if cut is not None and cut < len(text):
+    start = 0
+    for _ in range(_MAX_CUTS):
+        cut = _scan_cut(text, start)
+        if cut is None or cut >= len(text):
+            break
         # The text up to ``cut`` nests too deep (or is too large to scan further): read only that
         # much, so that the event stream below, not the YAML library scanning ahead, finds the
         # problem (libyaml 0.2.6 stops at 1,000 levels with its own error; 0.2.5 does not).
@@ -151,8 +154,14 @@ def loads(text: str, file: str | None = None) -> LoadedSpec:
             if fatal.code != "yaml-syntax" or fatal.line is None or \
                     (fatal.line, fatal.col or 0) < _offset_position(text, cut):
                 raise  # a verdict on the text before the cut, not an artifact of cutting it
-        # Nothing found before the cut (the scan over-estimated): read the whole text.
+        # Nothing found before the cut: the scan over-estimated (a plain scalar continued on a line
+        # that starts with '[', say). Scan on from the next line.
+        start = text.find("\n", cut) + 1 or len(text)
     return _parse(text, file)
+
+
+_MAX_CUTS = 4
+"""Prefixes read before the whole text (each cut the scan over-estimated costs one more)."""
 
 
 def _parse(text: str, file: str | None) -> LoadedSpec:
@@ -330,7 +339,7 @@ _PLAIN_END = re.compile(r":[ \t\r\n]|[ \t]#|[\r\n]")
 """Where a plain scalar outside flow collections ends: a value indicator, a comment, the line's end."""
 
 
-def _scan_cut(text: str) -> int | None:
+def _scan_cut(text: str, start: int = 0) -> int | None:
     """Where to cut ``text`` so that the parser sees no flow nesting deeper than :data:`MAX_DEPTH`.
 
     A linear scan of the YAML text that follows flow collections (``[``/``{``) through quoted
@@ -338,12 +347,12 @@ def _scan_cut(text: str) -> int | None:
     bracket that opens a flow collection deeper than :data:`MAX_DEPTH` (or where it stopped
     after :data:`MAX_SCAN_TOKENS`), or None. It only has to be right for valid YAML: the parser
     then reports the problem at its place, from the events; where the scan misjudged, the
-    caller reads the whole text.
+    caller reads the whole text. ``start`` is the start of a line outside flow collections.
     """
-    if text.count("[") + text.count("{") <= MAX_DEPTH:
+    if text.count("[", start) + text.count("{", start) <= MAX_DEPTH:
         return None
     depth = 0
-    pos = 0
+    pos = start
     tokens = 0
     while True:
         match = (_FLOW_CANDIDATE if depth else _BLOCK_CANDIDATE).search(text, pos)

@@ -441,3 +441,11 @@ def test_the_nesting_scan_is_linear_on_runs_of_quotes(text):
     except LoadError as error:  # a 200,000-character tag: refused, and quoted briefly
         assert len(str(error)) < 3_000
     assert time.perf_counter() - started < 1
+
+
+def test_deep_nesting_after_a_misjudged_plain_scalar_is_still_too_deep():
+    """A plain scalar continued on a line of '[' looks like nesting to the scan; the parser says
+    it is not, and the scan goes on to find the real nesting further down."""
+    assert loads("a: x\n  " + "[" * 70 + "\nb: 1\n").data == {"a": "x " + "[" * 70, "b": 1}
+    _, diagnostics = diagnostics_of(loads, "a: x\n  " + "[" * 70 + "\nb: " + "[" * 2000)
+    assert codes(diagnostics) == ["too-deep"] and diagnostics[0].line == 3
