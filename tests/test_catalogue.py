@@ -253,3 +253,9 @@ def test_glu_activation_is_refused_at_its_line_with_a_hint():
     (diagnostic,) = info.value.diagnostics
     assert diagnostic.code == "denied-object" and (diagnostic.line, diagnostic.col) == (6, 42)
     assert "Multiply" in diagnostic.hint
+
+
+def test_layer_names_are_computed_once():
+    # "did you mean" reads the list for every unknown layer type: 30,000 misspelt types in one
+    # spec spent a second rebuilding it (benchmarks/bench_fuzz.py --large).
+    assert catalogue().layer_names is catalogue().layer_names

@@ -42,9 +42,11 @@ class Catalogue:
     def keras_version(self) -> str:
         return self.data["keras_version"]
 
-    @property
+    @functools.cached_property
     def layer_names(self) -> list[str]:
-        """Every name usable as a node ``type`` (aliases included, denied excluded)."""
+        """Every name usable as a node ``type`` (aliases included, denied excluded).
+
+        Computed once: "did you mean" reads it for every unknown layer type of a spec."""
         return [n for n in self.data["layers"] if self.denied_reason(n) is None]
 
     def canonical(self, layer_type: str) -> str | None:
