@@ -30,7 +30,7 @@ def _ref_text(structure) -> Any:
         return str(structure)
     if isinstance(structure, list):
         return [str(r) for r in structure]
-    return {k: str(r) for k, r in structure.items()}
+    return {k: [str(x) for x in r] if isinstance(r, list) else str(r) for k, r in structure.items()}
 
 
 def canonical_json(graph: Graph) -> str:

@@ -159,7 +159,8 @@ class _Builder:
             return self.tensor(node.inputs)
         if isinstance(node.inputs, list):
             return [self.tensor(r) for r in node.inputs]
-        return {k: self.tensor(r) for k, r in node.inputs.items()}
+        return {k: [self.tensor(x) for x in r] if isinstance(r, list) else self.tensor(r)
+                for k, r in node.inputs.items()}  # initial_state: [h, c] is a list of tensors
 
     def layer_for(self, node: GraphNode):
         spec = node.spec
@@ -195,6 +196,7 @@ class _Builder:
     def build_node(self, node: GraphNode) -> None:
         args = self.inputs_of(node)
         flat = args if isinstance(args, list) else list(args.values()) if isinstance(args, dict) else [args]
+        flat = [t for value in flat for t in (value if isinstance(value, list) else [value])]
         if any(t is None for t in flat):
             return  # an upstream node failed and was reported
         try:
@@ -202,7 +204,14 @@ class _Builder:
             if layer is None:
                 return
             if isinstance(args, dict):
-                output = layer(**args, **node.spec.call)
+                first = _first_call_argument(node)
+                if first in args:
+                    # The main tensor positionally, as Keras code writes it: layer(x, initial_state=[h, c]).
+                    # (Keras orders a model's layers by walking each call's arguments in this order.)
+                    rest = {k: v for k, v in args.items() if k != first}
+                    output = layer(args[first], **rest, **node.spec.call)
+                else:
+                    output = layer(**args, **node.spec.call)
             elif isinstance(args, list) and _spreads_list(node):
                 output = layer(*args, **node.spec.call)
             else:
@@ -232,6 +241,12 @@ def settle_frozen(layer) -> None:
             # Through the property itself: an attribute assignment goes through TensorFlow's
             # tracking __setattr__, which does not always reach Keras' setter.
             layer_class.trainable.fset(sub, False)
+
+
+def _first_call_argument(node: GraphNode) -> str | None:
+    """The name of the first argument of the node's layer's ``call()`` (``inputs``, ``sequences``, ``query``)."""
+    entry = catalogue().layer(node.layer_type) if node.layer_type else None
+    return entry["call_args"][0] if entry and entry["call_args"] else None
 
 
 def _spreads_list(node: GraphNode) -> bool:

@@ -38,7 +38,8 @@ class TensorRef:
         return self.name if self.index is None else f"{self.name}[{self.index}]"
 
 
-InputStructure = Union[TensorRef, list[TensorRef], dict[str, TensorRef]]
+InputStructure = Union[TensorRef, list[TensorRef], dict[str, Union[TensorRef, list[TensorRef]]]]
+"""One reference, a list, or call-argument name -> a reference or a list of them (``initial_state: [h, c]``)."""
 
 
 @dataclass
@@ -68,7 +69,7 @@ class GraphNode:
             return [self.inputs]
         if isinstance(self.inputs, list):
             return list(self.inputs)
-        return list(self.inputs.values())
+        return [ref for value in self.inputs.values() for ref in (value if isinstance(value, list) else [value])]
 
 
 @dataclass
@@ -99,7 +100,8 @@ def _structure(raw: Any, path: Path) -> InputStructure:
         return _parse_ref(raw, path)
     if isinstance(raw, list):
         return [_parse_ref(r, path + (i,)) for i, r in enumerate(raw)]
-    return {k: _parse_ref(r, path + (k,)) for k, r in raw.items()}
+    return {k: [_parse_ref(x, path + (k, i)) for i, x in enumerate(r)] if isinstance(r, list)
+            else _parse_ref(r, path + (k,)) for k, r in raw.items()}
 
 
 def saved_model_file(raw: str, base: FsPath, where: Path, sink: DiagnosticSink) -> FsPath | None:
@@ -216,6 +218,10 @@ def _resolve(spec: Spec, source: SourceMap, base_dir: FsPath | None, check_files
             structure = _structure(node.input, path + ("input",))
             if isinstance(structure, (list, dict)) and not structure:
                 sink.error("missing-input", f"node '{name}' has an empty 'input'", path + ("input",))
+            for key, value in (structure.items() if isinstance(structure, dict) else ()):
+                if isinstance(value, list) and not value:
+                    sink.error("missing-input", f"node '{name}': call argument '{key}' is an empty list",
+                               path + ("input", key), "give one or more references, or leave the argument out")
         if isinstance(node, LayerNode):
             kind, layer_name, layer_type, args = "layer", name, node.type, node.args
         elif isinstance(node, SharedCall):

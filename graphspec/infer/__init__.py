@@ -153,6 +153,7 @@ def _check_numeric(layer_type: str, inputs: Inputs) -> None:
         return
     tensors = [inputs] if isinstance(inputs, TensorInfo) else list(inputs.values()) if isinstance(inputs, dict) \
         else [t for t in inputs if isinstance(t, TensorInfo)]
+    tensors = [t for value in tensors for t in (value if isinstance(value, list) else [value])]  # initial_state: [h, c]
     for tensor in tensors:
         if tensor.dtype == "string":
             raise ShapeError(f"{layer_type} computes on numbers, but its input {tensor} holds strings",
@@ -280,7 +281,7 @@ def _gather(node: GraphNode, tensor) -> Inputs | None:
     """
     if isinstance(node.inputs, TensorRef):
         return tensor(node.inputs)
-    refs = node.inputs if isinstance(node.inputs, list) else list(node.inputs.values())
+    refs = node.input_refs()
     values = [tensor(ref) for ref in refs]
     for ref, value in zip(refs, values):
         if isinstance(value, list):
@@ -291,7 +292,10 @@ def _gather(node: GraphNode, tensor) -> Inputs | None:
         return None
     if isinstance(node.inputs, list):
         return values  # type: ignore[return-value]
-    return dict(zip(node.inputs, values))  # type: ignore[return-value]
+    found = dict(zip(map(id, refs), values))
+    # A call argument given a list of references (initial_state: [h, c]) receives the list of tensors.
+    return {key: [found[id(r)] for r in value] if isinstance(value, list) else found[id(value)]
+            for key, value in node.inputs.items()}  # type: ignore[return-value]
 
 
 def _unsafe_layer(layer_type: Any, args: dict) -> str | None:

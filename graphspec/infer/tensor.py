@@ -44,7 +44,7 @@ class TensorInfo:
         return show(self.shape)
 
 
-Inputs = Union[TensorInfo, list[TensorInfo], dict[str, TensorInfo]]
+Inputs = Union[TensorInfo, list[TensorInfo], dict[str, Union[TensorInfo, list[TensorInfo]]]]
 
 
 class ShapeError(Exception):
@@ -105,11 +105,13 @@ class LayerCall:
         if isinstance(self.inputs, dict):
             # By call argument: the main tensor is the call's first argument ('inputs', 'sequences', ...);
             # the others are masks or states.
-            if len(self.inputs) == 1:
-                return next(iter(self.inputs.values()))
-            main = _first_call_argument(self.layer_type)
+            main = next(iter(self.inputs)) if len(self.inputs) == 1 else _first_call_argument(self.layer_type)
             if main in self.inputs:
-                return self.inputs[main]
+                value = self.inputs[main]
+                if isinstance(value, list):
+                    raise ShapeError(f"{self.layer_type} takes one tensor as '{main}', got a list of {len(value)}",
+                                     hint=f"give '{main}' a single reference", code="wrong-input-count")
+                return value
         raise ShapeError(f"{self.layer_type} takes one input tensor, got {len(self.inputs)}: "
                          + ", ".join(str(t) for t in (self.inputs.values() if isinstance(self.inputs, dict)
                                                       else self.inputs)),
@@ -121,6 +123,8 @@ class LayerCall:
         if isinstance(self.inputs, list):
             return self.inputs
         if isinstance(self.inputs, dict):
+            if len(self.inputs) == 1 and isinstance(next(iter(self.inputs.values())), list):
+                return next(iter(self.inputs.values()))  # {inputs: [a, b]}
             return list(self.inputs.values())
         raise ShapeError(f"{self.layer_type} takes a list of inputs, got a single tensor {self.inputs}",
                          hint="give 'input:' a list, e.g. [a, b]", code="wrong-input-count")

@@ -12,7 +12,9 @@ from __future__ import annotations
 from typing import Annotated, Any, Callable, Union
 
 from typing_extensions import TypeAliasType
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, ValidationError,
+                      ValidatorFunctionWrapHandler, field_validator)
+from pydantic_core import PydanticCustomError
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 REF_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\[[0-9]+\])?$"
@@ -27,8 +29,13 @@ ArgValue = TypeAliasType(
     "ArgValue", Union[None, bool, int, float, str, list["ArgValue"], dict[str, "ArgValue"]]  # type: ignore[misc]
 )
 
-InputRef = Union[Ref, list[Ref], dict[Name, Ref]]
-"""What the layer's ``call()`` receives: one reference, a list, or call-argument name -> reference."""
+InputRef = Union[Ref, list[Ref], dict[Name, Union[Ref, list[Ref]]]]
+"""What the layer's ``call()`` receives: one reference, a list, or call-argument name -> a reference or a
+list of them (``{inputs: x, initial_state: [h, c]}``)."""
+
+INPUT_FORMS = ("'input' is a reference (x, lstm[1]), a list of references, or a mapping from call argument name "
+               "to a reference or to a list of references (initial_state: [h, c]); not a list of lists or a number")
+_FORM_ERRORS = {"string_type", "list_type", "dict_type"}
 
 RESERVED_NODE_KEYS = ("type", "shared", "sequential", "model", "input", "call")
 """Keys with a meaning of their own in a node; every other key is a Keras constructor argument."""
@@ -88,9 +95,22 @@ class _Call(BaseModel):
 
     input: InputRef | None = None
     """Input(s) of the call: a reference, a list of references, or a mapping from call argument
-    name to reference (``{query: q, value: v}``). Omitted: the node just before in the file."""
+    name to a reference or a list of references (``{query: q, value: v}``,
+    ``{inputs: x, initial_state: [h, c]}``). Omitted: the node just before in the file."""
     call: dict[Name, ArgValue] = Field(default_factory=dict)
     """Non-tensor arguments of the call, e.g. ``{use_causal_mask: true}`` for MultiHeadAttention."""
+
+    @field_validator("input", mode="wrap")
+    @classmethod
+    def _input_form(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """One error that says which forms ``input:`` takes, instead of one per union member
+        ("expected a valid string" at three places for ``initial_state: [[h, c]]``)."""
+        try:
+            return handler(value)
+        except ValidationError as exc:
+            if any(error["type"] not in _FORM_ERRORS for error in exc.errors()):
+                raise  # e.g. a bad name inside a list: Pydantic's own error points at it
+            raise PydanticCustomError("input-form", INPUT_FORMS) from None
 
 
 class LayerNode(LayerConfig, _Call):

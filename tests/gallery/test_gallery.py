@@ -243,7 +243,24 @@ def resnet50():
     return keras.applications.ResNet50(weights=None)
 
 
+# --------------------------------------------------------------------------------------------
+# Spec language 1.1: a list of tensors in one call argument (initial_state: [h, c]).
+# --------------------------------------------------------------------------------------------
+
+def seq2seq_lstm():
+    """The Keras seq2seq example's training model, with token embeddings instead of one-hot inputs."""
+    encoder_tokens = keras.Input(shape=(None,), dtype="int32", name="encoder_tokens")
+    decoder_tokens = keras.Input(shape=(None,), dtype="int32", name="decoder_tokens")
+    x = layers.Embedding(5000, 64, name="encoder_embedding")(encoder_tokens)
+    _, state_h, state_c = layers.LSTM(128, return_state=True, name="encoder")(x)
+    y = layers.Embedding(6000, 64, name="decoder_embedding")(decoder_tokens)
+    y = layers.LSTM(128, return_sequences=True, name="decoder")(y, initial_state=[state_h, state_c])
+    next_token = layers.Dense(6000, activation="softmax", name="next_token")(y)
+    return keras.Model([encoder_tokens, decoder_tokens], next_token)
+
+
 HAND_WRITTEN: dict[str, Callable] = {
+    "seq2seq_lstm": seq2seq_lstm,
     "seed000_conv_pool": seed000_conv_pool,
     "seed000_two_branch_concat": seed000_two_branch_concat,
     "seed000_multimodal": seed000_multimodal,
@@ -389,7 +406,7 @@ def test_gallery_spec_conventions(path: Path) -> None:
     assert spec.description and len(spec.description) > 20
     assert spec.compile is not None and spec.compile.loss is not None
     assert spec.expect is not None and spec.expect.params is not None
-    assert re.fullmatch(r"(seed\d{3}_[a-z0-9_]+|resnet50)", path.stem)
+    assert re.fullmatch(r"(seed\d{3}_[a-z0-9_]+|resnet50|seq2seq_[a-z0-9_]+)", path.stem)
     if checked.inferred.total_params is not None:
         assert checked.inferred.total_params == spec.expect.params
 
@@ -475,3 +492,27 @@ def test_checked_in_encoder_builds_the_gallery_spec() -> None:
     reference = _tool("make_encoder").make_encoder()
     loaded = keras.saving.load_model(SPECS / "encoder.keras", compile=False)
     assert [w.shape for w in loaded.weights] == [w.shape for w in reference.weights]
+
+
+def test_seq2seq_spec_is_the_hand_written_model_exactly() -> None:
+    """initial_state: [h, c] builds the hand-written seq2seq model: same layer names, parameter
+    counts and, with the weights copied, bit-identical outputs."""
+    checked, built = build_spec(SPECS / "seq2seq_lstm.yaml")
+    hand = seq2seq_lstm()
+    assert [layer.name for layer in built.layers] == [layer.name for layer in hand.layers]
+    assert [layer.count_params() for layer in built.layers] == [layer.count_params() for layer in hand.layers]
+    assert built.count_params() == hand.count_params() == checked.inferred.total_params == 1_675_632
+    decoder = built.get_layer("decoder")
+    # The decoder's call received the encoder's two states as its initial_state list.
+    assert [t._keras_history.operation.name for t in decoder._inbound_nodes[0].input_tensors] == \
+        ["decoder_embedding", "encoder", "encoder"]
+    hand.set_weights(built.get_weights())
+    rng = np.random.default_rng(3)
+    arrays = [rng.integers(0, 5000, size=(3, 9)).astype("int32"), rng.integers(0, 6000, size=(3, 11)).astype("int32")]
+    built_out, hand_out = np.asarray(built(arrays)), np.asarray(hand(arrays))
+    assert built_out.shape == (3, 11, 6000)
+    assert np.array_equal(built_out, hand_out)
+    # The states matter: other encoder weights change the decoder's outputs.
+    encoder = built.get_layer("encoder")
+    encoder.set_weights([w + 0.1 for w in encoder.get_weights()])
+    assert not np.allclose(np.asarray(built(arrays)), hand_out)

@@ -44,11 +44,18 @@ def _outputs(x: TensorInfo, units: int, states: int, args: dict, dtype: str):
     return [main] + [TensorInfo((batch, units), dtype) for _ in range(states)]
 
 
+def _state_example(count: int, what: str) -> str:
+    if what == "h and c":
+        return '["enc[1]", "enc[2]"] (an LSTM\'s return_state outputs h and c)'
+    return "[" + ", ".join(f"state_{i + 1}" for i in range(count)) + "]"
+
+
 def initial_states(call: LayerCall, count: int, what: str) -> list[TensorInfo]:
     """The ``initial_state`` call argument's tensors, which must be ``count`` of them.
 
     Keras' recurrent layers index the list of states in ``call()``: a single tensor where an LSTM
-    needs two (h and c) builds, then fails with an IndexError when the model first runs.
+    needs two (h and c) builds, then fails with an IndexError when the model first runs. A list
+    (``initial_state: [h, c]``) is counted the same way.
     """
     given = call.inputs.get("initial_state") if isinstance(call.inputs, dict) else None
     if given is None:
@@ -58,9 +65,9 @@ def initial_states(call: LayerCall, count: int, what: str) -> list[TensorInfo]:
         raise ShapeError(
             f"{call.layer_type} starts from {count} state tensor{'s' if count > 1 else ''} ({what}); "
             f"initial_state gives {len(tensors)}", argument=("input", "initial_state"), code="wrong-input-count",
-            hint="remove initial_state (the states start at zero)" + (
-                "; a list of state tensors in one call argument is not expressible in spec version 1"
-                if count > 1 else ""))
+            hint=(f"give initial_state a list of {count} references, e.g. {_state_example(count, what)}"
+                  if count > 1 else "give initial_state one reference")
+            + ", or remove initial_state (the states start at zero)")
     return tensors
 
 
