@@ -90,6 +90,67 @@ def _import_tensorflow() -> None:
     import_tensorflow()
 
 
+SET_HELP = ("Override any value of the spec: --set PATH=VALUE, e.g. --set compile.optimizer.learning_rate=0.01, "
+            "--set nodes.dense1.units=128, --set train.validation.split=0.1 (VALUE is YAML; quote flow values for "
+            "the shell: --set 'train.validation={split: 0.1}'). Repeatable.")
+
+
+def _overrides(sets: Optional[list[str]]) -> list:
+    from graphspec.overrides import override_list
+
+    return override_list(sets)
+
+
+def _precheck_train(spec: Optional[Path], resume: Optional[Path], overrides: list) -> None:
+    """The pure-Python stages of what ``train`` will check (the spec, or the resumed run's spec, with the
+    recorded and the new overrides), before TensorFlow is imported; raises GraphspecError."""
+    from graphspec.overrides import Override, check_with_overrides
+
+    if resume is not None:
+        from graphspec.train.rundir import read_run
+
+        recorded = read_run(Path(resume))
+        if spec is None:
+            spec = Path(recorded.get("spec_path") or Path(resume) / "spec.yaml")
+        overrides = [Override(p, v) for p, v in recorded.get("overrides", [])] + list(overrides)
+    if spec is None:
+        return  # train says what is missing
+    check_with_overrides(spec, overrides)
+
+
+def _precheck_target(target: Path) -> None:
+    """The pure-Python stages on the spec of a run directory (or of a .keras file's metadata), before
+    TensorFlow; raises GraphspecError. Anything it cannot read is left to the command to report."""
+    from graphspec.loader import LoadedSpec, loads
+    from graphspec.overrides import check_loaded_with_overrides
+
+    path = Path(target)
+    if path.is_dir():
+        from graphspec.train.rundir import read_run
+
+        info = read_run(path)
+        try:
+            text = (path / "spec.yaml").read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return
+        check_loaded_with_overrides(loads(text, file=str(path / "spec.yaml")), info.get("overrides", []),
+                                    Path(info.get("spec_path") or path / "spec.yaml"))
+    elif path.suffix == ".keras" and path.is_file():
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(path) as archive:
+                canonical = json.loads(archive.read("metadata.json")).get("graphspec", {}).get("canonical_spec")
+        except Exception:  # not a zip, no metadata: the command reports it
+            return
+        if canonical:
+            from graphspec.pipeline import check_loaded
+            from graphspec.source import SourceMap
+
+            check_loaded(LoadedSpec(canonical, SourceMap(file=str(path))), Path.cwd() / "spec.yaml",
+                         check_files=False)
+
+
 def _spec_files(paths: list[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
@@ -134,10 +195,18 @@ def check(
     specs: Annotated[list[Path], typer.Argument(help="Spec files, or folders to search for *.yaml.")],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems.")] = False,
     output_format: Annotated[OutputFormat, typer.Option("--format", help="Diagnostics and results as text or JSON.")] = OutputFormat.text,
+    sets: Annotated[Optional[list[str]], typer.Option("--set", help=SET_HELP)] = None,
 ) -> None:
     """Validate specs, resolve references and infer shapes, without importing TensorFlow."""
     from graphspec.canonical import spec_hash
-    from graphspec.pipeline import check_file
+
+    with user_errors():
+        overrides = _overrides(sets)
+
+    def check_file(file):
+        from graphspec.overrides import check_with_overrides
+
+        return check_with_overrides(file, overrides)
 
     files = _spec_files(specs)
     if not files:
@@ -178,14 +247,16 @@ def build(
     spec: Annotated[Path, typer.Argument(help="The spec file.")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where to write the .keras model.")] = None,
     summary: Annotated[bool, typer.Option(help="Print the Keras model summary.")] = True,
+    sets: Annotated[Optional[list[str]], typer.Option("--set", help=SET_HELP)] = None,
 ) -> None:
     """Build the Keras model, check 'expect:', and save it as .keras with the spec and its hash."""
-    _import_tensorflow()
-    from graphspec.pipeline import check_file
+    from graphspec.overrides import check_with_overrides
 
+    with user_errors():  # the pure-Python stages first: a spec error costs no TensorFlow import
+        checked = check_with_overrides(spec, _overrides(sets))
+    _warn(checked.warnings)
+    _import_tensorflow()
     with user_errors():
-        checked = check_file(spec)
-        _warn(checked.warnings)
         from graphspec.emit import emit, save_artifact
 
         model = emit(checked)
@@ -223,8 +294,7 @@ def train(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Override train.seed.")] = None,
     deterministic: Annotated[Optional[bool], typer.Option(
         "--deterministic/--no-deterministic", help="Override train.deterministic (TensorFlow op determinism).")] = None,
-    sets: Annotated[Optional[list[str]], typer.Option(
-        "--set", help="Override any train field: --set train.batch_size=64 (value in YAML).")] = None,
+    sets: Annotated[Optional[list[str]], typer.Option("--set", help=SET_HELP)] = None,
     runs: Annotated[Path, typer.Option("--runs", help="Folder holding the run directories.")] = Path("runs"),
     name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: a timestamp); a folder of that "
                                                 "name with nothing trained in it is reused.")] = None,
@@ -233,11 +303,13 @@ def train(
     verbose: Annotated[Optional[int], typer.Option("--verbose", "-v", help="0 silent, 1 progress bar, 2 a line per epoch.")] = None,
 ) -> None:
     """Train the spec's model on its data; writes runs/<spec name>/<run name>/."""
-    _import_tensorflow()
-    with user_errors():
-        from graphspec.train.settings import override_list
+    with user_errors():  # the pure-Python stages first: a spec error costs no TensorFlow import
+        from graphspec.overrides import override_list
 
         overrides = override_list(sets, epochs=epochs, batch_size=batch_size, seed=seed, deterministic=deterministic)
+        _precheck_train(spec, resume, overrides)
+    _import_tensorflow()
+    with user_errors():
         from graphspec.train.loop import TrainInterrupted, train as run_training
 
         try:
@@ -275,6 +347,8 @@ def evaluate(
                                                    "(default for a run: <run>/evaluation.json).")] = None,
 ) -> None:
     """Metrics of a trained model on data, per output: a table, and JSON."""
+    with user_errors():  # the run's spec is checked before TensorFlow is imported
+        _precheck_target(target)
     _import_tensorflow()
     with user_errors():
         from graphspec.train.evaluate import evaluate as run_evaluation, format_table
@@ -299,7 +373,11 @@ def predict(
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Examples per batch.")] = None,
     best: Annotated[bool, typer.Option("--best", help="Use the run's best.keras instead of model.keras.")] = False,
 ) -> None:
-    """Predict every example, batch by batch, into an NPZ or CSV with one array/column group per output."""
+    """Predict every example, batch by batch, into an NPZ or CSV with one array/column group per output.
+
+    Classification outputs also get their predicted class and its probability (see docs/training.md)."""
+    with user_errors():  # the run's spec is checked before TensorFlow is imported
+        _precheck_target(target)
     _import_tensorflow()
     with user_errors():
         from graphspec.train.predict import predict as run_prediction
@@ -307,6 +385,83 @@ def predict(
         result = run_prediction(target, data, output, mapping=_mapping(mapping), batch_size=batch_size, best=best)
     shapes = ", ".join(f"{name} {tuple(shape)}" for name, shape in result["arrays"].items())
     typer.echo(f"wrote {result['output']}: {result['examples']:,} examples ({shapes})")
+
+
+class ConfigFormat(str, enum.Enum):
+    yaml = "yaml"
+    json = "json"
+
+
+@app.command()
+def config(
+    spec: Annotated[Path, typer.Argument(help="The spec file.")],
+    sets: Annotated[Optional[list[str]], typer.Option("--set", help=SET_HELP)] = None,
+    output_format: Annotated[ConfigFormat, typer.Option("--format", help="Print the spec as YAML or JSON.")]
+    = ConfigFormat.yaml,
+) -> None:
+    """Print the effective spec (overrides applied, graphspec's defaults filled in) and its hash; no TensorFlow.
+
+    The printed YAML is itself a spec with the same hash: what `train` with the same --set would train."""
+    from graphspec.overrides import check_with_overrides, effective_spec
+
+    with user_errors():
+        checked = check_with_overrides(spec, _overrides(sets))
+    _warn(checked.warnings)
+    data, digest = effective_spec(checked)
+    if output_format is ConfigFormat.json:
+        typer.echo(json.dumps({"hash": digest, "spec": data}, indent=1, ensure_ascii=False, allow_nan=True))
+        return
+    import yaml
+
+    typer.echo(f"# effective spec of {spec} (graphspec config); hash {digest}")
+    typer.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=None, width=100).rstrip())
+
+
+@app.command()
+def runs(
+    args: Annotated[Optional[list[str]], typer.Argument(
+        help="DIR (default runs/) to list its runs, or 'compare RUN RUN...' to compare run directories.",
+        show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="compare: also draw the runs' curves "
+                                                   "together into this PNG.")] = None,
+    output_format: Annotated[OutputFormat, typer.Option("--format", help="A table or JSON.")] = OutputFormat.text,
+) -> None:
+    """List runs (spec, hash, status, epochs, best metric, duration), or compare runs side by side.
+
+    graphspec runs [DIR]  |  graphspec runs compare RUN_A RUN_B ... [-o curves.png]
+    (a folder named 'compare' is listed as ./compare). Reads the run files only: no TensorFlow."""
+    from graphspec import runs as runlib
+
+    args = list(args or [])
+    with user_errors():
+        if args and args[0] == "compare":
+            chosen = runlib.compare(args[1:])
+            if len(chosen) < 1:
+                raise typer.BadParameter("give one or more run directories: graphspec runs compare RUN_A RUN_B")
+            if output_format is OutputFormat.json:
+                typer.echo(json.dumps([r.to_dict() for r in chosen], indent=1, allow_nan=True))
+            else:
+                typer.echo(runlib.format_compare(chosen))
+            if output is not None:
+                from graphspec.train.curves import MISSING_NOTE, plot_runs
+
+                drawn = plot_runs([(label, r.history) for label, r in zip(runlib.labels(chosen), chosen)], output)
+                typer.echo(f"wrote {output}" if drawn is not None else
+                           f"note: {MISSING_NOTE.replace('curves.png', str(output))}")
+            return
+        if len(args) > 1:
+            raise typer.BadParameter(f"give one folder to list (got {len(args)}); to compare runs: "
+                                     "graphspec runs compare RUN_A RUN_B")
+        if output is not None:
+            raise typer.BadParameter("-o draws the curves of 'graphspec runs compare'")
+        root = Path(args[0]) if args else Path("runs")
+        found = runlib.list_runs(root)
+    if output_format is OutputFormat.json:
+        typer.echo(json.dumps([r.to_dict() for r in found], indent=1, allow_nan=True))
+    elif not found:
+        typer.echo(f"no runs in {root}")
+    else:
+        typer.echo(runlib.format_list(found))
 
 
 def main() -> None:

@@ -125,7 +125,7 @@ def test_evaluate_and_predict(project):
         np.testing.assert_allclose(out["y"], result.model.predict(tiny_arrays(23, seed=5)["x"], verbose=0), rtol=1e-5)
     predict(result.run_dir, project / "new.npz", project / "out.csv")
     lines = (project / "out.csv").read_text().splitlines()
-    assert lines[0] == "y_0,y_1,y_2" and len(lines) == 24
+    assert lines[0] == "y_0,y_1,y_2,y_class,y_probability" and len(lines) == 24  # sparse categorical: + class
 
 
 runner = CliRunner()
