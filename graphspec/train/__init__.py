@@ -4,8 +4,11 @@ Like :mod:`graphspec.emit`, these modules import TensorFlow; nothing here is
 imported by ``graphspec check`` or ``graphspec --help``.
 
 * :mod:`.settings`   — the resolved train settings, command-line overrides
-* :mod:`.data`       — data sources (NPZ, built-in, CSV, image folders, TFRecord, arrays,
-                        ``tf.data``) to seeded, batched ``tf.data`` pipelines, checked against the spec
+* :mod:`.sources`    — data sources (NPZ, built-in, CSV, image folders, TFRecord, arrays,
+                        ``tf.data``) opened into examples
+* :mod:`.contract`   — what the model expects of its data, and the checks against it
+* :mod:`.pipeline`   — examples to seeded, batched ``tf.data`` pipelines
+* :mod:`.streamerrors` — errors met while the data streams, located; :mod:`.data` gathers these names
 * :mod:`.rundir`     — the run directory and atomic writes
 * :mod:`.loop`       — ``fit`` with callbacks, resume, signals, NaN detection
 * :mod:`.distribute` — distribution strategies

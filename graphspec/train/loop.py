@@ -21,10 +21,7 @@ with the way to resume. The run directory is locked while it is written, and
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
-import math
 import os
 import signal
 import sys
@@ -35,18 +32,22 @@ from typing import Any, Callable
 
 import numpy as np
 
-from graphspec.errors import Diagnostic, DiagnosticSink, GraphspecError, Path, TrainError
+from graphspec.errors import Diagnostic, DiagnosticSink, GraphspecError, TrainError
 from graphspec.pipeline import CheckedSpec
 from graphspec.train import data as datalib
 from graphspec.train import rundir
 from graphspec.train.settings import check_with_overrides, resolved_settings
 
-STATE_FILE = "checkpoint.npz"
-FLUSH_SECONDS = 60.0
-"""Longest time best.keras lags behind the best epoch while training runs (it is exact at the end)."""
-HISTORY_SECONDS = 5.0
-"""history.json/.csv are rewritten after an epoch at most this often while training runs (exact at the end)."""
-_META_KEY = "__meta__"
+from graphspec.train.checkpoint import (
+    STATE_FILE,
+    _check_resume,
+    model_hash,
+    read_state,  # noqa: F401  (public: tests and tools read checkpoints through loop)
+    restore_state,
+    save_state,
+    settings_hash,
+)
+
 
 
 class TrainInterrupted(TrainError):
@@ -62,6 +63,14 @@ class TrainInterrupted(TrainError):
         return 128 + self.signum
 
 
+def __getattr__(name: str):
+    if name == "monitor_direction":  # in .callbacks, which imports Keras: only when asked for
+        from graphspec.train.callbacks import monitor_direction
+
+        return monitor_direction
+    raise AttributeError(name)
+
+
 @dataclass
 class RunResult:
     run_dir: FsPath | None
@@ -72,372 +81,6 @@ class RunResult:
     spec_hash: str
     epochs_run: list[int] = field(default_factory=list)
     """Epoch numbers (0-based) trained by this call (a resumed run skips the finished ones)."""
-
-
-def model_hash(checked: CheckedSpec) -> str:
-    """Hash of the canonical spec without its train section, and of the saved models it loads:
-    what the resume check calls "the spec" (a swapped encoder file is a changed model)."""
-    from graphspec.canonical import canonical_data, saved_model_digests
-
-    data = canonical_data(checked.graph)
-    data.pop("train", None)
-    data["saved_models"] = saved_model_digests(checked.graph)
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True)
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
-
-
-def settings_hash(settings: dict) -> str:
-    text = json.dumps({k: v for k, v in settings.items() if k != "verbose"}, sort_keys=True, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
-
-
-# -- state -------------------------------------------------------------------------------------
-
-def _model_variables(model) -> list:
-    seen, result = set(), []
-    for v in model.variables:
-        if id(v) not in seen:
-            seen.add(id(v))
-            result.append(v)
-    return result
-
-
-def _optimizer_variables(model) -> list:
-    optimizer = model.optimizer
-    return list(optimizer.variables) if optimizer is not None else []
-
-
-def _value(v) -> np.ndarray:
-    value = v.numpy() if hasattr(v, "numpy") else np.asarray(v)
-    return np.asarray(value)
-
-
-def save_state(path: FsPath, model, meta: dict, extra: dict[str, np.ndarray] | None = None) -> None:
-    arrays: dict[str, np.ndarray] = {}
-    for i, v in enumerate(_model_variables(model)):
-        arrays[f"model/{i}"] = _value(v)
-    for i, v in enumerate(_optimizer_variables(model)):
-        arrays[f"optimizer/{i}"] = _value(v)
-    for key, value in (extra or {}).items():
-        arrays[f"extra/{key}"] = value
-    meta = dict(meta, model_variables=[v.path for v in _model_variables(model)],
-                optimizer_variables=[v.path for v in _optimizer_variables(model)])
-    arrays[_META_KEY] = np.frombuffer(json.dumps(meta, allow_nan=True).encode(), dtype=np.uint8)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    rundir.atomic_write_bytes(path, buffer.getvalue())
-
-
-def read_state(path: FsPath) -> tuple[dict, dict[str, np.ndarray]]:
-    with np.load(path, allow_pickle=False) as archive:
-        arrays = {k: archive[k] for k in archive.files}
-    meta = json.loads(arrays.pop(_META_KEY).tobytes().decode())
-    return meta, arrays
-
-
-def restore_state(model, meta: dict, arrays: dict[str, np.ndarray], where: str) -> None:
-    model_vars = _model_variables(model)
-    if model.optimizer is not None and not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
-    optimizer_vars = _optimizer_variables(model)
-    if len(model_vars) != len(meta["model_variables"]) or len(optimizer_vars) != len(meta["optimizer_variables"]):
-        raise TrainError([Diagnostic(code="resume-mismatch", message=f"{where} does not match the model "
-                                     f"({len(meta['model_variables'])} saved variables, the model has {len(model_vars)})")])
-    for prefix, variables in (("model", model_vars), ("optimizer", optimizer_vars)):
-        for i, v in enumerate(variables):
-            value = arrays[f"{prefix}/{i}"]
-            if tuple(value.shape) != tuple(v.shape):
-                raise TrainError([Diagnostic(code="resume-mismatch", message=f"{where}: variable '{v.path}' has shape "
-                                             f"{tuple(v.shape)}, the checkpoint {tuple(value.shape)}")])
-            v.assign(value)
-
-
-# -- callbacks ---------------------------------------------------------------------------------
-
-def monitor_direction(model, monitor: str, mode: str = "auto", where: Path = ()) -> str:
-    """``"min"`` or ``"max"`` for a monitored quantity, decided by Keras' own logic.
-
-    ``mode`` min/max is taken as given. For ``auto``, Keras' ``MonitorCallback`` decides (the
-    one rule ``EarlyStopping``, ``ReduceLROnPlateau`` and ``ModelCheckpoint`` use: ``loss`` is
-    minimised, a metric object's ``_direction`` says the rest). Keras matches metric objects
-    by their bare name, so a multi-output model's ``val_digit_accuracy`` (the metric
-    ``accuracy`` of output ``digit``) or ``val_digit_loss`` is then looked up the same way
-    under its output's name. Needs the model's metrics built (call it at an epoch's end)."""
-    if mode in ("min", "max"):
-        return mode
-    from keras import ops
-    from keras.src.callbacks.monitor_callback import MonitorCallback
-    from keras.src.trainers import compile_utils
-
-    probe = MonitorCallback(monitor, "auto")
-    probe.set_model(model)
-    try:
-        probe._set_monitor_op()
-        return "min" if probe.monitor_op is ops.less else "max"
-    except ValueError:
-        pass
-    name = monitor.removeprefix("val_")
-    for output in getattr(model, "output_names", None) or ():
-        if name == f"{output}_loss":
-            return "min"  # Keras' rule for 'loss', per output
-    for metrics in model.metrics:
-        if not isinstance(metrics, compile_utils.CompileMetrics):
-            continue
-        for group in list(getattr(metrics, "_flat_metrics", None) or ()) + \
-                list(getattr(metrics, "_flat_weighted_metrics", None) or ()):
-            if not group:
-                continue
-            for metric in group.metrics:
-                full = f"{group.output_name}_{metric.name}" if group.output_name else metric.name
-                if full == name and hasattr(metric, "_direction"):
-                    return "max" if metric._direction == "up" else "min"
-    raise TrainError([Diagnostic(
-        code="unknown-direction", path=tuple(where),
-        message=f"Keras cannot tell whether '{monitor}' should be minimised or maximised",
-        hint="give mode: min or mode: max next to the monitor")])
-
-
-def make_callbacks(keras, run: "_Run"):
-    """The Keras callbacks of a run, in the order they must see each epoch's end."""
-
-    class Guard(keras.callbacks.Callback):
-        """NaN/Inf losses and signals: stop after the current batch.
-
-        ``async_safe``: Keras may run it on its callback thread, so the training loop keeps
-        dispatching steps asynchronously (as a plain ``model.fit`` does) instead of waiting for
-        every batch's logs; a NaN is then caught within a batch or two of where it appears."""
-
-        async_safe = True
-
-        def on_train_batch_end(self, batch, logs=None):
-            loss = (logs or {}).get("loss")
-            if loss is not None and not math.isfinite(float(loss)):
-                run.nan_at = (run.epoch, batch, float(loss))
-                self.model.stop_training = True
-            if run.signal_received:
-                self.model.stop_training = True
-
-        def on_epoch_begin(self, epoch, logs=None):
-            run.epoch = epoch
-
-    class LrSchedule(keras.callbacks.Callback):
-        def __init__(self, schedule):
-            super().__init__()
-            self.schedule = schedule
-
-        def on_epoch_begin(self, epoch, logs=None):
-            value = float(keras.ops.convert_to_numpy(self.schedule(epoch)))
-            self.model.optimizer.learning_rate.assign(value)
-
-    def direction_of(model, monitor: str, mode: str, where: Path) -> str:
-        try:
-            return monitor_direction(model, monitor, mode)
-        except TrainError as error:  # located at the callback's monitor in the spec
-            located = DiagnosticSink(source=run.checked.loaded.source)
-            for d in error.diagnostics:
-                located.error(d.code, d.message, where, d.hint)
-            raise TrainError(located.sorted()) from None
-
-    class Resumable:
-        """Keras' EarlyStopping and ReduceLROnPlateau reset their counters in ``on_train_begin``;
-        a resumed run's counters (``pending``, from the checkpoint) are put back right after that,
-        so the resumed run waits, reduces and stops exactly where an uninterrupted one does. The
-        direction of ``mode: auto`` comes from :func:`monitor_direction` (Keras' own rule, also
-        for a multi-output model's per-output names)."""
-
-        where: Path = ()
-        pending: dict | None = None
-
-        def on_train_begin(self, logs=None):
-            super().on_train_begin(logs)
-            if self.pending is not None:
-                for attribute, value in self.pending.items():
-                    setattr(self, attribute, value)
-                self.pending = None
-
-        def _set_monitor_op(self):
-            self.mode = direction_of(self.model, self.monitor, self.mode, self.where)
-            super()._set_monitor_op()
-
-    class EarlyStopping(Resumable, keras.callbacks.EarlyStopping):
-        where = ("train", "callbacks", "early_stopping", "monitor")
-
-    class ReduceLROnPlateau(Resumable, keras.callbacks.ReduceLROnPlateau):
-        where = ("train", "callbacks", "reduce_lr_on_plateau", "monitor")
-
-    class BestModel(keras.callbacks.Callback):
-        """Tracks the best epoch. Its weights are kept in memory (and in the checkpoint while they differ
-        from the current ones); ``best.keras`` is written when training ends or stops, and at most every
-        FLUSH_SECONDS in between, so a small model's epochs do not each pay for a full ``model.save``.
-        Lower or higher is better as Keras decides it (:func:`monitor_direction`)."""
-
-        def __init__(self, monitor: str, mode: str):
-            super().__init__()
-            self.monitor = monitor
-            self.mode = mode
-            self.direction: str | None = mode if mode in ("min", "max") else None
-            self.best: float | None = None
-            self.best_epoch: int | None = None
-            self.best_weights: list | None = None
-            self.written_epoch: int | None = None
-            self.last_flush = time.monotonic()
-
-        def on_epoch_end(self, epoch, logs=None):
-            if run.stopped_abnormally:
-                return
-            value = (logs or {}).get(self.monitor)
-            if value is None or not math.isfinite(float(value)):
-                return
-            if self.direction is None:
-                self.direction = direction_of(self.model, self.monitor, self.mode,
-                                              ("train", "callbacks", "best_model", "monitor"))
-            value = float(value)
-            better = self.best is None or (value < self.best if self.direction == "min" else value > self.best)
-            if better:
-                self.best, self.best_epoch = value, epoch
-                self.best_weights = self.model.get_weights()
-                if time.monotonic() - self.last_flush > FLUSH_SECONDS:
-                    self.flush()
-
-        def on_train_end(self, logs=None):
-            self.flush()
-
-        def flush(self) -> None:
-            """Write best.keras from the best weights, if they are newer than the file."""
-            self.last_flush = time.monotonic()
-            if (not run.is_chief or run.run_dir is None or self.best_weights is None
-                    or self.written_epoch == self.best_epoch):
-                return
-            from graphspec.emit import save_artifact
-
-            current = self.model.get_weights()
-            try:
-                self.model.set_weights(self.best_weights)
-                save_artifact(run.checked, self.model, run.run_dir / "best.keras")
-                rundir.fix_mode(run.run_dir / "best.keras")
-            finally:
-                self.model.set_weights(current)
-            self.written_epoch = self.best_epoch
-
-    class State(keras.callbacks.Callback):
-        """Last in the list: records the epoch and writes the resumable checkpoint."""
-
-        def on_epoch_end(self, epoch, logs=None):
-            stopping = bool(self.model.stop_training)  # read before the signal check: a signal sets both
-            if run.stopped_abnormally:
-                return
-            row = {"epoch": epoch + 1}
-            for key, value in (logs or {}).items():
-                try:
-                    row[key] = float(value)
-                except (TypeError, ValueError):
-                    continue
-            if "learning_rate" not in row and self.model.optimizer is not None:
-                try:
-                    row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-                except Exception:  # a schedule object: not a number to log
-                    pass
-            run.history.append(row)
-            run.epochs_run.append(epoch)
-            run.completed_epochs = epoch + 1
-            run.stopped_early = stopping  # early stopping (or a user callback) ended training here
-            run.save_checkpoint(self.model)
-            if run.is_chief and run.run_dir is not None and time.monotonic() - run.history_written > HISTORY_SECONDS:
-                rundir.write_history(run.run_dir, run.history)
-                run.history_written = time.monotonic()
-
-    callbacks = [Guard()]
-    spec = run.settings["callbacks"]
-    sink = DiagnosticSink(source=run.checked.loaded.source)
-    if spec.get("lr_schedule"):
-        from graphspec.emit import make_object
-
-        optimizer_lr = getattr(run.model.optimizer, "_learning_rate", None)
-        if isinstance(optimizer_lr, keras.optimizers.schedules.LearningRateSchedule):
-            sink.error("bad-schedule", "compile.optimizer.learning_rate is already a schedule; give one or the other",
-                       ("train", "callbacks", "lr_schedule"))
-            sink.raise_if_errors(TrainError)
-        callbacks.append(LrSchedule(make_object("schedules", dict(spec["lr_schedule"]))))
-    es = spec.get("early_stopping")
-    if es:
-        run.early_stopping = EarlyStopping(**es, verbose=1 if run.verbose else 0)
-        callbacks.append(run.early_stopping)
-    rl = spec.get("reduce_lr_on_plateau")
-    if rl:
-        run.reduce_lr = ReduceLROnPlateau(**rl, verbose=1 if run.verbose else 0)
-        callbacks.append(run.reduce_lr)
-    best = spec.get("best_model")
-    if best is not False and best is not None:
-        monitor = best.get("monitor") or ("val_loss" if run.has_validation else "loss")
-        run.best_model = BestModel(monitor, best.get("mode", "auto"))
-        callbacks.append(run.best_model)
-    tb = spec.get("tensorboard")
-    if tb is not False and tb is not None and run.is_chief and run.run_dir is not None:
-        callbacks.append(tensorboard_callback(keras, run.run_dir / "logs", tb))
-    callbacks.append(State())
-    return callbacks
-
-
-def tensorboard_callback(keras, log_dir: FsPath, options: dict):
-    """Keras' TensorBoard callback when the ``tensorboard`` package is installed; otherwise epoch scalars
-    written with TensorFlow's own summary writer, in the same layout (``logs/train``, ``logs/validation``,
-    tags ``epoch_<name>``), readable by TensorBoard. (TensorFlow >= 2.21 no longer installs TensorBoard.)"""
-    try:
-        import tensorboard  # noqa: F401
-
-        return keras.callbacks.TensorBoard(log_dir=str(log_dir), profile_batch=0, **options)
-    except ImportError:
-        pass
-    import tensorflow as tf
-    from tensorflow.core.framework import summary_pb2
-
-    metadata = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
-
-    class EpochScalars(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.writers: dict = {}
-
-        def _writer(self, name):
-            if name not in self.writers:
-                self.writers[name] = tf.summary.create_file_writer(str(log_dir / name))
-            return self.writers[name]
-
-        def on_epoch_end(self, epoch, logs=None):
-            for key, value in (logs or {}).items():
-                try:
-                    number = float(value)
-                except (TypeError, ValueError):
-                    continue
-                split = "validation" if key.startswith("val_") else "train"
-                tag = "epoch_" + (key[4:] if split == "validation" else key)
-                with self._writer(split).as_default():
-                    tf.summary.write(tag, tf.constant(number, tf.float32), step=epoch, metadata=metadata)
-            for writer in self.writers.values():
-                writer.flush()
-
-        def on_train_end(self, logs=None):
-            for writer in self.writers.values():
-                writer.close()
-
-    return EpochScalars()
-
-
-_CALLBACK_STATE = {
-    "early_stopping": ("wait", "best", "stopped_epoch", "best_epoch"),
-    "reduce_lr": ("wait", "best", "cooldown_counter"),
-    "best_model": ("best", "best_epoch", "written_epoch"),
-}
-"""Every counter of the callbacks that a resumed run must continue from (the learning rate that
-ReduceLROnPlateau lowered is an optimizer variable, saved with the others)."""
-
-
-def _plain(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if hasattr(value, "numpy"):  # a scalar tensor
-        return np.asarray(value.numpy()).item()
-    return value
 
 
 @dataclass
@@ -471,47 +114,25 @@ class _Run:
     def stopped_abnormally(self) -> bool:
         return self.nan_at is not None or self.signal_received is not None
 
+    def resumable_callbacks(self) -> list:
+        from graphspec.train.callbacks import RESUMABLE
+
+        return [c for c in (getattr(self, name) for name in RESUMABLE) if c is not None]
+
     def callback_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """Each resumable callback's own state, keyed by its name (the checkpoint's layout)."""
         state: dict = {}
         extra: dict[str, np.ndarray] = {}
-        for name, attributes in _CALLBACK_STATE.items():
-            callback = getattr(self, name)
-            if callback is None:
-                continue
-            state[name] = {a: _plain(getattr(callback, a, None)) for a in attributes}
-        if self.early_stopping is not None and self.early_stopping.best_weights is not None:
-            for i, w in enumerate(self.early_stopping.best_weights):
-                extra[f"early_stopping_best/{i}"] = np.asarray(w)
-        best = self.best_model
-        if best is not None and best.best_weights is not None and best.best_epoch != self.completed_epochs - 1:
-            for i, w in enumerate(best.best_weights):
-                extra[f"best_model/{i}"] = np.asarray(w)
+        for callback in self.resumable_callbacks():
+            state[callback.key], arrays = callback.state()
+            extra.update(arrays)
         return state, extra
 
     def restore_callbacks(self, state: dict, arrays: dict[str, np.ndarray]) -> None:
-        """Put the checkpoint's counters back. Keras' callbacks reset theirs when ``fit`` begins, so
-        theirs are applied then (``pending``, see ``make_callbacks``); best-model tracking is graphspec's."""
-        for name in ("early_stopping", "reduce_lr"):
-            callback = getattr(self, name, None)
-            if callback is None or name not in state:
-                continue
-            pending = {a: v for a, v in state[name].items()
-                       if a in _CALLBACK_STATE[name] and (v is not None or a == "best")}
-            if name == "early_stopping":
-                weights = sorted((k for k in arrays if k.startswith("extra/early_stopping_best/")),
-                                 key=lambda k: int(k.rsplit("/", 1)[1]))
-                pending["best_weights"] = [arrays[k] for k in weights] if weights else None
-            callback.pending = pending
-        best_model = self.best_model
-        if best_model is not None and "best_model" in state:
-            for attribute, value in state["best_model"].items():
-                setattr(best_model, attribute, value)
-        best = sorted((k for k in arrays if k.startswith("extra/best_model/")), key=lambda k: int(k.rsplit("/", 1)[1]))
-        if self.best_model is not None and self.best_model.best_epoch is not None:
-            if best:
-                self.best_model.best_weights = [arrays[k] for k in best]
-            elif self.best_model.best_epoch == self.completed_epochs - 1:
-                self.best_model.best_weights = self.model.get_weights()  # the checkpoint's own weights
+        """Give each callback its state from the checkpoint (Keras' own apply theirs when ``fit`` begins)."""
+        for callback in self.resumable_callbacks():
+            if callback.key in state:
+                callback.restore(state[callback.key], arrays)
 
     def end_without_fit(self) -> None:
         """A resumed run with no epoch left to train (all done, or early stopping had stopped it):
@@ -590,68 +211,6 @@ def _open(checked, io_, settings, data, validation_data, need_targets=True):
                 located.error(d.code, d.message, ("train", "validation", "split"), d.hint)
             raise TrainError(located.sorted()) from None
     return examples, validation
-
-
-def _changed_settings(run_dir: FsPath, settings: dict) -> str:
-    try:
-        saved = rundir.read_json(run_dir / "settings.json")
-    except (OSError, ValueError):
-        saved = None
-    if not isinstance(saved, dict):
-        return "see spec.yaml and run.json in the run directory"
-    return ", ".join(sorted(k for k in set(saved) | set(settings) if k != "verbose" and saved.get(k) != settings.get(k))) \
-        or "see settings.json"
-
-
-def _check_resume(run_dir: FsPath, checked: CheckedSpec, settings: dict, recorded: dict,
-                  fingerprint: list | None) -> tuple[dict, dict]:
-    """The checkpoint to resume from, after checking that the spec, the settings and the data are the run's.
-
-    A run directory without a checkpoint (the run stopped before its first epoch began) resumes
-    from epoch 0 -- the same seed gives the same initial weights -- when its spec and settings,
-    recorded in run.json, are those of now; ``({}, {})`` is returned for it."""
-    path = run_dir / STATE_FILE
-    if path.is_file():
-        try:
-            meta, arrays = read_state(path)
-        except Exception as exc:  # a damaged file
-            raise TrainError([Diagnostic(code="resume-error", file=str(run_dir), message=f"cannot read {path}: {exc}",
-                                         hint="the checkpoint is damaged; start a new run")]) from None
-    else:
-        meta, arrays = {"model_hash": recorded.get("model_hash"), "settings_hash": recorded.get("settings_hash")}, {}
-        if meta["model_hash"] is None:  # written before run.json recorded them: the whole spec's hash
-            from graphspec.canonical import spec_hash as hash_of
-
-            if recorded.get("spec_hash") != hash_of(checked.graph):
-                raise TrainError([Diagnostic(code="resume-changed", file=str(run_dir), message="the spec or its train "
-                                             f"settings changed since '{run_dir}' was started",
-                                             hint="resume with the spec as it was, or start a new run")])
-            meta = {"model_hash": model_hash(checked), "settings_hash": settings_hash(settings)}
-    now = model_hash(checked)
-    if meta.get("model_hash") != now:
-        raise TrainError([Diagnostic(code="resume-changed", file=str(run_dir), message=f"the spec changed since '{run_dir}' was started "
-                                     f"(model hash {str(meta.get('model_hash'))[:19]}..., now {now[:19]}...)",
-                                     hint="resume with the spec as it was (see spec.yaml in the run directory), "
-                                     "or start a new run")])
-    if meta.get("settings_hash") != settings_hash(settings):
-        raise TrainError([Diagnostic(code="resume-changed", file=str(run_dir), message="the train settings changed since the run was "
-                                     f"started ({_changed_settings(run_dir, settings)})",
-                                     hint="resume without overrides, or start a new run")])
-    before = meta.get("data_sha256") if path.is_file() else None
-    if before is None:
-        before = recorded.get("data_sha256")
-    if before is not None and fingerprint is not None:
-        now_by = {(f["where"], f["path"]): f["sha256"] for f in fingerprint}
-        changed = [f"{f['where']} '{f['path']}'" for f in before
-                   if now_by.get((f.get("where"), f.get("path"))) != f.get("sha256")]
-        if changed:
-            raise TrainError([Diagnostic(
-                code="resume-data-changed", file=str(run_dir),
-                message=f"the training data changed since '{run_dir}' was started: {', '.join(changed)} "
-                "(SHA-256 recorded in run.json and the checkpoint)",
-                hint="put the data back as it was to resume, or train the new data in a new run: "
-                "graphspec train SPEC")])
-    return (meta, arrays) if path.is_file() else ({}, {})
 
 
 def train(spec: str | os.PathLike | CheckedSpec | None = None, *, overrides: list | None = None, data: Any = None,
@@ -834,7 +393,9 @@ def _run(run: _Run, checked, settings, model, io_, examples, validation, distrib
         rundir.atomic_write_json(run_dir / "run.json", info)
 
     extra_callbacks = list(callbacks or [])
-    callbacks = make_callbacks(keras, run)
+    from graphspec.train.callbacks import make_callbacks
+
+    callbacks = make_callbacks(run)
     callbacks[-1:-1] = extra_callbacks
     first_epoch = 0
     if model.optimizer is not None and not model.optimizer.built:
@@ -929,20 +490,12 @@ def _run(run: _Run, checked, settings, model, io_, examples, validation, distrib
             "best": {"monitor": run.best_model.monitor, "value": run.best_model.best,
                      "epoch": None if run.best_model.best_epoch is None else run.best_model.best_epoch + 1}
             if run.best_model is not None else None})
-        curves_note: dict = {}
         try:
-            best = run.best_model
-            if rundir.plot_curves(run.history, run_dir / "curves.png", title=checked.spec.name,
-                                  best_epoch=None if best is None or best.best_epoch is None else best.best_epoch + 1,
-                                  monitor=None if best is None else best.monitor) is None:
-                from graphspec.train.curves import MISSING_NOTE
-
-                echo(f"note: {MISSING_NOTE}")
-                curves_note = {"curves": MISSING_NOTE}
+            rundir.plot_curves(run.history, run_dir / "curves.png")
         except Exception as exc:  # the plot is a convenience: never fail a finished run over it
             echo(f"warning: could not draw curves.png: {exc}")
         _update_run_json(run_dir, strict=True, status="completed", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                         epochs=run.completed_epochs, **curves_note)
+                         epochs=run.completed_epochs)
     if run.signal_in_final is not None:
         raise TrainInterrupted([Diagnostic(
             code="interrupted", message=f"{signal.Signals(run.signal_in_final).name} during the final save: the save "

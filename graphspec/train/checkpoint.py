@@ -1,0 +1,166 @@
+"""The resumable checkpoint (``checkpoint.npz``) and the checks before a run is resumed.
+
+Written atomically at the end of every epoch: every model variable (weights and the dropout RNG
+states), every optimizer variable (iteration count, learning rate, moments), the callbacks' own
+state (see :mod:`.callbacks`), whether early stopping ended the run, and the history. ``--resume``
+refuses a changed spec (:func:`model_hash`), changed settings (:func:`settings_hash`) or changed
+training data (SHA-256 of its files).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path as FsPath
+
+import numpy as np
+
+from graphspec.errors import Diagnostic, TrainError
+from graphspec.pipeline import CheckedSpec
+from graphspec.train import rundir
+
+STATE_FILE = "checkpoint.npz"
+_META_KEY = "__meta__"
+
+
+def model_hash(checked: CheckedSpec) -> str:
+    """Hash of the canonical spec without its train section, and of the saved models it loads:
+    what the resume check calls "the spec" (a swapped encoder file is a changed model)."""
+    from graphspec.canonical import canonical_data, saved_model_digests
+
+    data = canonical_data(checked.graph)
+    data.pop("train", None)
+    data["saved_models"] = saved_model_digests(checked.graph)
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def settings_hash(settings: dict) -> str:
+    text = json.dumps({k: v for k, v in settings.items() if k != "verbose"}, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+# -- state -------------------------------------------------------------------------------------
+
+def _model_variables(model) -> list:
+    seen, result = set(), []
+    for v in model.variables:
+        if id(v) not in seen:
+            seen.add(id(v))
+            result.append(v)
+    return result
+
+
+def _optimizer_variables(model) -> list:
+    optimizer = model.optimizer
+    return list(optimizer.variables) if optimizer is not None else []
+
+
+def _value(v) -> np.ndarray:
+    value = v.numpy() if hasattr(v, "numpy") else np.asarray(v)
+    return np.asarray(value)
+
+
+def save_state(path: FsPath, model, meta: dict, extra: dict[str, np.ndarray] | None = None) -> None:
+    arrays: dict[str, np.ndarray] = {}
+    for i, v in enumerate(_model_variables(model)):
+        arrays[f"model/{i}"] = _value(v)
+    for i, v in enumerate(_optimizer_variables(model)):
+        arrays[f"optimizer/{i}"] = _value(v)
+    for key, value in (extra or {}).items():
+        arrays[f"extra/{key}"] = value
+    meta = dict(meta, model_variables=[v.path for v in _model_variables(model)],
+                optimizer_variables=[v.path for v in _optimizer_variables(model)])
+    arrays[_META_KEY] = np.frombuffer(json.dumps(meta, allow_nan=True).encode(), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    rundir.atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_state(path: FsPath) -> tuple[dict, dict[str, np.ndarray]]:
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    meta = json.loads(arrays.pop(_META_KEY).tobytes().decode())
+    return meta, arrays
+
+
+def restore_state(model, meta: dict, arrays: dict[str, np.ndarray], where: str) -> None:
+    model_vars = _model_variables(model)
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    optimizer_vars = _optimizer_variables(model)
+    if len(model_vars) != len(meta["model_variables"]) or len(optimizer_vars) != len(meta["optimizer_variables"]):
+        raise TrainError([Diagnostic(code="resume-mismatch", message=f"{where} does not match the model "
+                                     f"({len(meta['model_variables'])} saved variables, the model has {len(model_vars)})")])
+    for prefix, variables in (("model", model_vars), ("optimizer", optimizer_vars)):
+        for i, v in enumerate(variables):
+            value = arrays[f"{prefix}/{i}"]
+            if tuple(value.shape) != tuple(v.shape):
+                raise TrainError([Diagnostic(code="resume-mismatch", message=f"{where}: variable '{v.path}' has shape "
+                                             f"{tuple(v.shape)}, the checkpoint {tuple(value.shape)}")])
+            v.assign(value)
+
+
+
+def _changed_settings(run_dir: FsPath, settings: dict) -> str:
+    try:
+        saved = rundir.read_json(run_dir / "settings.json")
+    except (OSError, ValueError):
+        saved = None
+    if not isinstance(saved, dict):
+        return "see spec.yaml and run.json in the run directory"
+    return ", ".join(sorted(k for k in set(saved) | set(settings) if k != "verbose" and saved.get(k) != settings.get(k))) \
+        or "see settings.json"
+
+
+def _check_resume(run_dir: FsPath, checked: CheckedSpec, settings: dict, recorded: dict,
+                  fingerprint: list | None) -> tuple[dict, dict]:
+    """The checkpoint to resume from, after checking that the spec, the settings and the data are the run's.
+
+    A run directory without a checkpoint (the run stopped before its first epoch began) resumes
+    from epoch 0 -- the same seed gives the same initial weights -- when its spec and settings,
+    recorded in run.json, are those of now; ``({}, {})`` is returned for it."""
+    path = run_dir / STATE_FILE
+    if path.is_file():
+        try:
+            meta, arrays = read_state(path)
+        except Exception as exc:  # a damaged file
+            raise TrainError([Diagnostic(code="resume-error", file=str(run_dir), message=f"cannot read {path}: {exc}",
+                                         hint="the checkpoint is damaged; start a new run")]) from None
+    else:
+        meta, arrays = {"model_hash": recorded.get("model_hash"), "settings_hash": recorded.get("settings_hash")}, {}
+        if meta["model_hash"] is None:  # written before run.json recorded them: the whole spec's hash
+            from graphspec.canonical import spec_hash as hash_of
+
+            if recorded.get("spec_hash") != hash_of(checked.graph):
+                raise TrainError([Diagnostic(code="resume-changed", file=str(run_dir), message="the spec or its train "
+                                             f"settings changed since '{run_dir}' was started",
+                                             hint="resume with the spec as it was, or start a new run")])
+            meta = {"model_hash": model_hash(checked), "settings_hash": settings_hash(settings)}
+    now = model_hash(checked)
+    if meta.get("model_hash") != now:
+        raise TrainError([Diagnostic(code="resume-changed", file=str(run_dir), message=f"the spec changed since '{run_dir}' was started "
+                                     f"(model hash {str(meta.get('model_hash'))[:19]}..., now {now[:19]}...)",
+                                     hint="resume with the spec as it was (see spec.yaml in the run directory), "
+                                     "or start a new run")])
+    if meta.get("settings_hash") != settings_hash(settings):
+        raise TrainError([Diagnostic(code="resume-changed", file=str(run_dir), message="the train settings changed since the run was "
+                                     f"started ({_changed_settings(run_dir, settings)})",
+                                     hint="resume without overrides, or start a new run")])
+    before = meta.get("data_sha256") if path.is_file() else None
+    if before is None:
+        before = recorded.get("data_sha256")
+    if before is not None and fingerprint is not None:
+        now_by = {(f["where"], f["path"]): f["sha256"] for f in fingerprint}
+        changed = [f"{f['where']} '{f['path']}'" for f in before
+                   if now_by.get((f.get("where"), f.get("path"))) != f.get("sha256")]
+        if changed:
+            raise TrainError([Diagnostic(
+                code="resume-data-changed", file=str(run_dir),
+                message=f"the training data changed since '{run_dir}' was started: {', '.join(changed)} "
+                "(SHA-256 recorded in run.json and the checkpoint)",
+                hint="put the data back as it was to resume, or train the new data in a new run: "
+                "graphspec train SPEC")])
+    return (meta, arrays) if path.is_file() else ({}, {})
+
