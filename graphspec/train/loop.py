@@ -490,12 +490,20 @@ def _run(run: _Run, checked, settings, model, io_, examples, validation, distrib
             "best": {"monitor": run.best_model.monitor, "value": run.best_model.best,
                      "epoch": None if run.best_model.best_epoch is None else run.best_model.best_epoch + 1}
             if run.best_model is not None else None})
+        curves_note: dict = {}
         try:
-            rundir.plot_curves(run.history, run_dir / "curves.png")
+            best = run.best_model
+            if rundir.plot_curves(run.history, run_dir / "curves.png", title=checked.spec.name,
+                                  best_epoch=None if best is None or best.best_epoch is None else best.best_epoch + 1,
+                                  monitor=None if best is None else best.monitor) is None:
+                from graphspec.train.curves import MISSING_NOTE
+
+                echo(f"note: {MISSING_NOTE}")
+                curves_note = {"curves": MISSING_NOTE}
         except Exception as exc:  # the plot is a convenience: never fail a finished run over it
             echo(f"warning: could not draw curves.png: {exc}")
         _update_run_json(run_dir, strict=True, status="completed", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                         epochs=run.completed_epochs)
+                         epochs=run.completed_epochs, **curves_note)
     if run.signal_in_final is not None:
         raise TrainInterrupted([Diagnostic(
             code="interrupted", message=f"{signal.Signals(run.signal_in_final).name} during the final save: the save "

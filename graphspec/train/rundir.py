@@ -29,13 +29,10 @@ import csv
 import hashlib
 import io
 import json
-import math
 import os
 import re
 import platform
-import struct
 import time
-import zlib
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -372,120 +369,14 @@ def _num(value: Any) -> Any:
     return "" if value is None else value
 
 
-# -- a PNG of the curves, without matplotlib ----------------------------------------------------
+# -- curves.png: drawn by graphspec.train.curves (matplotlib, the optional 'plots' extra) ----------
 
-_FONT = {  # 3x5 pixel digits and a few letters for axis labels
-    "0": "111101101101111", "1": "010110010010111", "2": "111001111100111", "3": "111001111001111",
-    "4": "101101111001001", "5": "111100111001111", "6": "111100111101111", "7": "111001001001001",
-    "8": "111101111101111", "9": "111101111001111", ".": "000000000000010", "-": "000000111000000",
-    " ": "000000000000000", "_": "000000000000111",
-    "a": "000011101101011", "b": "100110101101110", "c": "000011100100011", "d": "001011101101011",
-    "e": "000111111100111", "f": "011100110100100", "g": "011101011001110", "h": "100110101101101",
-    "i": "010000010010010", "j": "001000001001110", "k": "100101110101101", "l": "110010010010111",
-    "m": "000111111101101", "n": "000110101101101", "o": "000010101101010", "p": "000110101110100",
-    "q": "000011101011001", "r": "000011100100100", "s": "000011110001110", "t": "010111010010011",
-    "u": "000101101101011", "v": "000101101101010", "w": "000101101111111", "x": "000101010101101",
-    "y": "000101011001110", "z": "000111001100111",
-}
-_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-            (227, 119, 194), (127, 127, 127)]
+def plot_curves(history: list[dict[str, float]], path: str | os.PathLike, **options: Any) -> FsPath | None:
+    """Draw the history's curves to ``path`` (see :func:`graphspec.train.curves.plot_curves`);
+    None, and nothing written, when matplotlib is not installed."""
+    from graphspec.train.curves import plot_curves as draw
 
-
-def plot_curves(history: list[dict[str, float]], path: str | os.PathLike, width: int = 640,
-                panel_height: int = 200) -> FsPath:
-    """One panel per quantity (loss, each metric), training solid and validation dashed; a PNG."""
-    import numpy as np
-
-    names = []
-    for row in history:
-        for key in row:
-            base = key[4:] if key.startswith("val_") else key
-            if key in ("epoch", "learning_rate", "lr") or base in names:
-                continue
-            names.append(base)
-    names = names[:6] or ["loss"]
-    height = panel_height * len(names)
-    image = np.full((height, width, 3), 255, np.uint8)
-    left, right, top, bottom = 48, 12, 14, 18
-    epochs = max(len(history), 1)
-    for p, name in enumerate(names):
-        y0 = p * panel_height
-        plot_w, plot_h = width - left - right, panel_height - top - bottom
-        image[y0 + top:y0 + top + plot_h, left] = 0
-        image[y0 + top + plot_h, left:left + plot_w] = 0
-        series = []
-        for key, dashed in ((name, False), ("val_" + name, True)):
-            values = [row.get(key) for row in history]
-            points = [(i, v) for i, v in enumerate(values) if isinstance(v, (int, float)) and math.isfinite(v)]
-            if points:
-                series.append((points, dashed))
-        all_values = [v for points, _ in series for _, v in points]
-        if not all_values:
-            continue
-        low, high = min(all_values), max(all_values)
-        if high - low < 1e-12:
-            low, high = low - 0.5, high + 0.5
-        _text(image, f"{high:.3g}", 2, y0 + top - 2)
-        _text(image, f"{low:.3g}", 2, y0 + top + plot_h - 4)
-        _label(image, name, left + 4, y0 + 2, _COLOURS[p % len(_COLOURS)])
-
-        def xy(i, v):
-            x = left + 1 + (0 if epochs == 1 else int(round(i * (plot_w - 2) / (epochs - 1))))
-            y = y0 + top + int(round((high - v) / (high - low) * (plot_h - 1)))
-            return x, y
-
-        colour = _COLOURS[p % len(_COLOURS)]
-        for points, dashed in series:
-            previous = None
-            for i, v in points:
-                current = xy(i, v)
-                image[max(current[1] - 1, 0):current[1] + 2, max(current[0] - 1, 0):current[0] + 2] = colour
-                if previous is not None:
-                    _line(image, previous, current, colour, dashed)
-                previous = current
-    return atomic_write_bytes(path, _png(image))
-
-
-def _line(image, a, b, colour, dashed: bool) -> None:
-    (x0, y0), (x1, y1) = a, b
-    steps = max(abs(x1 - x0), abs(y1 - y0), 1)
-    for s in range(steps + 1):
-        if dashed and (s // 4) % 2:
-            continue
-        x = x0 + (x1 - x0) * s // steps
-        y = y0 + (y1 - y0) * s // steps
-        image[y:y + 2, x:x + 1] = colour
-
-
-def _text(image, text: str, x: int, y: int, colour=(0, 0, 0)) -> None:
-    for ch in text:
-        glyph = _FONT.get(ch, _FONT[" "])
-        for r in range(5):
-            for c in range(3):
-                if glyph[r * 3 + c] == "1" and 0 <= y + r < image.shape[0] and 0 <= x + c < image.shape[1]:
-                    image[y + r, x + c] = colour
-        x += 4
-
-
-def _label(image, name: str, x: int, y: int, colour) -> None:
-    """The quantity's name and a key: solid = training, dashed = validation."""
-    image[y + 2:y + 4, x:x + 12] = colour
-    _text(image, "train", x + 15, y, colour)
-    for i in range(0, 12, 6):
-        image[y + 2:y + 4, x + 40 + i:x + 43 + i] = colour
-    _text(image, "val", x + 55, y, colour)
-    _text(image, name.lower(), x + 80, y, (0, 0, 0))
-
-
-def _png(image) -> bytes:
-    height, width, _ = image.shape
-    raw = b"".join(b"\x00" + image[row].tobytes() for row in range(height))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+    return draw(history, path, **options)
 
 
 def read_json(path: FsPath) -> Any:
