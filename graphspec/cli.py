@@ -176,7 +176,8 @@ def _table(checked) -> str:
     for name, node in checked.graph.nodes.items():
         info = checked.inferred.nodes[name]
         kind = {"layer": node.layer_type, "shared": f"{node.layer_type} (shared '{node.layer_name}')",
-                "sequential": "Sequential", "model": "saved model"}[node.kind]
+                "sequential": "Sequential", "model": "saved model",
+                "op": f"op {getattr(node.spec, 'op', '')}"}[node.kind]
         params = "?" if info.params is None else f"{info.params + (info.non_trainable_params or 0):,}"
         if not info.counted:
             params = "(shared)"

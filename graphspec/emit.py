@@ -199,6 +199,9 @@ class _Builder:
         flat = [t for value in flat for t in (value if isinstance(value, list) else [value])]
         if any(t is None for t in flat):
             return  # an upstream node failed and was reported
+        if node.kind == "op":
+            self.build_op(node, args)
+            return
         try:
             layer = self.layer_for(node)
             if layer is None:
@@ -225,6 +228,28 @@ class _Builder:
             return
         settle_frozen(layer)
         self.tensors[node.name] = list(output) if isinstance(output, tuple) else output
+
+
+    def build_op(self, node: GraphNode, args) -> None:
+        """Call the allow-listed ``keras.ops`` function on the operands: Keras records it in the graph as its
+        own operation (saved and loaded by Keras, with ``safe_mode=True``, without graphspec)."""
+        from graphspec.infer.rules.ops import bind_op
+
+        name = node.spec.op
+        if catalogue().op(name) is None:  # the schema refused it already; never look up anything else
+            self.sink.error("unknown-op", f"op '{name}' is not allowed", node.path + ("op",))
+            return
+        function = getattr(self.keras.ops, name)
+        try:
+            positional, kwargs = bind_op(name, args, node.layer_args)
+            output = function(*positional, **kwargs)
+        except Exception as exc:  # a Keras error is a user mistake in this node: report it at its line
+            message = _first_line(exc)
+            argument = _blamed_argument(message, node.layer_args)
+            self.sink.add(Diagnostic(code="keras-error", message=f"node '{node.name}': {message}",
+                                     path=node.path + ((argument,) if argument else ()), hint=None), key=True)
+            return
+        self.tensors[node.name] = output
 
 
 def settle_frozen(layer) -> None:

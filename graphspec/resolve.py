@@ -19,7 +19,7 @@ from typing import Any, Literal, Union
 
 from graphspec.errors import Diagnostic, DiagnosticSink, Path, ResolveError, did_you_mean, suggestion_budget
 from graphspec.files import confined_path, spec_data_paths
-from graphspec.schema import LayerNode, ModelNode, SequentialNode, SharedCall, Spec
+from graphspec.schema import LayerNode, ModelNode, OpNode, SequentialNode, SharedCall, Spec
 from graphspec.source import SourceMap
 
 _REF = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\[([0-9]+)\])?$")
@@ -47,9 +47,9 @@ class GraphNode:
     """One call of a layer in the graph."""
 
     name: str
-    kind: Literal["layer", "shared", "sequential", "model"]
+    kind: Literal["layer", "shared", "sequential", "model", "op"]
     spec: Any
-    """The node's validated spec (LayerNode, SharedCall, SequentialNode or ModelNode)."""
+    """The node's validated spec (LayerNode, SharedCall, SequentialNode, ModelNode or OpNode)."""
     inputs: InputStructure
     """What the call receives, in the structure the spec gave (one, a list, or by call argument)."""
     layer_name: str
@@ -235,6 +235,8 @@ def _resolve(spec: Spec, source: SourceMap, base_dir: FsPath | None, check_files
                 layer_type, args = shared.type, shared.args
         elif isinstance(node, SequentialNode):
             kind, layer_name, layer_type, args = "sequential", name, None, {}
+        elif isinstance(node, OpNode):  # a keras.ops call: layer_args are the op's inline arguments
+            kind, layer_name, layer_type, args = "op", name, None, node.args
         else:
             assert isinstance(node, ModelNode)
             kind, layer_name, layer_type, args = "model", name, None, {}

@@ -63,6 +63,25 @@ class Catalogue:
         entry = self.layer(layer_type)
         return None if entry is None else entry.get("denied")
 
+    # -- keras.ops (op: nodes) -------------------------------------------------------------------
+    def op(self, name: str) -> dict | None:
+        """The allow-listed keras.ops function's entry (family, operands, arguments, output dtypes), or None."""
+        return self.data.get("ops", {}).get("allowed", {}).get(name)
+
+    @functools.cached_property
+    def op_names(self) -> list[str]:
+        """Every keras.ops function an ``op:`` node may call."""
+        return list(self.data.get("ops", {}).get("allowed", {}))
+
+    def denied_op(self, name: str) -> str | None:
+        """Why a keras.ops (or keras.random) function may not be called by an ``op:`` node, or None."""
+        ops = self.data.get("ops", {})
+        if name in ops.get("denied", {}):
+            return ops["denied"][name]
+        if name in ops.get("random", {}).get("names", ()):
+            return ops["random"]["reason"]
+        return None
+
     @property
     def activations(self) -> list[str]:
         return self.data["activations"]

@@ -199,7 +199,152 @@ def build_catalogue() -> dict:
         "activations": activations,
         "namespaces": namespaces,
         "dtypes": dtypes,
+        "ops": build_ops(),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# keras.ops: the functions an `op:` node may call
+# --------------------------------------------------------------------------------------------
+
+OP_FAMILIES: dict[str, tuple[str, ...]] = {
+    # one tensor in, the same shape out (element-wise math, activations, axis-wise normalizations)
+    "unary": (
+        "abs", "absolute", "negative", "exp", "expm1", "log", "log1p", "log2", "log10", "sqrt", "rsqrt",
+        "square", "reciprocal", "sign", "floor", "ceil", "round", "trunc", "sin", "cos", "tan", "tanh", "sinh",
+        "cosh", "arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh", "erf", "erfinv", "cbrt",
+        "sigmoid", "relu", "relu6", "softplus", "softsign", "silu", "swish", "gelu", "elu", "selu", "leaky_relu",
+        "hard_sigmoid", "hard_silu", "hard_swish", "log_sigmoid", "logical_not", "isnan", "isinf", "isfinite",
+        "softmax", "log_softmax", "cumsum", "cumprod", "zeros_like", "ones_like", "full_like", "stop_gradient",
+        "nan_to_num", "clip", "cast",
+    ),
+    # two tensors (or a tensor and a scalar constant) broadcast together
+    "binary": (
+        "add", "subtract", "multiply", "divide", "true_divide", "floor_divide", "mod", "power", "maximum",
+        "minimum", "equal", "not_equal", "less", "less_equal", "greater", "greater_equal", "logical_and",
+        "logical_or", "logical_xor", "arctan2",
+    ),
+    "where": ("where",),
+    "reduce": ("sum", "mean", "max", "min", "prod", "std", "var", "any", "all", "argmax", "argmin", "logsumexp",
+               "amax", "amin"),
+    "reshape": ("reshape",),
+    "transpose": ("transpose",),
+    "expand_dims": ("expand_dims",),
+    "squeeze": ("squeeze",),
+    "swapaxes": ("swapaxes",),
+    "matmul": ("matmul",),
+    "einsum": ("einsum",),
+}
+"""graphspec's policy: the keras.ops functions an ``op:`` node may call, by the shape rule that covers them
+(``graphspec/infer/rules/ops.py``). Their arguments, defaults and output dtypes are read from Keras below."""
+
+OP_OPERANDS: dict[str, tuple[str, ...]] = {
+    "unary": ("x",), "binary": ("x1", "x2"), "where": ("condition", "x1", "x2"), "reduce": ("x",),
+    "reshape": ("x",), "transpose": ("x",), "expand_dims": ("x",), "squeeze": ("x",), "swapaxes": ("x",),
+    "matmul": ("x1", "x2"), "einsum": ("operands",),
+}
+"""The arguments of each family that take a tensor (a reference in ``input:``) or a scalar constant."""
+
+OP_STOP_GRADIENT_OPERAND = {"stop_gradient": ("variable",)}
+
+CALLABLE_PARAMETERS = {"f", "fn", "function", "body", "body_fun", "cond", "true_fn", "false_fn", "pyfunc",
+                       "branches", "fun", "loop_vars"}
+"""Parameter names that take a Python function: an op with one of them is denied (it would run code)."""
+
+RANDOM_REASON = ("keras.random functions are not operations of a functional graph (Keras cannot call them on "
+                 "symbolic tensors or save them); for seeded noise use a GaussianNoise layer node "
+                 "(see docs/spec.md, the VAE example)")
+OP_PROBE_DTYPES = ("float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool")
+OP_PROBE_SCALARS = {"int": 2, "float": 2.0, "bool": True}
+"""Operand kinds whose output dtype the catalogue records for every allowed op (a scalar constant is
+weakly typed in Keras: ``x + 2.0`` keeps a float16 ``x`` float16)."""
+
+_OP_PROBE_ARGS: dict[str, dict] = {
+    "full_like": {"fill_value": 1}, "clip": {"x_min": 0, "x_max": 1}, "cast": {"dtype": "float32"},
+    "reshape": {"newshape": (-1, 6)}, "transpose": {}, "expand_dims": {"axis": 1}, "squeeze": {},
+    "swapaxes": {"axis1": 1, "axis2": 2}, "einsum": {"subscripts": "abc,abc->ab"},
+}
+
+
+def _op_reason(name: str, function) -> str:
+    try:
+        params = set(inspect.signature(function).parameters)
+    except (TypeError, ValueError):
+        return "it is not a plain function"
+    if params & CALLABLE_PARAMETERS:
+        return "it takes a Python function (it would run code)"
+    return "it is not in graphspec's op allow-list (no shape rule)"
+
+
+def _probe_dtype(function, name: str, family: str, dtypes_in: tuple) -> str | None:
+    """The output dtype Keras gives for operands of these dtypes (a dtype name or a scalar kind), or None
+    where Keras refuses them."""
+    import keras
+
+    shape = (2, 3, 2) if family in ("reshape", "swapaxes", "einsum", "squeeze") else (2, 3)
+    if name == "squeeze":
+        shape = (2, 1, 3)
+    operands = [OP_PROBE_SCALARS[d] if d in OP_PROBE_SCALARS else keras.KerasTensor(shape, dtype=d)
+                for d in dtypes_in]
+    args = dict(_OP_PROBE_ARGS.get(name, {}))
+    if family == "matmul":
+        operands = [keras.KerasTensor((2, 3), dtype=dtypes_in[0]), keras.KerasTensor((3, 2), dtype=dtypes_in[1])]
+    try:
+        if family == "einsum":
+            out = function(args.pop("subscripts"), *operands, **args)
+        else:
+            out = function(*operands, **args)
+    except Exception:  # Keras refuses these dtypes
+        return None
+    return keras.backend.standardize_dtype(out.dtype)
+
+
+def build_ops() -> dict:
+    """Every keras.ops function: the allowed ones with arguments, operands and output dtypes, the others
+    with the reason they are refused."""
+    import keras
+
+    family_of = {name: family for family, names in OP_FAMILIES.items() for name in names}
+    ops: dict[str, dict] = {}
+    for name in sorted(dir(keras.ops)):
+        function = getattr(keras.ops, name)
+        if name.startswith("_") or not callable(function) or inspect.isclass(function) or inspect.ismodule(function):
+            continue
+        family = family_of.get(name)
+        if family is None:
+            ops[name] = {"denied": _op_reason(name, function)}
+            continue
+        args, _ = _arguments(function, skip=())
+        variadic = [p.name for p in inspect.signature(function).parameters.values()
+                    if p.kind is p.VAR_POSITIONAL]
+        operands = list(OP_STOP_GRADIENT_OPERAND.get(name, OP_OPERANDS[family]))
+        for operand in operands:
+            if operand not in args and operand not in variadic:
+                raise SystemExit(f"keras.ops.{name} has no argument '{operand}': update OP_OPERANDS")
+        entry: dict = {"family": family, "operands": operands, "args": args}
+        if variadic:
+            entry["variadic"] = variadic[0]
+        if family in ("binary", "where"):
+            kinds = OP_PROBE_DTYPES + tuple(OP_PROBE_SCALARS)
+            table = {}
+            for a in kinds:
+                for b in kinds:
+                    combos = [(a, b)] if family == "binary" else [("bool", a, b)]
+                    for combo in combos:
+                        if all(k in OP_PROBE_SCALARS for k in combo[-2:]):
+                            continue
+                        table["|".join(combo[-2:])] = _probe_dtype(function, name, family, combo)
+            entry["dtypes"] = table
+        elif family in ("matmul", "einsum"):
+            entry["dtypes"] = {f"{a}|{b}": _probe_dtype(function, name, family, (a, b))
+                               for a in OP_PROBE_DTYPES for b in OP_PROBE_DTYPES}
+        else:
+            entry["dtypes"] = {d: _probe_dtype(function, name, family, (d,)) for d in OP_PROBE_DTYPES}
+        ops[name] = entry
+    random = sorted(n for n in dir(keras.random) if not n.startswith("_") and inspect.isfunction(getattr(keras.random, n)))
+    return {"allowed": {k: v for k, v in ops.items() if "denied" not in v},
+            "denied": {k: v["denied"] for k, v in ops.items() if "denied" in v},
+            "random": {"names": random, "reason": RANDOM_REASON}}
 
 
 def _unresolved_names(mod, key: str, classes: dict, aliases: dict, functions: list[str]) -> list[str]:

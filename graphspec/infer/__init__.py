@@ -328,6 +328,10 @@ def _needs_known_input(node: GraphNode) -> str | None:
 
 
 def _infer_node(node: GraphNode, structure: Inputs) -> NodeInfo:
+    if node.kind == "op":  # a keras.ops call: no weights
+        from graphspec.infer.rules.ops import infer_op
+
+        return NodeInfo(infer_op(node.spec.op, node.layer_args, structure).outputs, 0, 0)
     if node.kind in ("layer", "shared"):
         result = infer_layer(node.layer_type, node.layer_args, structure, node.spec.call)
         if result is None:

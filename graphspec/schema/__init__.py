@@ -25,6 +25,7 @@ from graphspec.schema.model import (
     LayerNode,
     ModelNode,
     ObjectConfig,
+    OpNode,
     SequentialNode,
     SharedCall,
     Spec,
@@ -33,7 +34,7 @@ from graphspec.schema.semantics import SemanticChecker
 
 __all__ = [
     "RESERVED_NODE_KEYS", "CompileSpec", "ExpectSpec", "InputSpec", "LayerConfig", "LayerNode", "ModelNode",
-    "ObjectConfig", "SequentialNode", "SharedCall", "Spec", "validate",
+    "ObjectConfig", "OpNode", "SequentialNode", "SharedCall", "Spec", "validate",
 ]
 
 class _OtherMember(Exception):
@@ -139,7 +140,7 @@ def _fields_at(path: Path, data: Any) -> list[str]:
         form = node_form(node) if isinstance(node, dict) else None
         if form and any(m is LayerNode for m in models):
             models = [{"layer-node": LayerNode, "shared-call": SharedCall, "sequential-node": SequentialNode,
-                       "model-node": ModelNode}[form]]
+                       "model-node": ModelNode, "op-node": OpNode}[form]]
     fields: list[str] = []
     for model in models:
         fields.extend(f for f in model.model_fields if f not in fields)
@@ -167,9 +168,9 @@ def _translate(error: dict, data: Any) -> Diagnostic:
         message = f"'{path[-1]}' is required" + (f" in {'.'.join(map(str, path[:-1]))}" if len(path) > 1 else "")
     elif kind == "node-form":
         code = "node-form"
-        message = f"node '{path[-1] if path else '?'}' needs exactly one of 'type', 'shared', 'sequential' or 'model'"
+        message = f"node '{path[-1] if path else '?'}' needs exactly one of 'type', 'shared', 'sequential', 'model' or 'op'"
         hint = ("'type: Dense' applies a Keras layer, 'shared: name' calls a shared layer, "
-                "'sequential: [...]' a block, 'model: file.keras' a saved model")
+                "'sequential: [...]' a block, 'model: file.keras' a saved model, 'op: add' a keras.ops call")
     elif path == ("graphspec",):
         code = "bad-value"
         message = "unsupported format version; this graphspec reads 'graphspec: 1'"

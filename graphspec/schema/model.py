@@ -37,7 +37,7 @@ INPUT_FORMS = ("'input' is a reference (x, lstm[1]), a list of references, or a 
                "to a reference or to a list of references (initial_state: [h, c]); not a list of lists or a number")
 _FORM_ERRORS = {"string_type", "list_type", "dict_type"}
 
-RESERVED_NODE_KEYS = ("type", "shared", "sequential", "model", "input", "call")
+RESERVED_NODE_KEYS = ("type", "shared", "sequential", "model", "op", "input", "call")
 """Keys with a meaning of their own in a node; every other key is a Keras constructor argument."""
 
 
@@ -144,6 +144,37 @@ class ModelNode(_Call, StrictModel):
     """Whether the loaded model's weights are trained (``false`` freezes them)."""
 
 
+OpInputRef = Union[Ref, list[Ref], dict[Name, Ref]]
+"""The tensor operands of an ``op:`` node: one reference, a list (the op's operands in order), or
+operand name -> reference (``{condition: mask, x2: y}``)."""
+
+
+class OpNode(BaseModel):
+    """A node calling an allow-listed ``keras.ops`` function: ``{op: subtract, input: [a, b]}``,
+    ``{op: add, input: x, x2: 3.0}``, ``{op: sum, axis: -1, keepdims: true}``.
+
+    Tensor operands are references in ``input:``; every other key is one of the op's own arguments
+    (its name in ``keras.ops``), a scalar constant for an operand or a plain value (``axis``, ``dtype``)."""
+
+    model_config = ConfigDict(extra="allow", strict=True, use_attribute_docstrings=True)
+    __pydantic_extra__: dict[str, ArgValue]
+
+    op: str
+    """The ``keras.ops`` function, e.g. ``add``, ``abs``, ``sum``, ``reshape``, ``einsum``."""
+    input: OpInputRef | None = None
+    """The tensor operands: a reference, a list of references (the op's operands in order), or operand
+    name -> reference. Omitted: the node just before in the file."""
+
+    @property
+    def args(self) -> dict[str, Any]:
+        """The op's arguments given inline (every key but ``op`` and ``input``)."""
+        return dict(self.model_extra or {})
+
+    @property
+    def call(self) -> dict[str, Any]:
+        return {}
+
+
 def keyed_form(forms: dict[str, str]) -> Callable[[Any], str | None]:
     """A Pydantic discriminator: the union member (tag) named by the one key of ``forms`` a mapping holds.
 
@@ -164,7 +195,7 @@ def keyed_form(forms: dict[str, str]) -> Callable[[Any], str | None]:
 
 
 node_form = keyed_form({"type": "layer-node", "shared": "shared-call", "sequential": "sequential-node",
-                        "model": "model-node"})
+                        "model": "model-node", "op": "op-node"})
 """Which node form a mapping is, by the one reserved key it holds."""
 
 
@@ -174,11 +205,12 @@ Node = Annotated[
         Annotated[SharedCall, Tag("shared-call")],
         Annotated[SequentialNode, Tag("sequential-node")],
         Annotated[ModelNode, Tag("model-node")],
+        Annotated[OpNode, Tag("op-node")],
     ],
     Discriminator(
         node_form,
         custom_error_type="node-form",
-        custom_error_message="a node needs exactly one of 'type', 'shared', 'sequential' or 'model'",
+        custom_error_message="a node needs exactly one of 'type', 'shared', 'sequential', 'model' or 'op'",
     ),
 ]
 """One layer application. Which form it is, is said by the one reserved key it holds."""

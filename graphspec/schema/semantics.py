@@ -260,6 +260,93 @@ class SemanticChecker:
                                 path + ("call", key), did_you_mean(key, call_args)
                                 or f"its call arguments are: {', '.join(call_args)}", key=True)
 
+    # -- op: nodes (keras.ops calls) ---------------------------------------------------------------
+    def check_op(self, name: str, node: dict, path: Path) -> None:
+        """An ``op:`` node: an allow-listed keras.ops function, its arguments, and how its operands are given."""
+        entry = self.cat.op(name)
+        if entry is None:
+            reason = self.cat.denied_op(name)
+            if reason is not None:
+                self.sink.error("denied-op", f"the op '{name}' is not allowed in a spec: {reason}", path + ("op",),
+                                did_you_mean(name, self.cat.op_names) if "allow-list" in reason else None)
+            else:
+                self.sink.error("unknown-op", f"unknown op '{name}'", path + ("op",),
+                                did_you_mean(name, self.cat.op_names)
+                                or "an op is a keras.ops function name, e.g. add, abs, sum, reshape")
+            return
+        args = {k: v for k, v in node.items() if k not in ("op", "input")}
+        operands = entry["operands"]
+        variadic = entry.get("variadic")
+        known = [a for a in entry["args"] if a not in ("kwargs",)]
+        for key, value in args.items():
+            arg_path = path + (key,)
+            if key == variadic:
+                self.sink.error("bad-operand", f"{name}'s operands are the references in 'input:'", arg_path,
+                                "write them as a list: input: [a, b]", key=True)
+                continue
+            if key not in known:
+                self.sink.error("unknown-argument", f"op '{name}' has no argument '{key}'", arg_path,
+                                did_you_mean(key, known + ["input"]) or f"its arguments are: {', '.join(known)}",
+                                key=True)
+                continue
+            if key in operands:
+                if isinstance(value, bool) or isinstance(value, (int, float)):
+                    self._check_magnitudes(value, arg_path)
+                    continue
+                self.sink.error("bad-operand", f"operand '{key}' of op '{name}' is a tensor (a reference in "
+                                f"'input:') or a scalar constant, not {_type_name(value)}", arg_path,
+                                f"write the reference under input: {{{key}: node_name}}" if isinstance(value, str)
+                                else None)
+                continue
+            self._check_magnitudes(value, arg_path)
+            if _holds_mapping(value):
+                self.sink.error("bad-argument-type", f"op '{name}': '{key}' takes plain values, not a mapping",
+                                arg_path)
+            elif key == "dtype" and value is not None and (not isinstance(value, str) or value not in self.cat.dtypes):
+                self.sink.error("unknown-dtype", f"unknown dtype {value!r}", arg_path,
+                                did_you_mean(str(value), self.cat.dtypes))
+        inline = [o for o in operands if o in args]
+        free = [o for o in operands if o not in args]
+        raw = node.get("input")
+        input_path = path + ("input",)
+        if isinstance(raw, dict):
+            for key in raw:
+                if key not in operands:
+                    self.sink.error("unknown-argument", f"'{key}' is not a tensor operand of op '{name}'",
+                                    input_path + (key,), did_you_mean(key, operands)
+                                    or f"its operands are: {', '.join(operands)}", key=True)
+                elif key in inline:
+                    self.sink.error("bad-operand", f"operand '{key}' of op '{name}' is given twice: in 'input:' "
+                                    "and as a constant", input_path + (key,), key=True)
+            given = [o for o in free if o in raw]
+            missing = [o for o in free if o not in raw]
+        else:
+            count = len(raw) if isinstance(raw, list) else 1
+            if variadic:
+                if isinstance(raw, list) and not raw:
+                    self.sink.error("wrong-operand-count", f"op '{name}' needs at least one operand",
+                                    input_path)
+                missing = []
+            elif count > len(free):
+                self.sink.error("wrong-operand-count",
+                                f"op '{name}' takes {len(free)} tensor operand(s) here"
+                                + (f" ({', '.join(free)})" if free else "") + f", 'input:' gives {count}",
+                                input_path if raw is not None else path + ("op",),
+                                f"its operands are {', '.join(operands)}"
+                                + (f"; {', '.join(inline)} given as a constant" if inline else ""))
+                missing = []
+            else:
+                missing = free[count:]
+        required_missing = [o for o in missing if entry["args"].get(o, {}).get("required")
+                            or entry["family"] in ("binary", "where", "matmul")]
+        if required_missing:
+            self.sink.error("missing-argument", f"op '{name}' needs the operand(s) {', '.join(required_missing)}",
+                            path + ("op",), "give a reference in 'input:' (a list in operand order: "
+                            f"[{', '.join(operands)}]) or a scalar constant, e.g. {required_missing[0]}: 1.0")
+        for key, meta in entry["args"].items():
+            if meta.get("required") and key not in operands and key not in args and key != variadic:
+                self.sink.error("missing-argument", f"op '{name}' needs the argument '{key}'", path + ("op",))
+
     # -- the whole spec ----------------------------------------------------------------------
     # These walk the plain data (not the validated Spec) so that they run even where other
     # parts of the spec failed Pydantic's structural checks: every problem is reported at once.
@@ -283,6 +370,9 @@ class SemanticChecker:
             if isinstance(node.get("type"), str) and not any(k in node for k in ("shared", "sequential", "model")):
                 self.check_layer(node["type"], _args(node, RESERVED_NODE_KEYS), path, in_node=True)
                 self.check_call(node["type"], node, path)
+            elif isinstance(node.get("op"), str) and not any(k in node for k in ("type", "shared", "sequential",
+                                                                                   "model")):
+                self.check_op(node["op"], node, path)
             elif isinstance(node.get("shared"), str):
                 shared = layers.get(node["shared"])
                 if isinstance(shared, dict) and isinstance(shared.get("type"), str):

@@ -430,6 +430,23 @@ for _name in ("Resizing", "CenterCrop", "RandomCrop"):
                     case(IMAGE, height=5, width=6, dtype="float16"),
                     case(t(8, 9), height=5, width=6, stricter=UNBATCHED)]
 CASES["Resizing"] += [case(IMAGE, height=16, width=20, interpolation="nearest", crop_to_aspect_ratio=True)]
+_VOCAB = ["the", "cat", "sat"]
+_TEXT = "Keras builds it; the model fails on its first batch (one string per example)"
+CASES["TextVectorization"] = [
+    case(t(dtype="string"), vocabulary=_VOCAB, output_sequence_length=6),
+    case(t(1, dtype="string"), vocabulary=_VOCAB, output_sequence_length=6),
+    case(t(None, dtype="string"), max_tokens=100, output_sequence_length=4, ngrams=2),
+    case(t(1, dtype="string"), vocabulary=_VOCAB),                            # (batch, None): the longest text
+    case(t(dtype="string"), vocabulary=_VOCAB, output_mode="tf_idf", idf_weights=[1.0, 2.0, 3.0]),
+    case(t(dtype="string"), max_tokens=50, output_mode="tf_idf", pad_to_max_tokens=True),
+    case(t(dtype="string"), output_mode="tf_idf", max_tokens=50),             # adapted later: size unknown
+    case(t(3, dtype="string"), vocabulary=_VOCAB, output_sequence_length=6, stricter=_TEXT),
+    case(t(2, 3, dtype="string"), vocabulary=_VOCAB, output_sequence_length=6, stricter=_TEXT),
+    case(t(1, dtype="float32"), vocabulary=_VOCAB, output_sequence_length=6,
+         stricter="Keras builds it on numbers; tokenizing fails on the first batch"),
+    case(t(dtype="string"), vocabulary=_VOCAB, output_mode="tf_idf", idf_weights=[1.0, 2.0, 3.0], max_tokens=2,
+         error=True),
+]
 for _rank in (1, 2, 3):
     for _name in (f"AdaptiveAveragePooling{_rank}D", f"AdaptiveMaxPooling{_rank}D"):
         CASES[_name] = [case(t(*(9, 8, 7)[:_rank], 3), output_size=2),
@@ -914,8 +931,8 @@ def _variants(layer_type: str) -> list[Case]:
         return []
 
     def with_dtype(spec: InputSpec, dtype: str) -> InputSpec:
-        if isinstance(spec, T):
-            return T(spec.shape, dtype, spec.batch)
+        if isinstance(spec, T):  # a string input (TextVectorization) stays one: only strings are tokenized
+            return spec if spec.dtype == "string" else T(spec.shape, dtype, spec.batch)
         if isinstance(spec, list):
             return [with_dtype(s, dtype) for s in spec]
         return {k: with_dtype(v, dtype) for k, v in spec.items()}
@@ -1026,3 +1043,115 @@ def test_unknown_size_broadcast_fails_at_run():
     with pytest.raises(ShapeError) as info:
         infer_layer("Add", {}, [TensorInfo((None, None, 3)), TensorInfo((None, 5, 3))])
     assert info.value.code == "unknown-size-broadcast"
+
+
+# --------------------------------------------------------------------------------------------
+# op: nodes (keras.ops calls): every allow-listed op against Keras' own symbolic call
+# --------------------------------------------------------------------------------------------
+
+from graphspec.infer.rules.ops import FAMILY_RULES, bind_op, infer_op  # noqa: E402
+
+OPS = catalogue().data["ops"]["allowed"]
+X = t(3, 4)
+OP_FAMILY_CASES: dict[str, list[Case]] = {
+    "unary": [case(X), case(t(None, 4)), case(t(3, 4, dtype="int32")), case(t(3, dtype="float16")),
+              case(t(2, 3, 4, dtype="float64"))],
+    "binary": [case([X, X]), case([t(3, 1), t(1, 4)]), case([X, t(4)]), case(X, x2=2.0), case(X, x2=3),
+               case(t(3, 4, dtype="int32"), x2=2.0), case(t(3, dtype="float16"), x1=1.5),
+               case([t(3, 4, dtype="int32"), t(3, 4, dtype="int32")]), case([X, t(3, 4, dtype="float16")]),
+               case([t(None, 4), t(None, 4)]), case([X, t(5)], error=True)],
+    "where": [case([t(3, 4, dtype="bool"), X, X]), case({"condition": t(3, 1, dtype="bool"), "x1": X}, x2=0.0),
+              case([t(4, dtype="bool"), t(3, 4, dtype="int32")], x2=1),
+              case([t(3, dtype="bool"), X, X], error=True)],
+    "reduce": [case(X, axis=-1), case(X, axis=1, keepdims=True), case(X, axis=[1, 2]), case(t(None, 4), axis=1),
+               case(t(3, 4, dtype="int32"), axis=2), case(X, axis=0, stricter="it reduces over the batch axis"),
+               case(X, stricter="without an axis it reduces over the batch axis"), case(X, axis=3, error=True)],
+    "reshape": [case(t(12), newshape=[-1, 3, 4]), case(t(3, 4), newshape=[-1, 12]),
+                case(t(3, 4, dtype="int32"), newshape=[-1, 2, 6]),
+                case(t(12), newshape=[-1, 5], error=True),
+                case(t(12), newshape=[4, 3], stricter="it would change the batch axis")],
+    "transpose": [case(t(3, 4), axes=[0, 2, 1]), case(t(2, 3, 4), axes=[0, 3, 1, 2]),
+                  case(t(3, 4), stricter="without axes it moves the batch axis"),
+                  case(t(3, 4), axes=[1, 0, 2], stricter="it moves the batch axis"),
+                  case(t(3, 4), axes=[0, 1], error=True)],
+    "expand_dims": [case(X, axis=1), case(X, axis=-1), case(X, axis=3), case(t(3, dtype="int32"), axis=2),
+                    case(X, axis=0, stricter="a new axis before the batch axis")],
+    "squeeze": [case(t(1, 4), axis=1), case(t(3, 1), axis=-1), case(t(1, 4, 1)), case(t(3, 4), axis=1, error=True)],
+    "swapaxes": [case(t(2, 3, 4), axis1=1, axis2=3), case(t(3, 4), axis1=-1, axis2=1),
+                 case(t(3, 4), axis1=0, axis2=1, stricter="it moves the batch axis")],
+    "matmul": [case([t(3, 4), t(4, 5)]), case([t(2, 3, 4), t(1, 4, 5)]), case([t(3, 4), t(5, 6)], error=True),
+               case([t(3, 4, dtype="float16"), t(4, 2)]),
+               case([t(4), t(4)], stricter="a (batch, features) tensor is multiplied across the batch")],
+    "einsum": [case([t(3, 4), t(4, 5)], subscripts="bij,bjk->bik"), case([t(3, 4), t(3, 4)], subscripts="bij,bij->bi"),
+               case([t(3, 4)], subscripts="bij->bji"), case([t(3, 4), t(5, 6)], subscripts="bij,bjk->bik",
+                                     stricter="Keras builds it; the run fails on axis 'j' (4 vs 5)"),
+               case([t(3, 4)], subscripts="bij->ij", stricter="it sums over the batch axis")],
+}
+OP_EXTRA_ARGS: dict[str, dict] = {
+    "clip": {"x_min": 0.0, "x_max": 1.0}, "full_like": {"fill_value": 2}, "cast": {"dtype": "int32"},
+    "softmax": {"axis": -1}, "log_softmax": {"axis": 1}, "cumsum": {"axis": 1}, "cumprod": {"axis": -1},
+}
+OP_SPECIAL_CASES: dict[str, list[Case]] = {
+    "cast": [case(X, dtype="float16"), case(t(3, dtype="bool"), dtype="float32")],
+    "cumsum": [case(X, stricter="without an axis it flattens the batch axis")],
+    "zeros_like": [case(X, dtype="int32")], "ones_like": [case(t(3, dtype="int32"), dtype="float32")],
+    "argmax": [case(X, axis=-1, keepdims=True)], "softmax": [case(X, axis=0, stricter="the batch axis")],
+    "leaky_relu": [case(X, negative_slope=0.3)], "round": [case(X, decimals=1)],
+}
+
+
+def _op_cases(name: str) -> list[Case]:
+    extra = OP_EXTRA_ARGS.get(name, {})
+    cases = [Case({**extra, **c.args}, c.inputs, c.call, c.error, c.stricter)
+             for c in OP_FAMILY_CASES[OPS[name]["family"]]]
+    for c in cases:
+        if name in ("argmax", "argmin") and isinstance(c.args.get("axis"), list):
+            c.stricter = "Keras builds it, but argmax takes one axis when it runs (TypeError, checked by hand)"
+        if name == "reshape" and c.args.get("newshape") == [-1, 5]:
+            c.error, c.stricter = False, ("Keras builds it (-1 is the batch axis), but the run fails unless the "
+                                          "batch of 12 values per sample divides by 5")
+    return cases + OP_SPECIAL_CASES.get(name, [])
+
+
+def keras_op_result(name: str, c: Case):
+    keras = _keras()
+    try:
+        positional, kwargs = bind_op(name, _keras_inputs(c.inputs), c.args)
+        output = getattr(keras.ops, name)(*positional, **kwargs)
+    except Exception as exc:  # Keras refuses the call
+        return exc
+    return tuple(output.shape), keras.backend.standardize_dtype(output.dtype)
+
+
+def check_op(name: str, c: Case) -> None:
+    try:
+        inferred, rule_error = infer_op(name, c.args, _infos(c.inputs)), None
+    except ShapeError as error:
+        inferred, rule_error = None, error
+    if rule_error is not None and rule_error.code == "unknown-size-broadcast":
+        return
+    expected = keras_op_result(name, c)
+    if c.stricter:
+        assert rule_error is not None, f"op {name} {c}: the rule should refuse it ({c.stricter})"
+        assert not isinstance(expected, Exception), f"op {name} {c}: Keras refuses it too: drop 'stricter'"
+        return
+    if isinstance(expected, Exception):
+        assert rule_error is not None, f"op {name} {c}: Keras refuses it ({expected!r:.300}) but the rule inferred " \
+                                       f"{inferred}"
+        assert c.error, f"op {name} {c}: unexpected Keras error {expected!r:.300}"
+        return
+    assert rule_error is None, f"op {name} {c}: Keras builds it ({expected}) but the rule raised {rule_error.message}"
+    assert not c.error, f"op {name} {c}: expected an error, but Keras and the rule both accept it"
+    assert (inferred.outputs.shape, inferred.outputs.dtype) == expected, f"op {name} {c}: outputs differ"
+    assert (inferred.params, inferred.non_trainable_params) == (0, 0)
+
+
+def test_every_op_family_has_a_rule_and_configurations():
+    families = {entry["family"] for entry in OPS.values()}
+    assert families == set(FAMILY_RULES) == set(OP_FAMILY_CASES)
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_op_rule_matches_keras(name: str):
+    for c in _op_cases(name):
+        check_op(name, c)
