@@ -41,6 +41,28 @@ def _per_layer_rules(reserved: tuple[str, ...]) -> list[dict[str, Any]]:
     return rules
 
 
+def _per_op_rules() -> list[dict[str, Any]]:
+    """For each allow-listed keras.ops function: the keys an ``op:`` node of it may hold (its arguments)."""
+    cat = catalogue()
+    rules = []
+    for name in cat.op_names:
+        entry = cat.op(name)
+        properties: dict[str, Any] = {"op": {}, "input": {}}
+        for arg, meta in entry["args"].items():
+            if arg == entry.get("variadic") or arg == "kwargs":
+                continue
+            schema = _arg_schema(meta)
+            if arg in entry["operands"] and len(entry["operands"]) == 1:
+                continue  # the op's one tensor is a reference in 'input:'
+            if arg in entry["operands"]:
+                schema = {"type": ["number", "boolean"], "description": "a scalar constant for this operand "
+                          "(tensor operands are references in 'input:')"}
+            properties[arg] = schema
+        rules.append({"if": {"properties": {"op": {"const": name}}, "required": ["op"]},
+                      "then": {"properties": properties, "additionalProperties": False}})
+    return rules
+
+
 def build_json_schema() -> dict[str, Any]:
     schema = Spec.model_json_schema(mode="validation")
     defs = schema.setdefault("$defs", {})
@@ -59,4 +81,7 @@ def build_json_schema() -> dict[str, Any]:
             node = defs[definition]
             node["properties"]["type"]["enum"] = layer_names
             node["allOf"] = _per_layer_rules(tuple(k for k in reserved if k in node["properties"]) or ("type",))
+    if "OpNode" in defs:
+        defs["OpNode"]["properties"]["op"]["enum"] = catalogue().op_names
+        defs["OpNode"]["allOf"] = _per_op_rules()
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}

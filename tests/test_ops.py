@@ -1,0 +1,253 @@
+"""``op:`` nodes: allow-listed keras.ops calls, kept in the model as Keras' own serialized operations.
+
+- the allow-list: generated from keras.ops, nothing that takes a callable or is random;
+- every allowed op, built by graphspec in a tiny model, saves and loads back in Keras with
+  ``safe_mode=True`` and computes the same values bit for bit;
+- an artifact built by ``graphspec build`` loads in a fresh Python that never imports graphspec;
+- the spec forms (operands by reference, scalars inline, operand mappings), the hash, the JSON Schema.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graphspec.catalogue import catalogue
+from graphspec.catalogue.generate import CALLABLE_PARAMETERS, OP_FAMILIES
+from graphspec.errors import SchemaError
+from graphspec.pipeline import check_text
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+CAT = catalogue()
+OPS = CAT.data["ops"]["allowed"]
+HEADER = "graphspec: 1\nname: m\ninputs:\n  a: {shape: [3, 4]}\n  b: {shape: [3, 4]}\n"
+
+
+def _spec(nodes: str, outputs: str = "[out]") -> str:
+    return HEADER + "nodes:\n" + textwrap.indent(textwrap.dedent(nodes), "  ") + f"outputs: {outputs}\n"
+
+
+# --------------------------------------------------------------------------------------------
+# The allow-list
+# --------------------------------------------------------------------------------------------
+
+def test_allow_list_is_the_policy_families_found_in_keras():
+    import keras
+
+    assert set(OPS) == {name for names in OP_FAMILIES.values() for name in names}
+    for name, entry in OPS.items():
+        assert callable(getattr(keras.ops, name))
+        assert not set(entry["args"]) & CALLABLE_PARAMETERS, name
+    assert len(OPS) > 100
+
+
+@pytest.mark.parametrize("name", ["vectorized_map", "scan", "fori_loop", "while_loop", "cond", "map", "switch",
+                                  "associative_scan", "custom_gradient", "vectorize"])
+def test_ops_taking_callables_are_denied(name):
+    assert CAT.op(name) is None
+    assert "Python function" in CAT.denied_op(name)
+
+
+@pytest.mark.parametrize("name", ["normal", "uniform", "dropout", "shuffle"])
+def test_random_functions_are_denied_with_the_gaussian_noise_hint(name):
+    assert CAT.op(name) is None
+    assert "GaussianNoise" in CAT.denied_op(name)
+
+
+def test_every_op_of_keras_is_in_the_catalogue_allowed_or_denied():
+    import inspect
+
+    import keras
+
+    names = {n for n in dir(keras.ops) if not n.startswith("_") and callable(getattr(keras.ops, n))
+             and not inspect.isclass(getattr(keras.ops, n)) and not inspect.ismodule(getattr(keras.ops, n))}
+    assert names == set(OPS) | set(CAT.data["ops"]["denied"])
+
+
+# --------------------------------------------------------------------------------------------
+# Every allowed op in a model: save, load with safe_mode=True, same values
+# --------------------------------------------------------------------------------------------
+
+def _call_for(name: str) -> str:
+    """A node calling the op on the inputs a (3, 4) and b (3, 4), both positive floats."""
+    family = OPS[name]["family"]
+    extra = {"clip": "x_min: 0.2, x_max: 0.8", "full_like": "fill_value: 2.5", "cast": "dtype: int32",
+             "softmax": "axis: -1", "log_softmax": "axis: 1", "cumsum": "axis: 1", "cumprod": "axis: -1"}
+    if family == "unary":
+        return f"{{op: {name}, input: a{', ' + extra[name] if name in extra else ''}}}"
+    if family == "binary":
+        return f"{{op: {name}, input: [a, b]}}"
+    return {
+        "where": "{op: where, input: {condition: cond, x1: a}, x2: 0.5}",
+        "reduce": f"{{op: {name}, input: a, axis: -1}}",
+        "reshape": "{op: reshape, input: a, newshape: [-1, 12]}",
+        "transpose": "{op: transpose, input: a, axes: [0, 2, 1]}",
+        "expand_dims": "{op: expand_dims, input: a, axis: 2}",
+        "squeeze": "{op: squeeze, input: col, axis: -1}",
+        "swapaxes": "{op: swapaxes, input: a, axis1: 1, axis2: 2}",
+        "matmul": "{op: matmul, input: [a, bt]}",
+        "einsum": "{op: einsum, input: [a, b], subscripts: 'bij,bij->bi'}",
+    }[family]
+
+
+def _all_ops_spec() -> str:
+    lines = ["cond: {op: greater, input: a, x2: 0.5}", "col: {op: expand_dims, input: a, axis: -1}",
+             "bt: {op: transpose, input: b, axes: [0, 2, 1]}"]
+    lines += [f"op_{name}: {_call_for(name)}" for name in sorted(OPS)]
+    outputs = "{" + ", ".join(f"{name}: op_{name}" for name in sorted(OPS)) + "}"
+    return _spec("\n".join(lines) + "\n", outputs)
+
+
+@pytest.mark.slow
+def test_every_allowed_op_saves_and_loads_with_safe_mode(tmp_path):
+    import keras
+
+    from graphspec.emit import emit
+
+    checked = check_text(_all_ops_spec())
+    model = emit(checked)
+    rng = np.random.default_rng(0)
+    x = {"a": rng.uniform(0.1, 0.9, (2, 3, 4)).astype("float32"),
+         "b": rng.uniform(1.1, 1.9, (2, 3, 4)).astype("float32")}
+    before = model.predict(x, verbose=0)
+    path = tmp_path / "ops.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    after = loaded.predict(x, verbose=0)
+    assert set(before) == set(after) == set(OPS)
+    for name in OPS:
+        assert before[name].dtype == after[name].dtype, name
+        assert np.array_equal(before[name], after[name], equal_nan=True), name
+        inferred = checked.inferred.outputs[name]
+        assert tuple(before[name].shape[1:]) == inferred.shape[1:], name
+        assert keras.backend.standardize_dtype(before[name].dtype) == inferred.dtype, name
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+    modules = {layer["module"] for layer in config["config"]["layers"]}
+    assert modules <= {"keras.layers", "keras.src.ops.numpy", "keras.src.ops.math", "keras.src.ops.nn",
+                       "keras.src.ops.core"}, modules
+
+
+PLAIN_KERAS = """
+import json, sys, numpy as np, keras
+model = keras.saving.load_model(sys.argv[1], safe_mode=True)
+data = np.load(sys.argv[2])
+out = model.predict([data["a"], data["b"]], verbose=0)
+assert not any(name.startswith("graphspec") for name in sys.modules), "graphspec was imported"
+np.save(sys.argv[3], out)
+"""
+
+
+@pytest.mark.slow
+def test_built_artifact_with_ops_loads_in_plain_keras(tmp_path):
+    """graphspec build, then a fresh Python without graphspec on its path loads it with safe_mode=True."""
+    from graphspec.emit import emit, save_artifact
+
+    spec = _spec("""
+        diff: {op: subtract, input: [a, b]}
+        dist: {op: abs}
+        shifted: {op: add, input: dist, x2: 3.0}
+        gate: {op: where, input: {condition: mask, x1: shifted}, x2: 0.0}
+        total: {op: sum, axis: -1}
+        flat: {op: reshape, input: gate, newshape: [-1, 12]}
+        mask: {op: greater, input: a, x2: 0.5}
+        joined: {type: Concatenate, input: [flat, total]}
+        out: {type: Dense, units: 2}
+    """)
+    checked = check_text(spec)
+    model = emit(checked)
+    artifact = save_artifact(checked, model, tmp_path / "m.keras")
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((4, 3, 4)).astype("float32"), rng.standard_normal((4, 3, 4)).astype("float32")
+    np.savez(tmp_path / "x.npz", a=a, b=b)
+    expected = model.predict([a, b], verbose=0)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-I", "-c", PLAIN_KERAS, str(artifact), str(tmp_path / "x.npz"),
+                             str(tmp_path / "y.npy")], capture_output=True, text=True, env=env, cwd=tmp_path,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert np.array_equal(np.load(tmp_path / "y.npy"), expected)
+
+
+# --------------------------------------------------------------------------------------------
+# Spec forms
+# --------------------------------------------------------------------------------------------
+
+def test_operand_forms_bind_in_operand_order():
+    from graphspec.infer.rules.ops import bind_op
+
+    assert bind_op("subtract", ["A", "B"], {}) == (["A", "B"], {})
+    assert bind_op("subtract", "A", {"x2": 3.0}) == (["A", 3.0], {})
+    assert bind_op("subtract", "B", {"x1": 1.0}) == ([1.0, "B"], {})
+    assert bind_op("where", {"condition": "C", "x2": "B"}, {"x1": 0.0}) == (["C", 0.0, "B"], {})
+    assert bind_op("sum", "A", {"axis": [1, 2], "keepdims": True}) == (["A"], {"axis": (1, 2), "keepdims": True})
+    assert bind_op("einsum", ["A", "B"], {"subscripts": "bi,bi->b"}) == (["bi,bi->b", "A", "B"], {})
+
+
+def test_op_nodes_check_without_keras():
+    checked = check_text(_spec("""
+        diff: {op: subtract, input: [a, b]}
+        dist: {op: abs}
+        out: {op: mean, axis: [1, 2]}
+    """))
+    assert checked.inferred.outputs["out"].shape == (None,)
+    assert checked.inferred.total_params == 0
+    assert [n.kind for n in checked.graph.nodes.values()] == ["op", "op", "op"]
+    assert checked.graph.nodes["dist"].input_refs()[0].name == "diff"  # the node above
+
+
+def test_scalar_constants_change_the_hash():
+    from graphspec.canonical import spec_hash
+
+    one = check_text(_spec("out: {op: add, input: a, x2: 3.0}\n"))
+    two = check_text(_spec("out: {op: add, input: a, x2: 4.0}\n"))
+    assert spec_hash(one.graph) != spec_hash(two.graph)
+    assert spec_hash(one.graph) == spec_hash(check_text(_spec("out: {x2: 3.0, input: a, op: add}\n")).graph)
+
+
+def test_an_op_node_takes_no_layer_keys():
+    with pytest.raises(SchemaError) as info:
+        check_text(_spec("out: {op: add, type: Dense, input: [a, b]}\n"))
+    assert info.value.diagnostics[0].code == "node-form"
+    assert not any("op" in d.code for d in info.value.diagnostics)
+
+
+def test_json_schema_completes_op_names_and_arguments():
+    import jsonschema
+
+    from graphspec.loader import loads
+    from graphspec.schema import json_schema
+
+    schema = json_schema()
+    op_node = schema["$defs"]["OpNode"]
+    assert set(op_node["properties"]["op"]["enum"]) == set(OPS)
+    rules = {r["if"]["properties"]["op"]["const"]: r["then"]["properties"] for r in op_node["allOf"]}
+    assert set(rules["sum"]) == {"op", "input", "axis", "keepdims"}
+    validator = jsonschema.Draft202012Validator(schema)
+    good = _spec("s: {op: sum, input: a, axis: -1}\nout: {op: add, input: s, x2: 3.0}\n")
+    assert list(validator.iter_errors(loads(good).data)) == []
+    for bad in (good.replace("axis:", "axes:"), good.replace("op: sum", "op: summ"), good.replace("3.0", "[3]")):
+        assert list(validator.iter_errors(loads(bad).data)), bad
+
+
+def test_keras_ops_are_looked_up_from_the_allow_list_only():
+    """emit refuses an op name the catalogue does not allow even if a Spec object was built around the schema."""
+    from graphspec.emit import emit
+
+    checked = check_text(_spec("out: {op: add, input: [a, b]}\n"))
+    node = checked.graph.nodes["out"]
+    node.spec = node.spec.model_copy(update={"op": "vectorized_map"})
+    from graphspec.errors import EmitError
+
+    with pytest.raises(EmitError) as info:
+        emit(checked)
+    assert info.value.diagnostics[0].code == "unknown-op"
