@@ -128,6 +128,9 @@ SHAPE_ARGUMENTS = ("target_shape", "output_shape", "dims", "noise_shape", "share
 STRING_LAYOUT_LAYERS = {"Identity", "Flatten", "Reshape", "Permute"}
 """Layers with a rule that only move values around, and so also take string tensors."""
 
+STRING_INPUT_LAYERS = {"TextVectorization"}
+"""Layers whose rule takes string tensors (and checks its input's dtype itself)."""
+
 
 INTEGER_INPUT_LAYERS = {
     "Dense", "EinsumDense", "Embedding", "LeakyReLU", "Rescaling", "Normalization",
@@ -149,7 +152,7 @@ fail (convolutions, Softmax). ``tests/infer/test_rules_vs_keras.py`` runs each o
 
 def _check_numeric(layer_type: str, inputs: Inputs) -> None:
     """Keras builds any layer on a string or integer tensor, but only some can run on one as built."""
-    if layer_type in STRING_LAYOUT_LAYERS:
+    if layer_type in STRING_LAYOUT_LAYERS or layer_type in STRING_INPUT_LAYERS:
         return
     tensors = [inputs] if isinstance(inputs, TensorInfo) else list(inputs.values()) if isinstance(inputs, dict) \
         else [t for t in inputs if isinstance(t, TensorInfo)]
@@ -363,7 +366,13 @@ def _infer_node(node: GraphNode, structure: Inputs) -> NodeInfo:
         if not node.spec.trainable:
             non_trainable, params = non_trainable + params, 0
         return NodeInfo(current, params, non_trainable)
-    return NodeInfo(None, None)  # a saved model: Keras knows its shapes
+    if node.kind == "model":  # a saved model: graphspec's rules over its config.json (or unknown)
+        from graphspec.infer.saved_model import infer_saved_model
+
+        result = infer_saved_model(node.model_file, structure, node.spec.trainable)
+        if result is not None:
+            return NodeInfo(result.outputs, result.params, result.non_trainable_params)
+    return NodeInfo(None, None)
 
 
 def _describe(structure: Inputs) -> str:
