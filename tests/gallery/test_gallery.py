@@ -259,6 +259,43 @@ def seq2seq_lstm():
     return keras.Model([encoder_tokens, decoder_tokens], next_token)
 
 
+# --------------------------------------------------------------------------------------------
+# Spec language 1.1: op: nodes (keras.ops calls), written by hand with keras.ops.
+# --------------------------------------------------------------------------------------------
+
+def siamese_l1_distance():
+    left = keras.Input(shape=(28, 28, 1), name="left")
+    right = keras.Input(shape=(28, 28, 1), name="right")
+    conv = layers.Conv2D(16, 3, activation="relu", name="conv")
+    pool = layers.MaxPooling2D(2, name="pool")
+    flatten = layers.Flatten(name="flatten")
+    embed = layers.Dense(64, activation="relu", name="embed")
+    left_embedding = embed(flatten(pool(conv(left))))
+    right_embedding = embed(flatten(pool(conv(right))))
+    l1_distance = keras.ops.abs(keras.ops.subtract(left_embedding, right_embedding))
+    similarity = layers.Dense(1, activation="sigmoid", name="similarity")(l1_distance)
+    return keras.Model([left, right], similarity, name="siamese_l1_distance")
+
+
+def vae_dense():
+    """The Keras VAE example's model (Dense encoder and decoder), sampling with a seeded GaussianNoise."""
+    image = keras.Input(shape=(784,), name="image")
+    h = layers.Dense(256, activation="relu", name="encoder_hidden")(image)
+    z_mean = layers.Dense(2, name="z_mean")(h)
+    z_log_var = layers.Dense(2, name="z_log_var")(h)
+    epsilon = layers.GaussianNoise(1.0, seed=1337, name="epsilon")(keras.ops.zeros_like(z_mean))
+    z = keras.ops.add(z_mean, keras.ops.multiply(keras.ops.exp(keras.ops.multiply(z_log_var, 0.5)), epsilon))
+    d = layers.Dense(256, activation="relu", name="decoder_hidden")(z)
+    reconstruction = layers.Dense(784, activation="sigmoid", name="reconstruction")(d)
+    terms = keras.ops.subtract(keras.ops.add(keras.ops.subtract(keras.ops.exp(z_log_var), z_log_var),
+                                             keras.ops.square(z_mean)), 1.0)
+    kl = keras.ops.multiply(keras.ops.sum(terms, axis=-1, keepdims=True), 0.5)
+    return keras.Model(image, {"reconstruction": reconstruction, "kl": kl}, name="vae_dense")
+
+
+OP_GALLERY = {"siamese_l1_distance": siamese_l1_distance, "vae_dense": vae_dense}
+
+
 HAND_WRITTEN: dict[str, Callable] = {
     "seq2seq_lstm": seq2seq_lstm,
     "seed000_conv_pool": seed000_conv_pool,
@@ -281,6 +318,7 @@ HAND_WRITTEN: dict[str, Callable] = {
     "seed004_sequential_blocks": seed004_sequential_blocks,
     "resnet50": resnet50,
 }
+HAND_WRITTEN.update(OP_GALLERY)
 NEEDS_SAVED_MODEL = {"seed002_model_as_layer"}
 SLOW = {"resnet50"}
 
@@ -406,7 +444,7 @@ def test_gallery_spec_conventions(path: Path) -> None:
     assert spec.description and len(spec.description) > 20
     assert spec.compile is not None and spec.compile.loss is not None
     assert spec.expect is not None and spec.expect.params is not None
-    assert re.fullmatch(r"(seed\d{3}_[a-z0-9_]+|resnet50|seq2seq_[a-z0-9_]+)", path.stem)
+    assert re.fullmatch(r"(siamese_[a-z0-9_]+|vae_[a-z0-9_]+|transformer_[a-z0-9_]+|seed\d{3}_[a-z0-9_]+|resnet50|seq2seq_[a-z0-9_]+)", path.stem)
     if checked.inferred.total_params is not None:
         assert checked.inferred.total_params == spec.expect.params
 
@@ -516,3 +554,71 @@ def test_seq2seq_spec_is_the_hand_written_model_exactly() -> None:
     encoder = built.get_layer("encoder")
     encoder.set_weights([w + 0.1 for w in encoder.get_weights()])
     assert not np.allclose(np.asarray(built(arrays)), hand_out)
+
+
+# --------------------------------------------------------------------------------------------
+# op: node gallery specs (spec language 1.1): exact comparisons with the hand-written models
+# --------------------------------------------------------------------------------------------
+
+def _copy_weights(built, hand) -> None:
+    for built_layer, hand_layer in zip(built.layers, hand.layers):
+        hand_layer.set_weights(built_layer.get_weights())
+
+
+@pytest.mark.parametrize("name", sorted(OP_GALLERY))
+def test_op_gallery_spec_is_the_hand_written_model_bit_for_bit(name: str, tmp_path: Path) -> None:
+    """Same layer names and types, parameter counts, and bit-identical outputs for copied weights; the
+    built artifact loads in Keras with safe_mode=True and computes the same."""
+    keras.utils.set_random_seed(1)
+    checked, built = build_spec(SPECS / f"{name}.yaml")
+    hand = OP_GALLERY[name]()
+    assert [(layer.name, type(layer).__name__) for layer in built.layers] == \
+        [(layer.name, type(layer).__name__) for layer in hand.layers]
+    assert built.count_params() == hand.count_params() == checked.inferred.total_params
+    _copy_weights(built, hand)
+    arrays = _random_inputs(built, np.random.default_rng(5), batch=3)
+    args = arrays if len(arrays) > 1 else arrays[0]
+    built_out, hand_out = built(args, training=False), hand(args, training=False)
+    for b, h in zip(_flat_outputs(built_out, sorted(checked.graph.outputs)),
+                    _flat_outputs(hand_out, sorted(checked.graph.outputs))):
+        assert np.array_equal(b, h)
+    path = tmp_path / f"{name}.keras"
+    built.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    for b, h in zip(_flat_outputs(loaded(args, training=False), sorted(checked.graph.outputs)),
+                    _flat_outputs(built_out, sorted(checked.graph.outputs))):
+        assert np.array_equal(b, h)
+
+
+def test_vae_sampling_is_seeded_and_only_in_training() -> None:
+    """training=True: z_mean + exp(0.5 z_log_var) * epsilon with GaussianNoise(seed=1337), the same draw as
+    the hand-written model's; training=False (predict, evaluate): the deterministic z = z_mean."""
+    keras.utils.set_random_seed(1)
+    _, built = build_spec(SPECS / "vae_dense.yaml")
+    hand = vae_dense()
+    _copy_weights(built, hand)
+    x = np.random.default_rng(2).uniform(0, 1, (4, 784)).astype("float32")
+    sampled_built = np.asarray(built(x, training=True)["reconstruction"])
+    sampled_hand = np.asarray(hand(x, training=True)["reconstruction"])
+    assert np.array_equal(sampled_built, sampled_hand)
+    mean_only = np.asarray(built(x, training=False)["reconstruction"])
+    assert not np.allclose(sampled_built, mean_only)
+    # the deterministic part, written out with the weights: decoder(z_mean)
+    encoder = keras.Model(built.inputs, built.get_layer("z_mean").output)
+    decoder_input = keras.Input((2,))
+    decoded = built.get_layer("reconstruction")(built.get_layer("decoder_hidden")(decoder_input))
+    decoder = keras.Model(decoder_input, decoded)
+    np.testing.assert_allclose(mean_only, np.asarray(decoder(encoder(x))), rtol=1e-6, atol=1e-6)
+    kl = np.asarray(built(x, training=False)["kl"])
+    assert kl.shape == (4, 1) and np.all(kl >= 0)
+
+
+def test_vae_trains_on_its_two_losses() -> None:
+    """The KL output trains toward zero targets with mean_absolute_error (KL is never negative)."""
+    keras.utils.set_random_seed(3)
+    _, built = build_spec(SPECS / "vae_dense.yaml")
+    x = np.random.default_rng(4).uniform(0, 1, (64, 784)).astype("float32")
+    targets = {"reconstruction": x, "kl": np.zeros((64, 1), "float32")}
+    history = built.fit(x, targets, epochs=3, batch_size=16, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0]
+    assert set(history) >= {"reconstruction_loss", "kl_loss"}
