@@ -36,18 +36,22 @@ __all__ = [
 ]
 
 
-def load(path) -> "CheckedSpec":
-    """Load, validate, resolve and shape-check a spec file (never imports TensorFlow)."""
+def load(path, *, params: dict | None = None, variant: str | None = None) -> "CheckedSpec":
+    """Load, validate, resolve and shape-check a spec file (never imports TensorFlow).
+
+    ``params`` gives model parameters (``{"width": 96}``, checked against their declared types) and
+    ``variant`` chooses one of the spec's ``variants:`` (spec language 1.1)."""
     from graphspec.pipeline import check_file
 
-    return check_file(path)
+    return check_file(path, params=params, variant=variant)
 
 
-def loads(text: str, file: str | None = None, directory=None) -> "CheckedSpec":
+def loads(text: str, file: str | None = None, directory=None, *, params: dict | None = None,
+          variant: str | None = None) -> "CheckedSpec":
     """Like :func:`load`, for spec text in memory (``directory`` anchors relative paths)."""
     from graphspec.pipeline import check_text
 
-    return check_text(text, file=file, directory=directory)
+    return check_text(text, file=file, directory=directory, params=params, variant=variant)
 
 
 def build(spec, *, compile: bool = True):

@@ -18,8 +18,24 @@ from typing import Any
 from graphspec.resolve import Graph, TensorRef
 
 
+_SECTIONS_1_1 = ("variant", "params", "variants", "blocks")
+
+
 def canonical_data(graph: Graph) -> dict[str, Any]:
+    """The canonical form: for a language 1.1 spec (blocks, params), the spec as written -- blocks kept,
+    expressions unevaluated -- with the parameter values and the variant in effect written in."""
+    expansion = getattr(graph.source, "expansion", None)
+    if expansion is not None:
+        return json.loads(json.dumps(expansion.written, allow_nan=True))
+    return expanded_data(graph)
+
+
+def expanded_data(graph: Graph) -> dict[str, Any]:
+    """The flat (expanded) spec with graphspec's defaults filled in and every node's input explicit."""
     data = graph.spec.model_dump(mode="json", by_alias=True)
+    for key in _SECTIONS_1_1:  # language 1.1 sections never reach the flat spec (and 1.0 hashes stay)
+        if data.get(key) is None:
+            data.pop(key, None)
     for name, node in graph.nodes.items():
         data["nodes"][name]["input"] = _ref_text(node.inputs)
     return data
@@ -41,6 +57,20 @@ def canonical_json(graph: Graph) -> str:
 def spec_hash(graph: Graph) -> str:
     """``sha256:<hex>`` of the canonical JSON."""
     return "sha256:" + hashlib.sha256(canonical_json(graph).encode("utf-8")).hexdigest()
+
+
+GRAPH_SECTIONS = ("name", "inputs", "layers", "nodes", "outputs", "compile")
+"""What the graph hash covers: the model built (not its description, expectations or training)."""
+
+
+def graph_hash(checked_or_graph) -> str:
+    """``sha256:<hex>`` of the expanded graph: equal for two specs that build the same model, whether its nodes
+    are written out or made by blocks, repeat and parameters (description, expect and train left out)."""
+    graph = getattr(checked_or_graph, "graph", checked_or_graph)
+    data = expanded_data(graph)
+    flat = {key: data.get(key) for key in GRAPH_SECTIONS}
+    text = json.dumps(flat, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def saved_model_digests(graph: Graph) -> dict[str, str]:

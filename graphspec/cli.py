@@ -95,10 +95,16 @@ SET_HELP = ("Override any value of the spec: --set PATH=VALUE, e.g. --set compil
             "the shell: --set 'train.validation={split: 0.1}'). Repeatable.")
 
 
-def _overrides(sets: Optional[list[str]]) -> list:
-    from graphspec.overrides import override_list
+VARIANT_HELP = "Build this variant of the spec's 'variants:' (language 1.1), e.g. --variant resnet101."
 
-    return override_list(sets)
+
+def _overrides(sets: Optional[list[str]], variant: Optional[str] = None) -> list:
+    from graphspec.overrides import Override, override_list
+
+    result = override_list(sets)
+    if variant is not None:  # the same as --set variant=NAME, named as the option in diagnostics
+        result.append(Override(("variant",), variant, f"--variant {variant}"))
+    return result
 
 
 def _precheck_train(spec: Optional[Path], resume: Optional[Path], overrides: list) -> None:
@@ -173,15 +179,36 @@ def _table(checked) -> str:
     rows = [("node", "layer", "output shape", "params")]
     for name, spec in checked.spec.inputs.items():
         rows.append((name, "Input", str(checked.inferred.inputs[name]), "0"))
+    expansion = getattr(checked.graph.source, "expansion", None)
+    groups = _instance_groups(checked, expansion) if expansion is not None else None
+    open_chain: list = []
     for name, node in checked.graph.nodes.items():
         info = checked.inferred.nodes[name]
+        indent = ""
+        if groups is not None:
+            # Nodes expanded from blocks are grouped under a row per block instance (nested ones indented).
+            chain = []
+            instance = expansion.node_instance.get(name)
+            while instance is not None:
+                chain.append(instance)
+                instance = instance.parent
+            chain.reverse()
+            common = 0
+            while common < min(len(chain), len(open_chain)) and chain[common] is open_chain[common]:
+                common += 1
+            for depth in range(common, len(chain)):
+                total = groups.get(id(chain[depth]))
+                rows.append(("  " * depth + chain[depth].label(), "block", "",
+                             "?" if total is None else f"{total:,}"))
+            open_chain = chain
+            indent = "  " * len(chain)
         kind = {"layer": node.layer_type, "shared": f"{node.layer_type} (shared '{node.layer_name}')",
                 "sequential": "Sequential", "model": "saved model",
                 "op": f"op {getattr(node.spec, 'op', '')}"}[node.kind]
         params = "?" if info.params is None else f"{info.params + (info.non_trainable_params or 0):,}"
         if not info.counted:
             params = "(shared)"
-        rows.append((name, kind or "?", _shape_text(info.outputs), params))
+        rows.append((indent + name, kind or "?", _shape_text(info.outputs), params))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(w) if i < 3 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
              for row in rows]
@@ -191,18 +218,34 @@ def _table(checked) -> str:
     return "\n".join("  " + line for line in lines)
 
 
+def _instance_groups(checked, expansion) -> dict[int, int | None]:
+    """Parameters of each block instance (its nodes and nested instances'), by ``id`` of the instance."""
+    totals: dict[int, int | None] = {}
+    for name, instance in expansion.node_instance.items():
+        info = checked.inferred.nodes.get(name)
+        count = None if info is None or info.params is None else \
+            (info.params + (info.non_trainable_params or 0) if info.counted else 0)
+        while instance is not None:
+            key = id(instance)
+            if key not in totals or totals[key] is not None:
+                totals[key] = None if count is None else totals.get(key, 0) + count
+            instance = instance.parent
+    return totals
+
+
 @app.command()
 def check(
     specs: Annotated[list[Path], typer.Argument(help="Spec files, or folders to search for *.yaml.")],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems.")] = False,
     output_format: Annotated[OutputFormat, typer.Option("--format", help="Diagnostics and results as text or JSON.")] = OutputFormat.text,
     sets: Annotated[Optional[list[str]], typer.Option("--set", help=SET_HELP)] = None,
+    variant: Annotated[Optional[str], typer.Option("--variant", help=VARIANT_HELP)] = None,
 ) -> None:
     """Validate specs, resolve references and infer shapes, without importing TensorFlow."""
     from graphspec.canonical import spec_hash
 
     with user_errors():
-        overrides = _overrides(sets)
+        overrides = _overrides(sets, variant)
 
     def check_file(file):
         from graphspec.overrides import check_with_overrides
@@ -249,12 +292,13 @@ def build(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where to write the .keras model.")] = None,
     summary: Annotated[bool, typer.Option(help="Print the Keras model summary.")] = True,
     sets: Annotated[Optional[list[str]], typer.Option("--set", help=SET_HELP)] = None,
+    variant: Annotated[Optional[str], typer.Option("--variant", help=VARIANT_HELP)] = None,
 ) -> None:
     """Build the Keras model, check 'expect:', and save it as .keras with the spec and its hash."""
     from graphspec.overrides import check_with_overrides
 
     with user_errors():  # the pure-Python stages first: a spec error costs no TensorFlow import
-        checked = check_with_overrides(spec, _overrides(sets))
+        checked = check_with_overrides(spec, _overrides(sets, variant))
     _warn(checked.warnings)
     _import_tensorflow()
     with user_errors():
@@ -302,12 +346,15 @@ def train(
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the interrupted run in this folder "
                                                    "(one stopped before its first epoch starts over).")] = None,
     verbose: Annotated[Optional[int], typer.Option("--verbose", "-v", help="0 silent, 1 progress bar, 2 a line per epoch.")] = None,
+    variant: Annotated[Optional[str], typer.Option("--variant", help=VARIANT_HELP)] = None,
 ) -> None:
     """Train the spec's model on its data; writes runs/<spec name>/<run name>/."""
     with user_errors():  # the pure-Python stages first: a spec error costs no TensorFlow import
-        from graphspec.overrides import override_list
+        from graphspec.overrides import Override, override_list
 
         overrides = override_list(sets, epochs=epochs, batch_size=batch_size, seed=seed, deterministic=deterministic)
+        if variant is not None:
+            overrides.append(Override(("variant",), variant, f"--variant {variant}"))
         _precheck_train(spec, resume, overrides)
     _import_tensorflow()
     with user_errors():

@@ -40,6 +40,9 @@ class Diagnostic:
     severity: Literal["error", "warning"] = "error"
     file: str | None = None
     """The spec file's path as the user gave it."""
+    notes: tuple[str, ...] = ()
+    """Context, innermost first: for a node expanded from a block, which instantiation it is in
+    (``in block 'bottleneck' called at resnet.yaml:41:5 with filters=128``)."""
 
     def __post_init__(self) -> None:
         # Messages quote user strings; a spec must not be able to drive the user's terminal.
@@ -47,9 +50,11 @@ class Diagnostic:
         object.__setattr__(self, "message", printable(_shortened(self.message)))
         if self.hint is not None:
             object.__setattr__(self, "hint", printable(_shortened(self.hint)))
+        if self.notes:
+            object.__setattr__(self, "notes", tuple(printable(_shortened(n)) for n in self.notes))
 
     def to_dict(self) -> dict:
-        return {
+        result = {
             "severity": self.severity,
             "code": self.code,
             "message": self.message,
@@ -58,6 +63,9 @@ class Diagnostic:
             "col": self.col,
             "hint": self.hint,
         }
+        if self.notes:
+            result["notes"] = list(self.notes)
+        return result
 
 
 MAX_MESSAGE = 1_000
@@ -231,6 +239,8 @@ def render(diagnostic: Diagnostic, source_lines: Sequence[str] | None = None) ->
             text += "\n" + " " * (len(gutter) - 2) + "| " + " " * len(printable(line[:caret])) + "^"
     if diagnostic.hint:
         text += f"\n  hint: {diagnostic.hint}"
+    for note in diagnostic.notes:
+        text += f"\n  note: {note}"
     return text
 
 

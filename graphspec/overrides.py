@@ -35,11 +35,12 @@ from graphspec.loader import LoadedSpec, load, loads
 
 PathTuple = tuple[str | int, ...]
 
-NAMED_SECTIONS = ("inputs", "layers", "nodes", "blocks")
+NAMED_SECTIONS = ("inputs", "layers", "nodes", "blocks", "params", "variants")
 """Top-level mappings keyed by names the spec defines: an override may change what a name holds,
 never invent a name (a typo would silently add a node)."""
 
-_WHAT = {"inputs": "input", "layers": "shared layer", "nodes": "node", "blocks": "block"}
+_WHAT = {"inputs": "input", "layers": "shared layer", "nodes": "node", "blocks": "block",
+         "params": "model parameter", "variants": "variant"}
 
 
 class OverrideError(TrainError):
@@ -200,6 +201,9 @@ def _set(data: dict, override: Override) -> None:
                              did_you_mean(key, names) or (f"{what}s: {', '.join(names[:20])}" if names else None),
                              code="unknown-reference")
         if last:
+            if depth == 1 and path[0] == "params" and isinstance(node.get(key), dict) and "type" in node[key]:
+                node[key]["default"] = override.value  # a declared model parameter: its type checks the value
+                return
             node[key] = override.value
             return
         child = node[key] if isinstance(node, list) or key in node else None

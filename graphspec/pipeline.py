@@ -1,6 +1,6 @@
 """The driver: runs the stages in order and stops after the first one that reports errors.
 
-    load -> schema -> resolve -> infer          (pure Python: `graphspec check`)
+    load -> expand -> schema -> resolve -> infer          (pure Python: `graphspec check`)
                                  -> emit        (Keras: `graphspec build`)
                                     -> train    (Keras: `graphspec train`)
 """
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path as FsPath
 
 from graphspec.errors import Diagnostic
+from graphspec.expand import expand
 from graphspec.infer import InferredGraph, infer
 from graphspec.infer.expect import check_expectations
 from graphspec.loader import LoadedSpec, load, loads
@@ -38,8 +39,14 @@ class CheckedSpec:
         return self.path.parent if self.path is not None else FsPath.cwd()
 
 
-def check_loaded(loaded: LoadedSpec, path: FsPath | None = None, *, check_files: bool = True) -> CheckedSpec:
-    """Run the pure-Python stages on loaded data (``check_files``: see :func:`resolve`)."""
+def check_loaded(loaded: LoadedSpec, path: FsPath | None = None, *, check_files: bool = True,
+                 params: dict | None = None, variant: str | None = None,
+                 param_origin: dict[str, str] | None = None) -> CheckedSpec:
+    """Run the pure-Python stages on loaded data (``check_files``: see :func:`resolve`).
+
+    ``params`` (model parameter values) and ``variant`` apply to a language 1.1 spec (see
+    :mod:`graphspec.expand`); ``loaded`` is the spec as written, ``CheckedSpec.loaded`` the expanded data."""
+    loaded = expand(loaded, params=params, variant=variant, param_origin=param_origin)
     spec = validate(loaded)
     graph = resolve(spec, loaded.source, base_dir=path.parent if path is not None else None,
                     check_files=check_files)
@@ -48,12 +55,14 @@ def check_loaded(loaded: LoadedSpec, path: FsPath | None = None, *, check_files:
     return CheckedSpec(loaded=loaded, spec=spec, graph=graph, inferred=inferred, path=path)
 
 
-def check_file(path: str | FsPath) -> CheckedSpec:
+def check_file(path: str | FsPath, *, params: dict | None = None, variant: str | None = None,
+               param_origin: dict[str, str] | None = None) -> CheckedSpec:
     """Load, validate, resolve and infer a spec file; raises a :class:`GraphspecError` subclass."""
-    return check_loaded(load(path), FsPath(path))
+    return check_loaded(load(path), FsPath(path), params=params, variant=variant, param_origin=param_origin)
 
 
-def check_text(text: str, file: str | None = None, directory: str | FsPath | None = None) -> CheckedSpec:
+def check_text(text: str, file: str | None = None, directory: str | FsPath | None = None, *,
+               params: dict | None = None, variant: str | None = None) -> CheckedSpec:
     """Like :func:`check_file`, for spec text held in memory."""
     base = FsPath(directory) / (file or "spec.yaml") if directory is not None else None
-    return check_loaded(loads(text, file=file), base)
+    return check_loaded(loads(text, file=file), base, params=params, variant=variant)

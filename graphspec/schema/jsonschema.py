@@ -84,4 +84,7 @@ def build_json_schema() -> dict[str, Any]:
     if "OpNode" in defs:
         defs["OpNode"]["properties"]["op"]["enum"] = catalogue().op_names
         defs["OpNode"]["allOf"] = _per_op_rules()
+    from graphspec.schema.blocks import allow_expressions  # language 1.1: ${...} where values go
+
+    schema = allow_expressions(schema)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}

@@ -37,8 +37,12 @@ INPUT_FORMS = ("'input' is a reference (x, lstm[1]), a list of references, or a 
                "to a reference or to a list of references (initial_state: [h, c]); not a list of lists or a number")
 _FORM_ERRORS = {"string_type", "list_type", "dict_type"}
 
-RESERVED_NODE_KEYS = ("type", "shared", "sequential", "model", "op", "input", "call")
-"""Keys with a meaning of their own in a node; every other key is a Keras constructor argument."""
+RESERVED_NODE_KEYS = ("type", "shared", "sequential", "model", "op", "input", "call", "block", "repeat", "when")
+"""Keys with a meaning of their own in a node; every other key is a Keras constructor argument
+(``block``, ``repeat`` and ``when`` are language 1.1: see :mod:`graphspec.schema.blocks`)."""
+
+# Language 1.1 sections (they use Name and ArgValue above, so this import comes after them).
+from graphspec.schema.blocks import BlockCall, BlockSpec, ModelParam, VariantSpec  # noqa: E402
 
 
 class StrictModel(BaseModel):
@@ -195,7 +199,8 @@ def keyed_form(forms: dict[str, str]) -> Callable[[Any], str | None]:
 
 
 node_form = keyed_form({"type": "layer-node", "shared": "shared-call", "sequential": "sequential-node",
-                        "model": "model-node", "op": "op-node"})
+                        "model": "model-node", "op": "op-node",
+                        "block": "block-call"})
 """Which node form a mapping is, by the one reserved key it holds."""
 
 
@@ -206,6 +211,7 @@ Node = Annotated[
         Annotated[SequentialNode, Tag("sequential-node")],
         Annotated[ModelNode, Tag("model-node")],
         Annotated[OpNode, Tag("op-node")],
+        Annotated[BlockCall, Tag("block-call")],
     ],
     Discriminator(
         node_form,
@@ -271,6 +277,14 @@ class Spec(StrictModel):
     expect: ExpectSpec | None = None
     """Assertions about the model (parameter counts, output shapes): checked by ``check`` where inference
     knows the value, and again against the built model by ``build``."""
+    variant: Name | None = None
+    """Language 1.1: the variant (of ``variants:``) built unless the command line or the API chooses another."""
+    params: dict[Name, ModelParam] | None = None
+    """Language 1.1: model parameters by name, used in expressions anywhere in the spec (``${width}``)."""
+    variants: dict[Name, VariantSpec] | None = None
+    """Language 1.1: named variants of the architecture, each a set of parameter values (``{depth: 0.33}``)."""
+    blocks: dict[Name, BlockSpec] | None = None
+    """Language 1.1: named, parameterized sub-graphs, instantiated by ``{block: NAME, ...}`` nodes."""
     train: Any = None
     """Training settings for ``graphspec train`` (see docs/training.md): a ``TrainSpec``.
 

@@ -1,0 +1,176 @@
+"""Spec language 1.1: the ``params:``, ``blocks:``, ``variants:`` sections and the ``block:`` node form.
+
+These sections are validated (with these models) by the expand stage
+(:mod:`graphspec.expand`), before the blocks are expanded into plain nodes; they are
+fields of :class:`graphspec.schema.model.Spec` so that the JSON Schema describes them for
+editors. A block's own nodes hold expressions (``${filters * 4}``) where the flat
+spec holds numbers, so they are checked after expansion, as plain nodes, at the line
+where the block defines them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, model_validator
+
+from graphspec.schema.model import ArgValue, Name
+
+LocalName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]+$", max_length=128)]
+"""A node name inside a block: letters, digits and '_' (it may start with a digit, ``1_conv``: the
+expanded name is prefixed by the instance's name, ``conv2_block1_1_conv``)."""
+
+ParamType = Literal["int", "float", "bool", "string", "list", "choice"]
+
+RESERVED_BLOCK_CALL_KEYS = ("block", "input", "repeat", "when")
+"""Keys of a ``block:`` node that are not arguments of the block (block parameters may not use them)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
+
+
+class ParamSpec(_Strict):
+    """A typed parameter: ``{type: int, default: 64, doc: "filters of the 3x3 convolution"}``."""
+
+    type: ParamType
+    """``int``, ``float`` (an int is accepted), ``bool``, ``string``, ``list`` or ``choice`` (one of ``choices``)."""
+    default: ArgValue = None
+    """The value when a call (or the command line) does not give one; without it the parameter is required."""
+    doc: str | None = Field(default=None, max_length=1_000)
+    """What the parameter means: shown in the JSON Schema and in the hint of an error about its value."""
+    choices: list[ArgValue] | None = Field(default=None, min_length=1, max_length=1_000)
+    """For ``type: choice``: the values allowed."""
+    min: int | float | None = None
+    """Smallest value allowed (``int`` and ``float`` parameters)."""
+    max: int | float | None = None
+    """Largest value allowed (``int`` and ``float`` parameters)."""
+
+    @model_validator(mode="after")
+    def _choices_only_for_choice(self) -> "ParamSpec":
+        if (self.type == "choice") != (self.choices is not None):
+            raise ValueError("'choices' is required for type 'choice' and allowed only there")
+        if (self.min is not None or self.max is not None) and self.type not in ("int", "float"):
+            raise ValueError("'min' and 'max' apply to int and float parameters only")
+        return self
+
+    @property
+    def required(self) -> bool:
+        return "default" not in self.model_fields_set
+
+
+def _param_form(value: Any) -> str:
+    return "declaration" if isinstance(value, (dict, ParamSpec)) and "type" in (
+        value if isinstance(value, dict) else type(value).model_fields) else "value"
+
+
+ModelParam = Annotated[
+    Union[Annotated[ParamSpec, Tag("declaration")], Annotated[ArgValue, Tag("value")]],
+    Discriminator(_param_form),
+]
+"""A model parameter: a declaration ``{type: int, default: 64, doc: ...}``, or a plain value (its type is
+the value's; this is also what ``--set params.NAME=VALUE`` leaves when applied to the data)."""
+
+
+class BlockSpec(_Strict):
+    """A named, parameterized sub-graph, instantiated by ``{block: NAME, ...arguments, input: x}`` nodes."""
+
+    doc: str | None = Field(default=None, max_length=2_000)
+    """What the block computes (for humans, and shown in errors about its calls)."""
+    params: dict[Name, ParamSpec] = Field(default_factory=dict)
+    """The block's parameters by name; each call gives them as keys of its node."""
+    inputs: list[Name] = Field(default_factory=lambda: ["x"], min_length=1, max_length=64)
+    """Names of the block's inputs, referenced by its nodes; a call gives them as ``input:`` (default ``[x]``)."""
+    nodes: dict[LocalName, dict[str, Any]] = Field(min_length=1)
+    """The block's nodes, in order: any node form (including ``block:`` calls, ``repeat:``, ``when:``); values
+    may be expressions of the parameters. A node named ``k`` of instance ``conv2`` is named ``conv2_k``."""
+    outputs: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]+(\[[0-9]+\])?$", max_length=140)]] = \
+        Field(min_length=1, max_length=64)
+    """The block's outputs (node names, or its inputs); a reference to the instance means its first output,
+    ``instance[k]`` its k-th."""
+
+    @model_validator(mode="after")
+    def _params_are_not_reserved(self) -> "BlockSpec":
+        clash = [p for p in self.params if p in RESERVED_BLOCK_CALL_KEYS or p in ("i", "variant")]
+        if clash:
+            raise ValueError(f"parameter name '{clash[0]}' is reserved in a block call")
+        return self
+
+
+class RepeatSpec(_Strict):
+    """``repeat: {count: 3, name: "block${i + 1}"}``: the node applied ``count`` times in a chain."""
+
+    count: int | str
+    """How many times (an int or an expression, 0 to 10,000); each iteration takes the previous one's output."""
+    name: str | None = Field(default=None, max_length=200)
+    """Name of each iteration, an expression template of ``i`` (0-based); default ``"<node>_${i}"``."""
+
+
+class BlockCall(_Strict):
+    """A node instantiating a block: ``{block: bottleneck, filters: 64, strides: 2, input: x}``; every key but
+    ``block``, ``input``, ``repeat`` and ``when`` is an argument of the block."""
+
+    model_config = ConfigDict(extra="allow", strict=True, use_attribute_docstrings=True)
+
+    block: str
+    """Name of the block under ``blocks:`` (or an expression choosing one)."""
+    input: Any = None
+    """The block's inputs: a reference (one input), a list (in the block's order), or ``{input_name: ref}``.
+    Omitted: the node just before."""
+    repeat: Union[int, str, RepeatSpec, None] = None
+    """Apply the block n times in a chain (``3``, ``${depth}`` or ``{count: ..., name: ...}``)."""
+    when: Union[bool, str, None] = None
+    """A condition (``${strides != 1}``): without it being true the node does not exist, and references to
+    it mean its input."""
+
+
+VariantSpec = dict[Name, ArgValue]
+"""A named variant: values of model parameters (``{depth: 0.33, width: 0.25}``)."""
+
+
+EXPRESSION_SCHEMA = {
+    "type": "string",
+    "pattern": "\\$\\{",
+    "description": "Language 1.1: an expression of the spec's parameters, e.g. ${filters * 4} (evaluated in a spec "
+                   "with params/blocks/variants; a whole ${...} keeps its type).",
+}
+
+
+def allow_expressions(schema: dict) -> dict:
+    """The editor schema with a ``${...}`` expression allowed wherever a number, a bool or a name is.
+
+    Also lets a model parameter match either of its forms (a declaration also looks like a plain mapping)."""
+    defs = schema.setdefault("$defs", {})
+    defs["Expression"] = EXPRESSION_SCHEMA
+    ref = {"$ref": "#/$defs/Expression"}
+
+    def visit(node: object, top: bool = False) -> object:
+        if isinstance(node, list):
+            return [visit(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        result = {}
+        for key, value in node.items():
+            if key in ("properties", "patternProperties", "$defs"):
+                result[key] = {k: (v if top and k == "graphspec" else visit(v)) for k, v in value.items()}
+            elif key in ("items", "additionalProperties", "anyOf", "oneOf", "allOf", "prefixItems", "then"):
+                result[key] = visit(value)
+            else:
+                result[key] = value
+        if result.get("type") in ("integer", "number", "boolean") or \
+                (result.get("type") == "string" and "pattern" in result and result is not EXPRESSION_SCHEMA):
+            outer = {key: result.pop(key) for key in ("title", "description", "default") if key in result}
+            return {"anyOf": [result, ref], **outer}
+        return result
+
+    out = visit(schema, top=True)
+    params = out.get("properties", {}).get("params", {})
+    for option in params.get("anyOf", []):
+        if not isinstance(option, dict):
+            continue
+        for extra in [option.get("additionalProperties"), *option.get("patternProperties", {}).values()]:
+            if isinstance(extra, dict) and "oneOf" in extra:
+                extra["anyOf"] = extra.pop("oneOf")
+                extra.pop("discriminator", None)
+    out["$defs"]["Expression"] = EXPRESSION_SCHEMA
+    return out
