@@ -251,3 +251,53 @@ def test_keras_ops_are_looked_up_from_the_allow_list_only():
     with pytest.raises(EmitError) as info:
         emit(checked)
     assert info.value.diagnostics[0].code == "unknown-op"
+
+
+# --------------------------------------------------------------------------------------------
+# What docs/spec.md says about op: nodes
+# --------------------------------------------------------------------------------------------
+
+SPEC_MD = (Path(__file__).resolve().parents[1] / "docs" / "spec.md").read_text(encoding="utf-8")
+
+
+def test_spec_md_op_examples_check_and_build():
+    """The first example block of the `op:` section, given inputs of fitting shapes, checks and builds
+    with the shapes check inferred."""
+    from graphspec.emit import emit
+
+    section = SPEC_MD.split("### `op:` nodes", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    nodes = "\n".join(line.split("  #")[0].rstrip() for line in block.splitlines() if line.strip())
+    text = ("graphspec: 1\nname: doc_ops\ninputs:\n  a: {shape: [3, 4]}\n  b: {shape: [3, 4]}\n"
+            "  x: {shape: [3, 4]}\n  mask: {shape: [3, 4], dtype: bool}\n  h: {shape: [3, 4]}\n"
+            "  q: {shape: [5, 8]}\n  k: {shape: [6, 8]}\nnodes:\n" + textwrap.indent(nodes, "  ")
+            + "\noutputs: [dist, shifted, inverse, gated, total, flat, scores, ids]\n")
+    checked = check_text(text)
+    model = emit(checked)
+    for name, tensor in zip(checked.graph.outputs, model.outputs):
+        assert tuple(tensor.shape) == checked.inferred.outputs[name].shape, name
+    assert checked.inferred.outputs["scores"].shape == (None, 5, 6)
+    assert checked.inferred.outputs["ids"].dtype == "int32"
+
+
+def test_positions_from_tokens_as_the_docs_say():
+    """ones_like, cumsum over axis 1, minus one: 0, 1, 2, ... per example, fed to an Embedding; arange
+    itself cannot take a symbolic length."""
+    import keras
+
+    from graphspec.emit import emit
+
+    assert "{op: cumsum, axis: 1}" in SPEC_MD
+    checked = check_text("graphspec: 1\nname: positions\ninputs:\n  tokens: {shape: [6], dtype: int32}\nnodes:\n"
+                         "  ones: {op: ones_like, input: tokens}\n  counts: {op: cumsum, axis: 1}\n"
+                         "  positions: {op: subtract, x2: 1}\n"
+                         "  table: {type: Embedding, input_dim: 6, output_dim: 2}\noutputs: [positions, table]\n")
+    assert checked.inferred.outputs["positions"].dtype == "int32"
+    model = emit(checked)
+    positions, embedded = model.predict(np.full((2, 6), 9, "int32"), verbose=0)
+    assert positions.tolist() == [[0, 1, 2, 3, 4, 5]] * 2
+    assert embedded.shape == (2, 6, 2)
+    with pytest.raises(Exception, match="symbolic"):
+        keras.ops.arange(keras.Input((), dtype="int32"))  # a length known only when the model runs
+    constant = keras.ops.arange(keras.ops.shape(keras.Input((6,)))[1])  # a fixed length: a constant
+    assert not isinstance(constant, keras.KerasTensor) and tuple(constant.shape) == (6,)  # no batch axis
