@@ -168,6 +168,7 @@ class Expander:
         self.instances: list[Instance] = []
         self.node_instance: dict[str, Instance] = {}
         self._lines: list[str] | None = None
+        self.reported: set[tuple] = set()
         self.blocks: dict[str, BlockSpec] = {}
 
     # ---------------------------------------------------------------------------------- errors
@@ -177,6 +178,10 @@ class Expander:
         diagnostic = self.source.locate(diagnostic, key=key)
         if column is not None and diagnostic.line is not None and diagnostic.col is not None:
             diagnostic = _shift(diagnostic, column, self._line(diagnostic.line))
+        seen = (diagnostic.code, diagnostic.line, diagnostic.col, diagnostic.message)
+        if seen in self.reported:
+            return  # the same mistake in the definition, met again by another instance: once is enough
+        self.reported.add(seen)
         self.sink.add(diagnostic)
 
     def _line(self, number: int) -> str:
@@ -568,6 +573,7 @@ class Expander:
         self.tick(path, notes)
         # Arguments: checked like a layer's (did-you-mean), typed like parameters (doc in the hint).
         args: dict[str, Any] = {}
+        omitted: set[str] = set()
         ok = True
         for key, value in raw.items():
             if key in RESERVED_BLOCK_CALL_KEYS:
@@ -584,6 +590,7 @@ class Expander:
                 ok = False
                 continue
             if evaluated is expr.OMIT:
+                omitted.add(key)
                 continue  # the parameter's default
             problem = check_param_value(block.params[key], evaluated)
             if problem is not None:
@@ -593,7 +600,7 @@ class Expander:
                 continue
             args[key] = _coerce(block.params[key], evaluated)
         for pname, decl in block.params.items():
-            if pname not in args and decl.required and ok:
+            if decl.required and (pname not in raw or pname in omitted):
                 self.error("missing-argument", f"block '{target}' needs parameter '{pname}'", path,
                            _param_hint(decl), notes, key=True)
                 ok = False
@@ -609,6 +616,9 @@ class Expander:
                            "'input:'", path, f"input: {{{', '.join(f'{n}: ...' for n in block.inputs)}}}", notes,
                            key=True)
                 return previous
+            model_inputs = self.data.get("inputs")
+            if previous is None and not frame.prefix and isinstance(model_inputs, dict) and len(model_inputs) == 1:
+                previous = ("flat", next(iter(model_inputs)))  # the first node takes the model's only input
             if previous is None:
                 self.error("missing-input", f"node '{local}' is the first node and does not say its input", path,
                            "add 'input:'", notes, key=True)
