@@ -202,9 +202,9 @@ def _set(data: dict, override: Override) -> None:
                              code="unknown-reference")
         if last:
             if depth == 1 and path[0] == "params" and isinstance(node.get(key), dict) and "type" in node[key]:
-                node[key]["default"] = override.value  # a declared model parameter: its type checks the value
+                node[key]["default"] = copy.deepcopy(override.value)  # a declared model parameter: its type checks the value
                 return
-            node[key] = override.value
+            node[key] = copy.deepcopy(override.value)  # never shared between the specs it is applied to
             return
         child = node[key] if isinstance(node, list) or key in node else None
         if child is None:

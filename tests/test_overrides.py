@@ -248,3 +248,32 @@ def test_spec_errors_are_reported_without_importing_tensorflow(command, tmp_path
     assert "HEAVY=\n" in result.stderr, result.stderr[-2000:]  # neither TensorFlow nor Keras was imported
     assert elapsed < 20  # a TensorFlow import alone takes ~7 s here; generous for a loaded CI machine
     assert not (tmp_path / "out").exists() and not (tmp_path / "m.keras").exists()
+
+
+# -- language 1.1: model parameters ------------------------------------------------------------------
+
+PARAMS_SPEC = """\
+graphspec: 1
+name: p
+params:
+  width: {type: int, default: 8, min: 1}
+inputs:
+  x: {shape: [4]}
+nodes:
+  hidden: {type: Dense, units: "${width}", activation: relu}
+  out: {type: Dense, units: 1}
+outputs: [out]
+"""
+
+
+def test_set_params_overrides_a_declared_parameter_before_expansion(tmp_path):
+    spec = tmp_path / "p.yaml"
+    spec.write_text(PARAMS_SPEC)
+    checked = check_with_overrides(spec, [parse_set("params.width=96")])
+    assert checked.inferred.nodes["hidden"].params == 4 * 96 + 96
+    with pytest.raises(OverrideError) as info:
+        check_with_overrides(spec, [parse_set("params.widht=96")])
+    assert info.value.diagnostics[0].hint == "did you mean 'width'?"
+    with pytest.raises(GraphspecError) as info:
+        check_with_overrides(spec, [parse_set("params.width=0")])  # the parameter's own bounds check it
+    assert info.value.diagnostics[0].file == "--set params.width=0"
