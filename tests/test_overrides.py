@@ -228,12 +228,25 @@ def _run_run_dir(tmp_path: Path) -> Path:
     return run
 
 
-@pytest.mark.parametrize("command", ["train", "build", "config", "evaluate", "predict", "train-resume"])
+def _keras_file(tmp_path: Path) -> Path:
+    """A .keras file whose metadata carries a spec with a typo (what a graphspec artifact holds)."""
+    import zipfile
+
+    path = tmp_path / "typo.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("metadata.json", json.dumps({"graphspec": {
+            "canonical_spec": yaml.safe_load(SPEC.replace("type: Dropout", "type: Dropuot"))}}))
+    return path
+
+
+@pytest.mark.parametrize("command", ["train", "build", "config", "evaluate", "predict", "train-resume",
+                                     "predict-keras"])
 def test_spec_errors_are_reported_without_importing_tensorflow(command, tmp_path):
     typo = tmp_path / "typo.yaml"
     typo.write_text(SPEC.replace("type: Dropout", "type: Dropuot"))
     run = _run_run_dir(tmp_path)
-    args = {"train": ["train", str(typo), "--runs", str(tmp_path / "out")],
+    args = {"predict-keras": ["predict", str(_keras_file(tmp_path)), "-o", str(tmp_path / "p.npz")],
+            "train": ["train", str(typo), "--runs", str(tmp_path / "out")],
             "build": ["build", str(typo), "-o", str(tmp_path / "m.keras")],
             "config": ["config", str(typo)],
             "evaluate": ["evaluate", str(run)],
