@@ -345,7 +345,34 @@ def vae_dense():
     return keras.Model(image, {"reconstruction": reconstruction, "kl": kl}, name="vae_dense")
 
 
-OP_GALLERY = {"siamese_l1_distance": siamese_l1_distance, "vae_dense": vae_dense}
+def transformer_encoder_classifier(layer_count: int = 2, dim: int = 32, heads: int = 2, ff: int = 64):
+    """Keras' "Text classification with Transformer" example, positions from the tokens by keras.ops."""
+    tokens = keras.Input(shape=(200,), dtype="int32", name="tokens")
+    token_embedding = layers.Embedding(20000, dim, name="token_embedding")(tokens)
+    positions = keras.ops.subtract(keras.ops.cumsum(keras.ops.ones_like(tokens), axis=1), 1)
+    position_embedding = layers.Embedding(200, dim, name="position_embedding")(positions)
+    x = layers.Add(name="embedded")([token_embedding, position_embedding])
+    for i in range(layer_count):
+        p = f"encoder{i + 1}_"
+        attention = layers.MultiHeadAttention(heads, dim, name=p + "attention")(x, x)
+        attention = layers.Dropout(0.1, name=p + "attention_dropout")(attention)
+        x = layers.Add(name=p + "attention_residual")([x, attention])
+        x = layers.LayerNormalization(epsilon=1e-6, name=p + "attention_norm")(x)
+        h = layers.Dense(ff, activation="relu", name=p + "ff_hidden")(x)
+        h = layers.Dense(dim, name=p + "ff_out")(h)
+        h = layers.Dropout(0.1, name=p + "ff_dropout")(h)
+        x = layers.Add(name=p + "ff_residual")([x, h])
+        x = layers.LayerNormalization(epsilon=1e-6, name=p + "ff_norm")(x)
+    x = layers.GlobalAveragePooling1D(name="pooled")(x)
+    x = layers.Dropout(0.1, name="pooled_dropout")(x)
+    x = layers.Dense(20, activation="relu", name="hidden")(x)
+    x = layers.Dropout(0.1, name="hidden_dropout")(x)
+    label = layers.Dense(2, activation="softmax", name="label")(x)
+    return keras.Model(tokens, label, name="transformer_encoder_classifier")
+
+
+OP_GALLERY = {"siamese_l1_distance": siamese_l1_distance, "vae_dense": vae_dense,
+              "transformer_encoder_classifier": transformer_encoder_classifier}
 
 
 HAND_WRITTEN: dict[str, Callable] = {
@@ -750,3 +777,16 @@ def test_vae_trains_on_its_two_losses() -> None:
     history = built.fit(x, targets, epochs=3, batch_size=16, verbose=0).history
     assert history["loss"][-1] < history["loss"][0]
     assert set(history) >= {"reconstruction_loss", "kl_loss"}
+
+
+def test_transformer_positions_are_arange_over_the_sequence() -> None:
+    """The op nodes give each token its position 0..199 (what arange over the length gives), and the
+    number of encoder layers is the 'layers' parameter (repeat:)."""
+    keras.utils.set_random_seed(1)
+    checked, built = build_spec(SPECS / "transformer_encoder_classifier.yaml")
+    probe = keras.Model(built.inputs, built.get_layer("position_embedding").input)
+    tokens = np.random.default_rng(0).integers(0, 20000, (3, 200)).astype("int32")
+    assert np.array_equal(np.asarray(probe(tokens)), np.tile(np.arange(200), (3, 1)))
+    four = check_file(SPECS / "transformer_encoder_classifier.yaml", params={"layers": 4})
+    assert sum(1 for name in four.graph.nodes if name.endswith("_ff_norm")) == 4
+    assert four.inferred.total_params == checked.inferred.total_params + 2 * 12_736
