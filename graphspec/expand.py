@@ -53,7 +53,8 @@ MAX_BLOCK_DEPTH = 16
 
 SECTIONS_1_1 = ("params", "blocks", "variants", "variant")
 NODE_KEYS_1_1 = ("block", "repeat", "when")
-_UNEVALUATED = ("params", "blocks", "variants", "variant", "description", "nodes", "graphspec")
+_UNEVALUATED = ("params", "blocks", "variants", "variant", "description", "nodes", "graphspec", "plugins")
+"""Top-level sections whose strings are not expressions (nodes are expanded; plugins name code, never computed)."""
 _REF = re.compile(r"^([A-Za-z0-9_]+)(?:\[([0-9]+)\])?$")
 
 
@@ -459,6 +460,7 @@ class Expander:
         if name in self.nodes:
             self.error("duplicate-name", f"the expanded node name '{name}' is made twice", path or ("nodes", name),
                        "give the block instances or repeat iterations distinct names", notes, key=True)
+            frame.local.add(local)
             return
         self.nodes[name] = node
         frame.local.add(local)
@@ -487,8 +489,15 @@ class Expander:
             except ValidationError as exc:
                 first = exc.errors(include_url=False)[0]
                 loc = tuple(p for p in first["loc"] if p in spec)
-                self.error("bad-repeat", f"repeat: {first['msg']}", rpath + loc,
-                           "write repeat: N, or repeat: {count: N, name: \"block${i + 1}\"}", frame.notes)
+                hint = "write repeat: N, or repeat: {count: N, name: \"block${i + 1}\"}"
+                if first["type"] == "extra_forbidden" and loc:
+                    message = f"unknown key '{loc[-1]}' in repeat"
+                    hint = did_you_mean(str(loc[-1]), ("count", "name")) or hint
+                elif first["type"] == "missing":
+                    message = "repeat needs 'count'"
+                else:
+                    message = f"repeat: {first['msg']}"
+                self.error("bad-repeat", message, rpath + loc, hint, frame.notes, key=first["type"] == "extra_forbidden")
                 return previous
             count_raw, template = parsed.count, parsed.name
             cpath = rpath + ("count",)

@@ -6,7 +6,8 @@ about, and common typos); ``NAME.expected.json`` beside it lists the diagnostics
     [{"code": "unknown-reference", "line": 8, "col": 47,
       "message_contains": "refers to 'conv2'", "hint_contains": "did you mean 'conv_2'?"}]
 
-(``hint_contains`` and ``severity`` — default ``error`` — are optional). ``tests/fixtures/valid``
+(``hint_contains``, ``notes_contain`` — text of one of its notes, e.g. the block call — and
+``severity`` — default ``error`` — are optional). ``tests/fixtures/valid``
 holds specs that must pass; a valid one's ``expected.json``, if any, lists its warnings.
 
 Every fixture runs through the pure-Python stages (``check``). A fixture that passes them is
@@ -86,6 +87,9 @@ def _update(spec: Path, diagnostics: list[Diagnostic]) -> None:
         hint = previous.get("hint_contains")
         if hint and diagnostic.hint and hint in diagnostic.hint:
             entry["hint_contains"] = hint
+        note = previous.get("notes_contain")
+        if note and any(note in n for n in diagnostic.notes):
+            entry["notes_contain"] = note
         if diagnostic.severity != "error":
             entry["severity"] = diagnostic.severity
         entries.append(entry)
@@ -102,6 +106,8 @@ def _compare(spec: Path, diagnostics: list[Diagnostic]) -> None:
         assert entry["message_contains"] in diagnostic.message
         if "hint_contains" in entry:
             assert diagnostic.hint is not None and entry["hint_contains"] in diagnostic.hint
+        if "notes_contain" in entry:  # language 1.1: the block instantiation a diagnostic is in
+            assert any(entry["notes_contain"] in note for note in diagnostic.notes), diagnostic.notes
         assert diagnostic.file == str(spec), "every diagnostic names its file"
 
 

@@ -60,12 +60,12 @@ class ParamSpec(_Strict):
 
 
 def _param_form(value: Any) -> str:
-    return "declaration" if isinstance(value, (dict, ParamSpec)) and "type" in (
-        value if isinstance(value, dict) else type(value).model_fields) else "value"
+    return "param-declaration" if isinstance(value, (dict, ParamSpec)) and "type" in (
+        value if isinstance(value, dict) else type(value).model_fields) else "param-value"
 
 
 ModelParam = Annotated[
-    Union[Annotated[ParamSpec, Tag("declaration")], Annotated[ArgValue, Tag("value")]],
+    Union[Annotated[ParamSpec, Tag("param-declaration")], Annotated[ArgValue, Tag("param-value")]],
     Discriminator(_param_form),
 ]
 """A model parameter: a declaration ``{type: int, default: 64, doc: ...}``, or a plain value (its type is
@@ -152,7 +152,7 @@ def allow_expressions(schema: dict) -> dict:
         result = {}
         for key, value in node.items():
             if key in ("properties", "patternProperties", "$defs"):
-                result[key] = {k: (v if top and k == "graphspec" else visit(v)) for k, v in value.items()}
+                result[key] = {k: (v if top and k in ("graphspec", "plugins") else visit(v)) for k, v in value.items()}
             elif key in ("items", "additionalProperties", "anyOf", "oneOf", "allOf", "prefixItems", "then"):
                 result[key] = visit(value)
             else:
