@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path as FsPath
 from typing import Any
 
-from graphspec.canonical import canonical_json, saved_model_digests, spec_hash
+from graphspec.canonical import canonical_json, graph_hash, saved_model_digests, spec_hash
 from graphspec.catalogue import NESTED_LAYER_ARGS, catalogue, nested_namespace
 from graphspec.errors import Diagnostic, DiagnosticSink, EmitError
 from graphspec.files import AtomicFile
@@ -428,6 +428,7 @@ def save_artifact(checked: CheckedSpec, model, path: str | os.PathLike) -> FsPat
                     metadata = json.loads(data)
                     metadata["graphspec"] = {
                         "spec_hash": spec_hash(graph),
+                        "graph_hash": graph_hash(graph),  # the expanded graph, however its nodes were written
                         "saved_models": saved_model_digests(graph),
                         "canonical_spec": json.loads(canonical_json(graph)),
                         "keras_catalogue": catalogue().keras_version,

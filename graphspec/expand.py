@@ -243,6 +243,7 @@ class Expander:
         self.sink.raise_if_errors(ExpandError)
         written = copy.deepcopy(self.data)
         self.write_effective_params(written, values, variant)
+        self.write_explicit_inputs(written)
         return out, Expansion(written=written, params=values, variant=variant, instances=self.instances,
                               node_instance=self.node_instance)
 
@@ -307,6 +308,27 @@ class Expander:
                 continue
             values[name] = value
         return values, variant
+
+    def write_explicit_inputs(self, written: dict) -> None:
+        """Every node's default input written out, so that the canonical form (JSON with sorted keys) means
+        the same as the spec: a node without ``input`` takes the node before it, and key order is lost there."""
+        inputs = written.get("inputs")
+        top_default = next(iter(inputs)) if isinstance(inputs, dict) and len(inputs) == 1 else None
+        sections: list[tuple[Any, Any]] = [(written.get("nodes"), top_default)]
+        blocks = written.get("blocks")
+        if isinstance(blocks, dict):
+            for block in blocks.values():
+                if isinstance(block, dict):
+                    names = block.get("inputs", ["x"])
+                    first = names[0] if isinstance(names, list) and names and isinstance(names[0], str) else None
+                    sections.append((block.get("nodes"), first))
+        for nodes, previous in sections:
+            if not isinstance(nodes, dict):
+                continue
+            for local, node in nodes.items():
+                if isinstance(node, dict) and node.get("input") is None and previous is not None:
+                    node["input"] = previous
+                previous = local
 
     def write_effective_params(self, written: dict, values: dict[str, Any], variant: str | None) -> None:
         params = written.get("params")

@@ -12,7 +12,7 @@ from graphspec.canonical import canonical_data, graph_hash, spec_hash
 from graphspec.errors import GraphspecError, render
 from graphspec.expand import MAX_EXPANDED_NODES, needs_expansion
 from graphspec.loader import LoadedSpec, loads
-from graphspec.pipeline import check_loaded, check_text
+from graphspec.pipeline import check_file as graphspec_check, check_loaded, check_text
 from graphspec.source import SourceMap
 
 BLOCKS = """\
@@ -278,3 +278,30 @@ def test_json_schema_describes_blocks_and_their_parameters() -> None:
     assert set(defs["BlockSpec"]["properties"]) >= {"params", "inputs", "nodes", "outputs", "doc"}
     assert "block" in defs["BlockCall"]["properties"]
     assert json.dumps(schema).count("#/$defs/Expression") > 10
+
+
+def test_artifact_records_spec_hash_and_graph_hash(tmp_path) -> None:
+    """A saved model carries both hashes; its canonical spec (blocks kept) checks again to the same graph."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from graphspec.emit import emit, read_artifact_metadata, save_artifact
+
+    checked = check_text(BLOCKS, variant="small")
+    target = save_artifact(checked, emit(checked), tmp_path / "tiny.keras")
+    meta = read_artifact_metadata(target)
+    assert meta["spec_hash"] == spec_hash(checked.graph)
+    assert meta["graph_hash"] == graph_hash(checked) == graph_hash(check_text(BLOCKS, params={"width": 4, "depth": 1}))
+    again = check_loaded(LoadedSpec(meta["canonical_spec"], SourceMap(file="metadata")))
+    assert graph_hash(again) == meta["graph_hash"] and meta["canonical_spec"]["variant"] == "small"
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_canonical_form_with_sorted_keys_builds_the_same_graph(name: str) -> None:
+    """JSON with sorted keys loses the nodes' order: the canonical form writes every default input out."""
+    from pathlib import Path
+
+    checked = graphspec_check(Path(__file__).resolve().parents[1] / "specs" / f"{name}.yaml")
+    data = json.loads(json.dumps(canonical_data(checked.graph), sort_keys=True))
+    again = check_loaded(LoadedSpec(data, SourceMap(file="canonical")))
+    assert graph_hash(again) == graph_hash(checked) and spec_hash(again.graph) == spec_hash(checked.graph)
