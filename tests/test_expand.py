@@ -305,3 +305,27 @@ def test_canonical_form_with_sorted_keys_builds_the_same_graph(name: str) -> Non
     data = json.loads(json.dumps(canonical_data(checked.graph), sort_keys=True))
     again = check_loaded(LoadedSpec(data, SourceMap(file="canonical")))
     assert graph_hash(again) == graph_hash(checked) and spec_hash(again.graph) == spec_hash(checked.graph)
+
+
+def test_check_through_blocks_is_no_slower_than_1_5x_the_flat_graph(tmp_path) -> None:
+    """The bar of benchmarks/bench_expand.py (10,000 nodes there), on 2,000 nodes: best of 3, interleaved."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_expand.py"
+    spec = importlib.util.spec_from_file_location("bench_expand", path)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["bench_expand"] = bench
+    spec.loader.exec_module(bench)
+    (tmp_path / "blocks.yaml").write_text(bench.blocks_spec(200))
+    (tmp_path / "flat.yaml").write_text(bench.flat_spec(200))
+    blocks, flat = graphspec_check(tmp_path / "blocks.yaml"), graphspec_check(tmp_path / "flat.yaml")
+    assert len(blocks.graph.nodes) == 2_000 and graph_hash(blocks) == graph_hash(flat)
+    best = {"flat": float("inf"), "blocks": float("inf")}
+    for _ in range(3):
+        for name in ("flat", "blocks"):
+            start = time.perf_counter()
+            graphspec_check(tmp_path / f"{name}.yaml")
+            best[name] = min(best[name], time.perf_counter() - start)
+    assert best["blocks"] <= 1.5 * best["flat"], best
