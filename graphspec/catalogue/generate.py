@@ -255,7 +255,7 @@ RANDOM_REASON = ("keras.random functions are not operations of a functional grap
                  "symbolic tensors or save them); for seeded noise use a GaussianNoise layer node "
                  "(see docs/spec.md, the VAE example)")
 OP_PROBE_DTYPES = ("float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool")
-OP_PROBE_SCALARS = {"int": 2, "float": 2.0, "bool": True}
+OP_PROBE_SCALARS = {"py_int": 2, "py_float": 2.0, "py_bool": True}
 """Operand kinds whose output dtype the catalogue records for every allowed op (a scalar constant is
 weakly typed in Keras: ``x + 2.0`` keeps a float16 ``x`` float16)."""
 
@@ -277,26 +277,45 @@ def _op_reason(name: str, function) -> str:
 
 
 def _probe_dtype(function, name: str, family: str, dtypes_in: tuple) -> str | None:
-    """The output dtype Keras gives for operands of these dtypes (a dtype name or a scalar kind), or None
-    where Keras refuses them."""
+    """The output dtype of the op for operands of these dtypes (a dtype name or a scalar kind): the dtype
+    Keras gives the symbolic tensor when it builds the model, provided the op *runs* on such operands and
+    returns that dtype; None where Keras refuses them, or where the run fails or returns another dtype
+    (``sigmoid`` of int32 builds as int32 and fails when it runs; ``reciprocal`` of float16 builds as
+    float32 and returns float16)."""
     import keras
+    import numpy as np
 
     shape = (2, 3, 2) if family in ("reshape", "swapaxes", "einsum", "squeeze") else (2, 3)
     if name == "squeeze":
         shape = (2, 1, 3)
-    operands = [OP_PROBE_SCALARS[d] if d in OP_PROBE_SCALARS else keras.KerasTensor(shape, dtype=d)
-                for d in dtypes_in]
-    args = dict(_OP_PROBE_ARGS.get(name, {}))
-    if family == "matmul":
-        operands = [keras.KerasTensor((2, 3), dtype=dtypes_in[0]), keras.KerasTensor((3, 2), dtype=dtypes_in[1])]
-    try:
+    shapes = [(2, 3), (3, 2)] if family == "matmul" else [shape] * len(dtypes_in)
+
+    def operands(symbolic: bool) -> list:
+        values = []
+        for d, s in zip(dtypes_in, shapes):
+            if d in OP_PROBE_SCALARS:
+                values.append(OP_PROBE_SCALARS[d])
+            elif symbolic:
+                values.append(keras.KerasTensor(s, dtype=d))
+            else:  # values every op is defined on (positive, not 1: log, arccosh, ...)
+                values.append(keras.ops.cast(np.full(s, 2 if d != "bool" else 1), d))
+        return values
+
+    def call(values: list):
+        args = dict(_OP_PROBE_ARGS.get(name, {}))
         if family == "einsum":
-            out = function(args.pop("subscripts"), *operands, **args)
-        else:
-            out = function(*operands, **args)
+            return function(args.pop("subscripts"), *values, **args)
+        return function(*values, **args)
+
+    try:
+        symbolic = keras.backend.standardize_dtype(call(operands(True)).dtype)
     except Exception:  # Keras refuses these dtypes
         return None
-    return keras.backend.standardize_dtype(out.dtype)
+    try:
+        run = keras.backend.standardize_dtype(call(operands(False)).dtype)
+    except Exception:  # Keras builds it, but the model would fail when it runs
+        return None
+    return symbolic if run == symbolic else None
 
 
 def build_ops() -> dict:

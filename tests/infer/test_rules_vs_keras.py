@@ -1147,6 +1147,8 @@ def check_op(name: str, c: Case) -> None:
         inferred, rule_error = None, error
     if rule_error is not None and rule_error.code == "unknown-size-broadcast":
         return
+    if rule_error is not None and rule_error.code == "dtype-mismatch":
+        return  # Keras may build it, but it fails or changes dtype when it runs (tests/test_ops.py runs them)
     expected = keras_op_result(name, c)
     if c.stricter:
         assert rule_error is not None, f"op {name} {c}: the rule should refuse it ({c.stricter})"

@@ -72,15 +72,15 @@ def _plain(value: Any) -> Any:
 
 
 def _kind(value: Any) -> str:
-    """An operand's dtype, or the kind of a scalar constant ('bool', 'int', 'float')."""
+    """An operand's dtype, or the kind of a scalar constant ('py_bool', 'py_int', 'py_float')."""
     if isinstance(value, TensorInfo):
         return value.dtype
     if isinstance(value, bool):
-        return "bool"
+        return "py_bool"
     if isinstance(value, int):
-        return "int"
+        return "py_int"
     if isinstance(value, float):
-        return "float"
+        return "py_float"
     raise TypeError(f"not an operand: {value!r}")
 
 
@@ -105,9 +105,7 @@ def _dtype(name: str, entry: dict, tensors: list, kwargs: dict) -> str:
     if name == "cast" or (kwargs.get("dtype") is not None and name in ("zeros_like", "ones_like", "full_like")):
         return str(kwargs["dtype"])
     if entry["family"] == "where":
-        if _kind(tensors[0]) != "bool" and isinstance(tensors[0], TensorInfo):
-            pass  # Keras casts the condition to bool
-        kinds = kinds[1:]
+        kinds = kinds[1:]  # the table is for a bool condition (Keras casts other conditions to bool)
     table = entry["dtypes"]
     if entry["family"] == "einsum":  # the table holds pairs: fold the operands' dtypes pair by pair
         result = kinds[0]
@@ -125,7 +123,8 @@ def _dtype(name: str, entry: dict, tensors: list, kwargs: dict) -> str:
         raise KeyError(key)  # a dtype Keras was not probed with (strings, complex): Keras decides at build
     found = table[key]
     if found is None:
-        raise ShapeError(f"op '{name}' does not take operands of dtype {', '.join(kinds)}",
+        raise ShapeError(f"op '{name}' does not run on operands of dtype {', '.join(kinds)}: Keras refuses them, "
+                         "or builds the op and the model fails or returns another dtype when it runs",
                          code="dtype-mismatch", hint="cast first: {op: cast, dtype: float32}")
     if kwargs.get("dtype") is not None and name in ("cumsum", "cumprod", "prod"):
         raise KeyError("dtype")  # Keras' own rules for an explicit dtype: left to Keras
