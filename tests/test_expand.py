@@ -329,3 +329,15 @@ def test_check_through_blocks_is_no_slower_than_1_5x_the_flat_graph(tmp_path) ->
             graphspec_check(tmp_path / f"{name}.yaml")
             best[name] = min(best[name], time.perf_counter() - start)
     assert best["blocks"] <= 1.5 * best["flat"], best
+
+
+def test_check_json_reports_the_graph_hash(tmp_path) -> None:
+    from graphspec.cli import app
+
+    (tmp_path / "blocks.yaml").write_text(BLOCKS)
+    (tmp_path / "flat.yaml").write_text(FLAT)
+    result = CliRunner().invoke(app, ["check", "--format", "json", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    rows = {row["file"].rsplit("/", 1)[-1]: row for row in json.loads(result.output)}
+    assert rows["blocks.yaml"]["graph_hash"] == rows["flat.yaml"]["graph_hash"]
+    assert rows["blocks.yaml"]["hash"] != rows["flat.yaml"]["hash"]
