@@ -50,8 +50,19 @@ def _ref_text(structure) -> Any:
 
 
 def canonical_json(graph: Graph) -> str:
-    return json.dumps(canonical_data(graph), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+    data = _with_plugins(canonical_data(graph), graph)
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=True)
+
+
+def _with_plugins(data: dict[str, Any], graph: Graph) -> dict[str, Any]:
+    """The canonical form with the plugins whose layers the spec uses (name, version, SHA-256 of their
+    source): changing a plugin changes the hash. Specs without plugins keep their hash."""
+    if data.get("plugins") is None:
+        data.pop("plugins", None)  # the optional 'plugins:' requirement, when not written
+    if graph.plugins:
+        data["plugin_versions"] = [plugin.record() for plugin in graph.plugins]
+    return data
 
 
 def spec_hash(graph: Graph) -> str:

@@ -32,6 +32,21 @@ app = typer.Typer(
 
 EXIT_USER_ERROR = 2
 
+PluginsOption = Annotated[Optional[list[str]], typer.Option(
+    "--plugin", help="Enable a plugin of custom layers: a Python module or package, by import name "
+                     "(repeatable; it is imported, so Keras is too). See docs/plugins.md.")]
+
+
+def _enable_plugins(plugins: Optional[list[str]]) -> None:
+    """Import the plugins named on the command line and enable them for this command."""
+    if not plugins:
+        return
+    _import_tensorflow()  # a plugin imports Keras: quietly, as the commands that need it do
+    from graphspec.plugins import enable
+
+    with user_errors():
+        enable(plugins)
+
 
 class OutputFormat(str, enum.Enum):
     text = "text"
@@ -237,6 +252,7 @@ def _instance_groups(checked, expansion) -> dict[int, int | None]:
 def check(
     specs: Annotated[list[Path], typer.Argument(help="Spec files, or folders to search for *.yaml.")],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems.")] = False,
+    plugins: PluginsOption = None,
     output_format: Annotated[OutputFormat, typer.Option("--format", help="Diagnostics and results as text or JSON.")] = OutputFormat.text,
     sets: Annotated[Optional[list[str]], typer.Option("--set", help=SET_HELP)] = None,
     variant: Annotated[Optional[str], typer.Option("--variant", help=VARIANT_HELP)] = None,
@@ -294,10 +310,12 @@ def build(
     spec: Annotated[Path, typer.Argument(help="The spec file.")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where to write the .keras model.")] = None,
     summary: Annotated[bool, typer.Option(help="Print the Keras model summary.")] = True,
+    plugins: PluginsOption = None,
     sets: Annotated[Optional[list[str]], typer.Option("--set", help=SET_HELP)] = None,
     variant: Annotated[Optional[str], typer.Option("--variant", help=VARIANT_HELP)] = None,
 ) -> None:
     """Build the Keras model, check 'expect:', and save it as .keras with the spec and its hash."""
+    _enable_plugins(plugins)
     from graphspec.overrides import check_with_overrides
 
     with user_errors():  # the pure-Python stages first: a spec error costs no TensorFlow import
@@ -349,9 +367,11 @@ def train(
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the interrupted run in this folder "
                                                    "(one stopped before its first epoch starts over).")] = None,
     verbose: Annotated[Optional[int], typer.Option("--verbose", "-v", help="0 silent, 1 progress bar, 2 a line per epoch.")] = None,
+    plugins: PluginsOption = None,
     variant: Annotated[Optional[str], typer.Option("--variant", help=VARIANT_HELP)] = None,
 ) -> None:
     """Train the spec's model on its data; writes runs/<spec name>/<run name>/."""
+    _enable_plugins(plugins)
     with user_errors():  # the pure-Python stages first: a spec error costs no TensorFlow import
         from graphspec.overrides import Override, override_list
 
@@ -394,10 +414,12 @@ def evaluate(
                                                          "input or output.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Examples per batch.")] = None,
     best: Annotated[bool, typer.Option("--best", help="Evaluate the run's best.keras instead of model.keras.")] = False,
+    plugins: PluginsOption = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the metrics as JSON here "
                                                    "(default for a run: <run>/evaluation.json).")] = None,
 ) -> None:
     """Metrics of a trained model on data, per output: a table, and JSON."""
+    _enable_plugins(plugins)
     with user_errors():  # the run's spec is checked before TensorFlow is imported
         _precheck_target(target)
     _import_tensorflow()
@@ -423,10 +445,12 @@ def predict(
                                                          "input.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Examples per batch.")] = None,
     best: Annotated[bool, typer.Option("--best", help="Use the run's best.keras instead of model.keras.")] = False,
+    plugins: PluginsOption = None,
 ) -> None:
     """Predict every example, batch by batch, into an NPZ or CSV with one array/column group per output.
 
     Classification outputs also get their predicted class and its probability (see docs/training.md)."""
+    _enable_plugins(plugins)
     with user_errors():  # the run's spec is checked before TensorFlow is imported
         _precheck_target(target)
     _import_tensorflow()

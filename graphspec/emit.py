@@ -21,6 +21,7 @@ from graphspec.catalogue import NESTED_LAYER_ARGS, catalogue, nested_namespace
 from graphspec.errors import Diagnostic, DiagnosticSink, EmitError
 from graphspec.files import AtomicFile
 from graphspec.pipeline import CheckedSpec
+from graphspec.plugins import plugin_class, using as using_plugins
 from graphspec.resolve import GraphNode, TensorRef
 
 _NAMESPACE_MODULES = {
@@ -98,7 +99,7 @@ def make_layer(layer_type: str, args: dict[str, Any], name: str | None = None):
     if canonical is None or entry is None or "denied" in entry:
         # The schema stage refuses these; this guards specs built in Python without it.
         raise EmitError([Diagnostic(code="denied-layer-type", message=f"'{layer_type}' cannot be built from a spec")])
-    cls = getattr(_keras().layers, canonical)
+    cls = plugin_class(canonical) or getattr(_keras().layers, canonical)  # an enabled plugin's layer, or Keras'
     kwargs: dict[str, Any] = {}
     for key, value in args.items():
         namespace = nested_namespace(key)
@@ -292,6 +293,11 @@ def _keras_hint(exc: BaseException) -> str | None:
 
 def emit(checked: CheckedSpec, *, compile: bool = True):
     """Build (and by default compile) the ``keras.Model``; raises :class:`EmitError`."""
+    with using_plugins(checked.graph.plugins):  # the plugins whose layers the spec uses, enabled at check
+        return _emit(checked, compile=compile)
+
+
+def _emit(checked: CheckedSpec, *, compile: bool) -> Any:
     keras = _keras()
     spec = checked.spec
     sink = DiagnosticSink(source=checked.loaded.source)
@@ -433,6 +439,8 @@ def save_artifact(checked: CheckedSpec, model, path: str | os.PathLike) -> FsPat
                         "canonical_spec": json.loads(canonical_json(graph)),
                         "keras_catalogue": catalogue().keras_version,
                     }
+                    if graph.plugins:  # load the model where these are imported (their classes registered)
+                        metadata["graphspec"]["plugins"] = [plugin.record() for plugin in graph.plugins]
                     data = json.dumps(metadata, indent=1).encode()
                 out.writestr(item, data)
     return target

@@ -19,6 +19,7 @@ from typing import Any, Literal, Union
 
 from graphspec.errors import Diagnostic, DiagnosticSink, Path, ResolveError, did_you_mean, suggestion_budget
 from graphspec.files import confined_path, spec_data_paths
+from graphspec.plugins import used_plugins
 from graphspec.schema import LayerNode, ModelNode, OpNode, SequentialNode, SharedCall, Spec
 from graphspec.source import SourceMap
 
@@ -82,6 +83,9 @@ class Graph:
     """Node name -> node, in a topological order (file order where the file allows it)."""
     outputs: dict[str, TensorRef]
     warnings: list[Diagnostic] = field(default_factory=list)
+    plugins: tuple = ()
+    """The enabled plugins whose layers the spec uses (:func:`graphspec.plugins.used_plugins`): they are
+    part of the spec hash and of the artifact's metadata, and emit builds their layers."""
 
     @property
     def inputs(self):
@@ -297,7 +301,8 @@ def _resolve(spec: Spec, source: SourceMap, base_dir: FsPath | None, check_files
     sorted_nodes = {name: nodes[name] for name in order}
 
     _warn_unused(spec, sorted_nodes, outputs, sink)
-    return Graph(spec=spec, source=source, nodes=sorted_nodes, outputs=outputs, warnings=sink.sorted())
+    return Graph(spec=spec, source=source, nodes=sorted_nodes, outputs=outputs, warnings=sink.sorted(),
+                 plugins=used_plugins(spec))
 
 
 def _train_data(spec: Spec) -> dict | None:

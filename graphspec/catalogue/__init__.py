@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from graphspec.plugins import active_plugins
+
 CATALOGUE_PATH = Path(__file__).with_name("keras.json")
 
 # Arguments whose value is a nested Keras object, by the namespace it is looked up in.
@@ -126,5 +128,24 @@ class Catalogue:
 
 
 @functools.cache
-def catalogue() -> Catalogue:
+def keras_catalogue() -> Catalogue:
+    """The catalogue of the installed Keras alone (``keras.json``)."""
     return Catalogue(json.loads(CATALOGUE_PATH.read_text()))
+
+
+def catalogue() -> Catalogue:
+    """The catalogue in effect: Keras' own, plus the layers of the plugins enabled in this context
+    (:mod:`graphspec.plugins`; none unless the command line or the API enabled some)."""
+    plugins = active_plugins()
+    if not plugins:
+        return keras_catalogue()
+    return _with_plugins(plugins)
+
+
+@functools.lru_cache(maxsize=8)
+def _with_plugins(plugins: tuple) -> Catalogue:
+    base = keras_catalogue().data
+    layers = dict(base["layers"])
+    for plugin in plugins:
+        layers.update(plugin.entries)  # an entry names its plugin: {"args": ..., "call_args": ..., "plugin": ...}
+    return Catalogue({**base, "layers": layers})

@@ -106,12 +106,31 @@ def _module(dotted: str):
     return importlib.import_module(dotted)
 
 
+def base_layer_arguments() -> dict:
+    """The constructor arguments every Keras layer takes through ``**kwargs`` (``trainable``, ``dtype``, ...)."""
+    import keras
+
+    base_args, _ = _arguments(keras.layers.Layer.__init__)
+    return {k: v for k, v in base_args.items() if k not in BASE_ARGS_EXCLUDED}
+
+
+def layer_entry(cls, base_args: dict) -> dict:
+    """A layer class's catalogue entry: constructor arguments (with the base layer's, where it takes
+    ``**kwargs``) and ``call()`` arguments. Also catalogues plugin layers (:mod:`graphspec.plugins`)."""
+    args, takes_kwargs = _arguments(cls.__init__)
+    args.pop("name", None)
+    if takes_kwargs:
+        for key, value in base_args.items():
+            args.setdefault(key, value)
+    call_args, _ = _arguments(cls.call)
+    return {"args": args, "call_args": list(call_args)}
+
+
 def build_catalogue() -> dict:
     import keras
 
     layers_mod = keras.layers
-    base_args, _ = _arguments(keras.layers.Layer.__init__)
-    base_args = {k: v for k, v in base_args.items() if k not in BASE_ARGS_EXCLUDED}
+    base_args = base_layer_arguments()
 
     by_class: dict[type, list[str]] = {}
     for name in sorted(dir(layers_mod)):
@@ -123,16 +142,7 @@ def build_catalogue() -> dict:
     layers: dict[str, dict] = {}
     for cls, names in by_class.items():
         canonical = cls.__name__ if cls.__name__ in names else names[0]
-        args, takes_kwargs = _arguments(cls.__init__)
-        args.pop("name", None)
-        if takes_kwargs:
-            for key, value in base_args.items():
-                args.setdefault(key, value)
-        call_args, _ = _arguments(cls.call)
-        entry = {
-            "args": args,
-            "call_args": list(call_args),
-        }
+        entry = layer_entry(cls, base_args)
         if canonical in DENIED_LAYERS:
             entry["denied"] = DENIED_LAYERS[canonical]
         if canonical in FILE_ARGUMENTS:

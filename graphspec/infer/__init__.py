@@ -15,6 +15,7 @@ from typing import Any, Union
 from graphspec.catalogue import catalogue
 from graphspec.errors import Diagnostic, DiagnosticSink, InferError, Path
 from graphspec.infer.rules import RULES
+from graphspec.plugins import plugin_rule
 from graphspec.infer.tensor import (ArgumentError, Inputs, LayerCall, RuleResult, Shape, ShapeError, TensorInfo,
                                     blame, is_float)
 from graphspec.resolve import Graph, GraphNode, TensorRef
@@ -102,7 +103,7 @@ def infer_layer(layer_type: str, args: dict[str, Any], inputs: Inputs,
                 call_args: dict[str, Any] | None = None) -> RuleResult | None:
     """Apply one layer's rule; None when the layer has no rule. Raises :class:`ShapeError`."""
     canonical = catalogue().canonical(layer_type) or layer_type
-    rule = RULES.get(canonical)
+    rule = RULES.get(canonical) or plugin_rule(canonical)  # an enabled plugin's rule for its own layer
     if rule is None:
         return None
     merged = layer_args(canonical, args)

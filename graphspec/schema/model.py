@@ -22,6 +22,9 @@ REF_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\[[0-9]+\])?$"
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=128)]
 """A name: letters, digits and underscores, not starting with a digit."""
 Ref = Annotated[str, StringConstraints(pattern=REF_PATTERN, max_length=140)]
+PluginName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$",
+                                              max_length=200)]
+"""A plugin's Python import name (``my_team_layers``, ``graphspec.plugins.applications``)."""
 """A reference to an input or a node, optionally indexed (``lstm[1]``) for layers with several outputs."""
 
 # Arguments are plain data: YAML scalars, lists and mappings (never objects or code).
@@ -277,6 +280,10 @@ class Spec(StrictModel):
     expect: ExpectSpec | None = None
     """Assertions about the model (parameter counts, output shapes): checked by ``check`` where inference
     knows the value, and again against the built model by ``build``."""
+    plugins: list[PluginName] | None = Field(default=None, max_length=32)
+    """Plugins whose layer types the spec uses (import names, e.g. ``my_team_layers``): a requirement, never
+    imported from the spec. The person running graphspec enables them (``--plugin my_team_layers``);
+    without them ``check`` names the plugin to enable. See docs/plugins.md."""
     variant: Name | None = None
     """Language 1.1: the variant (of ``variants:``) built unless the command line or the API chooses another."""
     params: dict[Name, ModelParam] | None = None

@@ -12,6 +12,7 @@ from typing import Any
 
 from graphspec.catalogue import NESTED_LAYER_ARGS, Catalogue, catalogue, nested_namespace
 from graphspec.errors import DiagnosticSink, Path, did_you_mean
+from graphspec.plugins import missing_plugin_hint
 from graphspec.schema.model import RESERVED_NODE_KEYS, ObjectConfig
 
 MAX_INT_ARG = 2**31 - 1
@@ -71,6 +72,8 @@ class SemanticChecker:
     def __init__(self, sink: DiagnosticSink, cat: Catalogue | None = None):
         self.sink = sink
         self.cat = cat or catalogue()
+        self.declared_plugins: list[str] = []
+        """The spec's ``plugins:`` (a requirement: named in errors, never imported)."""
 
     # -- numbers ---------------------------------------------------------------------------
     def _check_magnitudes(self, value: Any, path: Path) -> None:
@@ -167,6 +170,12 @@ class SemanticChecker:
         """A layer type and its constructor arguments (``path`` is the mapping holding them)."""
         entry = self.cat.layer(layer_type)
         if entry is None:
+            missing = missing_plugin_hint(layer_type, self.declared_plugins)
+            if missing is not None:  # a plugin's layer, and the plugin is not enabled
+                suggestion = did_you_mean(layer_type, self.cat.layer_names)
+                self.sink.error("plugin-not-enabled", missing[0], path + ("type",),
+                                missing[1] + (f" (or {suggestion})" if suggestion else ""))
+                return
             self.sink.error("unknown-layer-type", f"unknown layer type '{layer_type}'", path + ("type",),
                             did_you_mean(layer_type, self.cat.layer_names)
                             or "the type is a Keras layer class name, e.g. Dense or Conv2D")
@@ -351,6 +360,8 @@ class SemanticChecker:
     # These walk the plain data (not the validated Spec) so that they run even where other
     # parts of the spec failed Pydantic's structural checks: every problem is reported at once.
     def check_spec(self, data: dict) -> None:
+        declared = data.get("plugins")
+        self.declared_plugins = [p for p in declared if isinstance(p, str)] if isinstance(declared, list) else []
         inputs = data.get("inputs")
         for name, inp in (inputs.items() if isinstance(inputs, dict) else ()):
             dtype = inp.get("dtype") if isinstance(inp, dict) else None
