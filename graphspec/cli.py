@@ -365,7 +365,8 @@ def train(
     name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: a timestamp); a folder of that "
                                                 "name with nothing trained in it is reused.")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the interrupted run in this folder "
-                                                   "(one stopped before its first epoch starts over).")] = None,
+                                                   "(one stopped before its first epoch starts over); with --epochs N, "
+                                                   "extend a run, also a completed one, to N epochs in all.")] = None,
     verbose: Annotated[Optional[int], typer.Option("--verbose", "-v", help="0 silent, 1 progress bar, 2 a line per epoch.")] = None,
     plugins: PluginsOption = None,
     variant: Annotated[Optional[str], typer.Option("--variant", help=VARIANT_HELP)] = None,
@@ -391,7 +392,12 @@ def train(
                 _echo_err(render(diagnostic))
             raise typer.Exit(stopped.exit_code) from None
     shown = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items() if k != "learning_rate")
-    typer.echo(f"trained {len(result.history)} epochs: {shown}")
+    trained = len(result.history)
+    if result.final_epoch is not None and result.final_epoch != trained:
+        held = f"the model holds epoch {result.final_epoch} (early stopping restored its best weights)"
+    else:
+        held = f"the model holds epoch {result.final_epoch}"
+    typer.echo(f"trained {trained} epochs; {held}: {shown}")
     typer.echo(f"run directory: {result.run_dir}")
 
 

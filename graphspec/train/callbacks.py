@@ -98,7 +98,7 @@ def _weights(arrays: dict[str, np.ndarray], prefix: str) -> list[np.ndarray]:
 
 
 class Guard(keras.callbacks.Callback):
-    """NaN/Inf losses and signals: stop after the current batch.
+    """NaN/Inf losses: stop after the current batch; signals: leave ``fit`` at the next batch's start.
 
     ``async_safe``: Keras may run it on its callback thread, so the training loop keeps
     dispatching steps asynchronously (as a plain ``model.fit`` does) instead of waiting for
@@ -110,17 +110,29 @@ class Guard(keras.callbacks.Callback):
         super().__init__()
         self.run = run
 
+    def on_train_batch_begin(self, batch, logs=None):
+        # Called on the main thread at the start of every batch: after a signal, leave fit here, at
+        # the end of the batch that was running, before Keras validates or records a partial epoch.
+        if self.run.signal_received:
+            from graphspec.train.loop import _StopNow
+
+            raise _StopNow()
+        self.run.batch = batch  # the batch now running: when the next one begins, it has finished
+
     def on_train_batch_end(self, batch, logs=None):
         run = self.run
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             run.nan_at = (run.epoch, batch, float(loss))
             self.model.stop_training = True
-        if run.signal_received:
-            self.model.stop_training = True
 
     def on_epoch_begin(self, epoch, logs=None):
+        if self.run.signal_received:  # the signal came after an epoch's end: that epoch is saved
+            from graphspec.train.loop import _StopNow
+
+            raise _StopNow()
         self.run.epoch = epoch
+        self.run.batch = -1
 
 
 class LrSchedule(keras.callbacks.Callback):
@@ -215,7 +227,7 @@ class BestModel(keras.callbacks.Callback):
         self.last_flush = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.run.stopped_abnormally:
+        if self.run.nan_at is not None:
             return
         value = (logs or {}).get(self.monitor)
         if value is None or not math.isfinite(float(value)):
@@ -280,8 +292,8 @@ class EpochRecorder(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         run = self.run
-        stopping = bool(self.model.stop_training)  # read before the signal check: a signal sets both
-        if run.stopped_abnormally:
+        stopping = bool(self.model.stop_training)
+        if run.nan_at is not None:  # a NaN stops the epoch part-way: not a completed epoch
             return
         row = {"epoch": epoch + 1}
         for key, value in (logs or {}).items():
@@ -302,6 +314,30 @@ class EpochRecorder(keras.callbacks.Callback):
         if run.is_chief and run.run_dir is not None and time.monotonic() - run.history_written > HISTORY_SECONDS:
             rundir.write_history(run.run_dir, run.history)
             run.history_written = time.monotonic()
+
+
+class EpochLine(keras.callbacks.Callback):
+    """One plain line per epoch on stdout (no progress bar, no carriage returns, no colour): what a
+    log file or a CI job shows. ``epoch 3/25 - 4.1s - loss 0.4123 - accuracy 0.8750 - val_loss ...``"""
+
+    def __init__(self, stream=None):
+        super().__init__()
+        self.stream = stream
+        self.started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        import sys
+
+        parts = [f"epoch {epoch + 1}/{self.params.get('epochs', '?')}", f"{time.monotonic() - self.started:.1f}s"]
+        for key, value in (logs or {}).items():
+            try:
+                parts.append(f"{key} {float(value):.4g}")
+            except (TypeError, ValueError):
+                continue
+        print(" - ".join(parts), file=self.stream or sys.stdout, flush=True)
 
 
 def make_callbacks(run: "_Run") -> list:

@@ -102,6 +102,25 @@ def restore_state(model, meta: dict, arrays: dict[str, np.ndarray], where: str) 
             v.assign(value)
 
 
+def saved_epoch(path: FsPath) -> int | None:
+    """The epoch a checkpoint file holds (reads only its metadata); None when there is none or it is unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return int(json.loads(archive[_META_KEY].tobytes().decode())["epoch"])
+    except Exception:
+        return None
+
+
+def _same_but_epochs(run_dir: FsPath, settings: dict, saved_hash: str | None) -> bool:
+    """Whether the run's settings were these but for ``epochs`` (``--resume --epochs N`` extends a run)."""
+    try:
+        saved = rundir.read_json(run_dir / "settings.json")
+    except (OSError, ValueError):
+        return False
+    if not isinstance(saved, dict) or not isinstance(saved.get("epochs"), int):
+        return False
+    return saved_hash == settings_hash(dict(settings, epochs=saved["epochs"]))
+
 
 def _changed_settings(run_dir: FsPath, settings: dict) -> str:
     try:
@@ -115,8 +134,11 @@ def _changed_settings(run_dir: FsPath, settings: dict) -> str:
 
 
 def _check_resume(run_dir: FsPath, checked: CheckedSpec, settings: dict, recorded: dict,
-                  fingerprint: list | None) -> tuple[dict, dict]:
+                  fingerprint: list | None, extending: bool = False) -> tuple[dict, dict]:
     """The checkpoint to resume from, after checking that the spec, the settings and the data are the run's.
+
+    ``extending`` (``--resume --epochs N``): the settings may differ in ``epochs``, which must then be more
+    than the epochs the checkpoint holds.
 
     A run directory without a checkpoint (the run stopped before its first epoch began) resumes
     from epoch 0 -- the same seed gives the same initial weights -- when its spec and settings,
@@ -144,7 +166,14 @@ def _check_resume(run_dir: FsPath, checked: CheckedSpec, settings: dict, recorde
                                      f"(model hash {str(meta.get('model_hash'))[:19]}..., now {now[:19]}...)",
                                      hint="resume with the spec as it was (see spec.yaml in the run directory), "
                                      "or start a new run")])
-    if meta.get("settings_hash") != settings_hash(settings):
+    if extending and meta.get("settings_hash") != settings_hash(settings) \
+            and _same_but_epochs(run_dir, settings, meta.get("settings_hash")):
+        done = int(meta.get("epoch", 0)) if path.is_file() else 0
+        if settings["epochs"] <= done:
+            raise TrainError([Diagnostic(code="resume-error", file=str(run_dir), message=f"--epochs {settings['epochs']} "
+                                         f"does not extend the run in '{run_dir}': {done} epochs are trained",
+                                         hint=f"--epochs is the new total: give more than {done}")])
+    elif meta.get("settings_hash") != settings_hash(settings):
         raise TrainError([Diagnostic(code="resume-changed", file=str(run_dir), message="the train settings changed since the run was "
                                      f"started ({_changed_settings(run_dir, settings)})",
                                      hint="resume without overrides, or start a new run")])

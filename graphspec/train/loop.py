@@ -1,27 +1,30 @@
 """``graphspec train``: fit a spec's model on its data, in a run directory, resumably.
 
-Order of work: check the spec (with overrides) -> resolve the settings (seed) ->
-configure TensorFlow (devices, determinism, precision, strategy) -> build the
-model with :func:`graphspec.emit.emit` -> open and check the data -> write the
-run directory's header files -> ``model.fit`` -> final files.
+:func:`train` reads as the outline of a run: check the spec (with overrides) -> resolve the
+settings (seed) -> configure the backend (devices, determinism, precision, strategy) -> build the
+model with :func:`graphspec.emit.emit` -> open and check the data -> open the run directory
+(:class:`~graphspec.train.rundir.RunDirectory`) -> start or resume -> ``model.fit`` -> final files.
 
-Resumable state (``checkpoint.npz``) is written atomically at the end of every
-epoch: every model variable (weights and the dropout RNG states), every
-optimizer variable (iteration count, learning rate, moments), the callbacks'
-counters (put back after Keras' own reset in ``on_train_begin``), whether early
-stopping ended the run, and the history. Epoch *e*'s batches depend only on
-(seed, *e*), so a resumed run replays exactly what an uninterrupted one does.
-SIGTERM and SIGINT stop the run after the current batch; the last completed
-epoch's state is the resumable checkpoint; during the final save they are
-deferred until it is written. A NaN/Inf loss stops the run with an error and the
-last good checkpoint is kept. A failed write (a full disk) is ``cannot-write``
-with the way to resume. The run directory is locked while it is written, and
-``--resume`` refuses changed training data (SHA-256 of its files).
+Resumable state (``checkpoint.npz``, :mod:`.checkpoint`) is written atomically at the end of every
+epoch, with each callback's own state (:mod:`.callbacks`). Epoch *e*'s batches depend only on
+(seed, *e*), so a resumed run replays exactly what an uninterrupted one does, and
+``--resume RUN --epochs N`` extends a finished run as if it had been started with N epochs.
+
+SIGTERM and SIGINT stop the run at the end of the current batch: the partial epoch is neither
+validated nor saved, the last completed epoch's checkpoint is the resumable state, and the message
+says which epoch that is and how to resume. A second signal stops at once; the run is still
+resumable (every write is atomic). During the final save signals are deferred until it is written.
+A NaN/Inf loss stops the run with an error and the last good checkpoint is kept. A failed write
+(a full disk) is ``cannot-write`` with the way to resume. The run directory is locked while it is
+written, and ``--resume`` refuses changed training data (SHA-256 of its files).
+
+The closing line and ``metrics.json`` report one epoch's metrics: the epoch whose weights the
+final model holds (the best epoch when early stopping restored it, else the last), and say which.
+When stdout is not a terminal, progress is one plain line per epoch instead of a progress bar.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -36,18 +39,17 @@ from graphspec.errors import Diagnostic, DiagnosticSink, GraphspecError, TrainEr
 from graphspec.pipeline import CheckedSpec
 from graphspec.train import data as datalib
 from graphspec.train import rundir
-from graphspec.train.settings import check_with_overrides, resolved_settings
-
-from graphspec.train.checkpoint import (
+from graphspec.train.checkpoint import (  # noqa: F401  (read_state: public, tests read checkpoints through loop)
     STATE_FILE,
     _check_resume,
     model_hash,
-    read_state,  # noqa: F401  (public: tests and tools read checkpoints through loop)
+    read_state,
     restore_state,
     save_state,
+    saved_epoch,
     settings_hash,
 )
-
+from graphspec.train.settings import check_with_overrides, resolved_settings
 
 
 class TrainInterrupted(TrainError):
@@ -61,6 +63,10 @@ class TrainInterrupted(TrainError):
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
+
+
+class _StopNow(Exception):
+    """Raised at the start of the batch after a signal: leaves ``fit`` without validating the partial epoch."""
 
 
 def __getattr__(name: str):
@@ -77,18 +83,26 @@ class RunResult:
     model: Any
     history: list[dict[str, float]]
     metrics: dict[str, float]
+    """The metrics of epoch ``final_epoch``, whose weights ``model`` holds (training and validation)."""
     settings: dict[str, Any]
     spec_hash: str
     epochs_run: list[int] = field(default_factory=list)
     """Epoch numbers (0-based) trained by this call (a resumed run skips the finished ones)."""
+    final_epoch: int | None = None
+    """The epoch (1-based) whose weights the final model holds: the best one when early stopping
+    restored it, else the last one trained."""
+    backend: str = "tensorflow"
 
 
 @dataclass
 class _Run:
+    """What one call of :func:`train` keeps while it runs: the live objects and the progress the
+    checkpoint saves (history, epochs, the callbacks holding their own state)."""
+
     checked: CheckedSpec
     settings: dict
     spec_hash: str
-    run_dir: FsPath | None
+    directory: rundir.RunDirectory | None
     is_chief: bool
     verbose: int
     has_validation: bool = False
@@ -100,6 +114,8 @@ class _Run:
     """The epoch of the last checkpoint written (None: none written by this call)."""
     stopped_early: bool = False
     epoch: int = 0
+    batch: int = -1
+    """The last batch (0-based) of ``epoch`` that finished."""
     nan_at: tuple | None = None
     signal_received: int | None = None
     final_phase: bool = False
@@ -111,8 +127,8 @@ class _Run:
     data_fingerprint: dict | None = None
 
     @property
-    def stopped_abnormally(self) -> bool:
-        return self.nan_at is not None or self.signal_received is not None
+    def run_dir(self) -> FsPath | None:
+        return self.directory.path if self.directory is not None else None
 
     def resumable_callbacks(self) -> list:
         from graphspec.train.callbacks import RESUMABLE
@@ -147,6 +163,13 @@ class _Run:
             self.best_model.set_model(self.model)
             self.best_model.on_train_end()
 
+    def final_epoch(self) -> int | None:
+        """The epoch (1-based) whose weights the model holds once training ended."""
+        es = self.early_stopping
+        if es is not None and es.restore_best_weights and es.best_weights is not None and es.best_epoch is not None:
+            return int(es.best_epoch) + 1
+        return self.completed_epochs or None
+
     def save_checkpoint(self, model) -> None:
         if not self.is_chief or self.run_dir is None:
             return
@@ -159,19 +182,173 @@ class _Run:
         self.saved_epochs = self.completed_epochs
 
 
-# -- the run ------------------------------------------------------------------------------------
+@dataclass
+class _Request:
+    """What was asked for: the spec, the overrides (a resumed run's recorded ones first), the run to resume."""
 
-def _configure(settings: dict) -> None:
+    spec: Any
+    overrides: list
+    resume_dir: FsPath | None = None
+    recorded: dict = field(default_factory=dict)
+    extend_to: int | None = None
+    """``--resume RUN --epochs N``: the new total number of epochs."""
+
+
+# -- the outline ----------------------------------------------------------------------------------
+
+def train(spec: str | os.PathLike | CheckedSpec | None = None, *, overrides: list | None = None, data: Any = None,
+          validation_data: Any = None, runs_root: str | os.PathLike = "runs", run_name: str | None = None,
+          resume: str | os.PathLike | None = None, verbose: int | None = None, handle_signals: bool = True,
+          write_run_dir: bool = True, callbacks: list | None = None,
+          echo: Callable[[str], None] | None = None) -> RunResult:
+    """Train a spec's model; returns the fitted model, its history and the run directory.
+
+    ``spec`` is a spec file (or a :class:`CheckedSpec`); ``overrides`` come from
+    :func:`graphspec.overrides.override_list`. ``data``/``validation_data`` replace the
+    spec's sources (Python API: dicts of arrays, ``(x, y)`` or ``tf.data.Dataset``).
+    ``resume`` continues the run in that directory, refusing if the spec, settings or data changed;
+    with an ``epochs`` override it extends the run (also a completed one) to that many epochs.
+    ``callbacks`` (Python API) are extra Keras callbacks, run before graphspec's checkpointing.
+
+    The run directory is locked (``.lock``) while training writes it: a second ``train`` into
+    it is refused with ``error[run-locked]``.
+    """
+    held: list = []
+    previous_handlers: dict = {}
+    echo = echo or (lambda text: print(text, file=sys.stderr))
+    try:
+        request = _request(spec, overrides, resume)
+        checked = request.spec if isinstance(request.spec, CheckedSpec) else \
+            check_with_overrides(request.spec, request.overrides)
+        settings = resolved_settings(checked, seed=request.recorded.get("seed"))
+        if verbose is not None:
+            settings["verbose"] = verbose
+        distribution = _configure(settings, checked)  # TensorFlow (and the Keras backend) from here on
+        model = _emit_in(distribution, checked, settings)
+        io_ = datalib.model_io(checked, model)
+        examples, validation = _open(checked, io_, settings, data, validation_data)
+        fingerprint = rundir.data_fingerprint(checked, train_data=data is None, validation_data=validation_data
+                                              is None) if write_run_dir or request.resume_dir is not None else None
+        directory, meta, arrays = _directory(request, checked, settings, fingerprint, runs_root, run_name,
+                                             write_run_dir and distribution.is_chief, held)
+        run = _Run(checked=checked, settings=settings, spec_hash=_spec_hash(checked), directory=directory,
+                   is_chief=distribution.is_chief, verbose=settings["verbose"], has_validation=validation is not None,
+                   model=model, data_fingerprint=fingerprint)
+        if handle_signals:
+            _handle_signals(run, echo, previous_handlers)
+        try:
+            if directory is not None and request.resume_dir is None:
+                _write_header(run, request, examples, validation, distribution)
+            keras_callbacks = _start(run, request, meta, arrays, distribution, callbacks, echo)
+            train_ds, val_ds, steps = _datasets(run, examples, validation, io_, distribution)
+            _fit(run, train_ds, val_ds, steps, keras_callbacks, bool(meta))
+            run.final_phase = True
+            _stop_if_abnormal(run)
+            return _finish(run, val_ds, echo)
+        except (TrainInterrupted, _StopNow):
+            raise  # run.json already says interrupted (or completed, for a signal during the final save)
+        except KeyboardInterrupt:  # a second SIGINT: stopped at once, still resumable
+            raise _stopped_at_once(run) from None
+        except GraphspecError as error:
+            raise _failed(run, error, echo) from None
+        except BaseException as exc:
+            if directory is not None:
+                directory.failed(f"{type(exc).__name__}: {str(exc)[:500]}")
+            raise
+    finally:
+        for signum, handler in previous_handlers.items():
+            try:
+                signal.signal(signum, handler)
+            except (ValueError, TypeError):
+                pass
+        for lock in held:
+            lock.release()
+
+
+# -- the steps ------------------------------------------------------------------------------------
+
+def _spec_hash(checked: CheckedSpec) -> str:
+    from graphspec.canonical import spec_hash
+
+    return spec_hash(checked.graph)
+
+
+def _epochs_override(overrides: list) -> int | None:
+    value = None
+    for path, new in overrides:
+        if tuple(path) == ("train", "epochs"):
+            value = new
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _request(spec, overrides, resume) -> _Request:
+    """The spec and overrides to train with; for ``--resume`` the run's own, and the extension asked for."""
+    overrides = list(overrides or [])
+    if resume is None:
+        if spec is None:
+            raise TrainError([Diagnostic(code="no-spec", message="give a spec file or --resume RUN")])
+        return _Request(spec=spec, overrides=overrides)
+    resume_dir = FsPath(resume)
+    recorded = rundir.read_run(resume_dir)
+    extend_to = _epochs_override(overrides)
+    if recorded.get("status") == "completed":
+        done = recorded.get("epochs")
+        if extend_to is None:
+            raise TrainError([Diagnostic(
+                code="resume-error", file=str(resume_dir), message=f"the run in '{resume_dir}' already completed"
+                + (f" ({done} epochs)" if isinstance(done, int) else ""),
+                hint=f"extend it: graphspec train --resume {resume_dir} --epochs N (N more than "
+                f"{done if isinstance(done, int) else 'the epochs it trained'}), or start a new run")])
+        if isinstance(done, int) and extend_to <= done:
+            raise TrainError([Diagnostic(
+                code="resume-error", file=str(resume_dir),
+                message=f"--epochs {extend_to} does not extend the run in '{resume_dir}': it completed {done} epochs",
+                hint=f"--epochs is the new total: give more than {done}")])
+    if spec is None:
+        spec = recorded.get("spec_path") or resume_dir / "spec.yaml"
+    recorded_overrides = [(tuple(p), v) for p, v in recorded.get("overrides", [])]
+    return _Request(spec=spec, overrides=recorded_overrides + overrides, resume_dir=resume_dir, recorded=recorded,
+                    extend_to=extend_to)
+
+
+def _backend() -> str:
     import keras
-    import tensorflow as tf
 
+    return keras.backend.backend()
+
+
+def _configure(settings: dict, checked: CheckedSpec):
+    """The distribution strategy, determinism, seed and precision; refuses TensorFlow-only settings on
+    another Keras backend. Returns the :class:`~graphspec.train.distribute.Distribution`."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        sink = DiagnosticSink(source=checked.loaded.source)
+        for key, value, what in (("strategy", settings["strategy"] != "default", f"strategy: {settings['strategy']} "
+                                  "(a tf.distribute strategy)"),
+                                 ("deterministic", bool(settings.get("deterministic")),
+                                  "deterministic: true (TensorFlow's op determinism)")):
+            if value:
+                sink.error("needs-tensorflow", f"{what} needs the TensorFlow backend; Keras runs on '{backend}' "
+                           f"(KERAS_BACKEND={os.environ.get('KERAS_BACKEND', backend)})", ("train", key),
+                           "unset KERAS_BACKEND (or set it to tensorflow), or remove the setting")
+        sink.raise_if_errors(TrainError)
+    from graphspec.train.distribute import configure_cpu_devices, make_distribution
+
+    if settings["strategy"] == "mirrored":
+        configure_cpu_devices(settings.get("cpu_devices"))
+    distribution = make_distribution(settings["strategy"], settings.get("cpu_devices"))
     if settings.get("deterministic"):
+        import tensorflow as tf
+
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(int(settings["seed"]))
     keras.mixed_precision.set_dtype_policy(settings.get("precision") or "float32")
+    return distribution
 
 
-def _emit_in(distribution, checked: CheckedSpec):
+def _emit_in(distribution, checked: CheckedSpec, settings: dict):
     from graphspec.emit import emit
 
     sink = DiagnosticSink(source=checked.loaded.source)
@@ -181,7 +358,10 @@ def _emit_in(distribution, checked: CheckedSpec):
                    "add e.g. compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accuracy]}")
         sink.raise_if_errors(TrainError)
     with distribution.scope():
-        return emit(checked)
+        model = emit(checked)
+    if settings["jit_compile"] != "auto":
+        model.jit_compile = bool(settings["jit_compile"]) and not settings.get("deterministic")
+    return model
 
 
 def _open(checked, io_, settings, data, validation_data, need_targets=True):
@@ -213,40 +393,285 @@ def _open(checked, io_, settings, data, validation_data, need_targets=True):
     return examples, validation
 
 
-def train(spec: str | os.PathLike | CheckedSpec | None = None, *, overrides: list | None = None, data: Any = None,
-          validation_data: Any = None, runs_root: str | os.PathLike = "runs", run_name: str | None = None,
-          resume: str | os.PathLike | None = None, verbose: int | None = None, handle_signals: bool = True,
-          write_run_dir: bool = True, callbacks: list | None = None,
-          echo: Callable[[str], None] | None = None) -> RunResult:
-    """Train a spec's model; returns the fitted model, its history and the run directory.
+def _directory(request: _Request, checked, settings, fingerprint, runs_root, run_name, writes: bool,
+               held: list) -> tuple[rundir.RunDirectory | None, dict, dict]:
+    """The run directory (created, or the resumed one, locked) and the checkpoint to resume from."""
+    directory = None
+    if request.resume_dir is not None and writes:
+        directory = rundir.RunDirectory.reopen(request.resume_dir)
+        held.append(directory)
+    meta: dict = {}
+    arrays: dict = {}
+    if request.resume_dir is not None:
+        _check_backend(request)
+        meta, arrays = _check_resume(request.resume_dir, checked, settings, request.recorded, fingerprint,
+                                     extending=request.extend_to is not None)
+    if writes and directory is None:
+        directory = rundir.RunDirectory.create(runs_root, checked.spec.name, run_name)
+        held.append(directory)
+    return directory, meta, arrays
 
-    ``spec`` is a spec file (or a :class:`CheckedSpec`); ``overrides`` come from
-    :func:`graphspec.train.settings.override_list`. ``data``/``validation_data`` replace the
-    spec's sources (Python API: dicts of arrays, ``(x, y)`` or ``tf.data.Dataset``).
-    ``resume`` continues the run in that directory, refusing if the spec, settings or data changed.
-    ``callbacks`` (Python API) are extra Keras callbacks, run before graphspec's checkpointing.
 
-    The run directory is locked (``.lock``) while training writes it: a second ``train`` into
-    it is refused with ``error[run-locked]``.
-    """
-    held: list = []
-    previous_handlers: dict = {}
-    try:
-        return _train(spec, overrides=overrides, data=data, validation_data=validation_data, runs_root=runs_root,
-                      run_name=run_name, resume=resume, verbose=verbose, handle_signals=handle_signals,
-                      write_run_dir=write_run_dir, callbacks=callbacks, echo=echo, held=held,
-                      previous_handlers=previous_handlers)
-    finally:
-        for signum, handler in previous_handlers.items():
+def _check_backend(request: _Request) -> None:
+    recorded = request.recorded.get("backend", "tensorflow")
+    now = _backend()
+    if recorded != now:
+        raise TrainError([Diagnostic(
+            code="resume-changed", file=str(request.resume_dir),
+            message=f"the run in '{request.resume_dir}' was trained with the {recorded} backend; Keras now runs on {now}",
+            hint=f"resume it with KERAS_BACKEND={recorded}, or start a new run")])
+
+
+def _handle_signals(run: _Run, echo, previous_handlers: dict) -> None:
+    """SIGINT/SIGTERM: stop at the end of the current batch (see ``Guard``); a second one acts at once."""
+
+    def on_signal(signum, frame):
+        name = signal.Signals(signum).name
+        signal.signal(signum, previous_handlers.get(signum, signal.SIG_DFL))  # a second signal acts at once
+        if run.final_phase:
+            run.signal_in_final = signum
+            echo(f"\n{name}: finishing the final save first")
+            return
+        run.signal_received = signum
+        echo(f"\n{name}: stopping at the end of this batch; the last completed epoch is kept "
+             f"({name} again to stop at once)")
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous_handlers[signum] = signal.signal(signum, on_signal)
+        except ValueError:  # not the main thread
+            break
+
+
+def _write_header(run: _Run, request: _Request, examples, validation, distribution) -> None:
+    from graphspec.canonical import canonical_json
+
+    checked, settings, spec = run.checked, run.settings, request.spec
+    run.directory.write_header(
+        spec_text=checked.loaded.source.text, canonical_json=canonical_json(checked.graph), spec_hash=run.spec_hash,
+        settings=settings, info={
+            "spec": checked.spec.name, "spec_path": str(FsPath(str(spec)).resolve())
+            if not isinstance(spec, CheckedSpec) and spec is not None else None,
+            "spec_hash": run.spec_hash, "model_hash": model_hash(checked), "settings_hash": settings_hash(settings),
+            "seed": settings["seed"], "overrides": [[list(p), v] for p, v in request.overrides],
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": sys.argv, "data": datalib.describe(examples),
+            "validation": datalib.describe(validation) if validation is not None else None,
+            "data_sha256": run.data_fingerprint, "strategy": distribution.kind, "replicas": distribution.replicas,
+            "backend": _backend()})
+
+
+def _start(run: _Run, request: _Request, meta: dict, arrays: dict, distribution, extra_callbacks, echo) -> list:
+    """The callbacks, the optimizer's variables, and the resumed state (or epoch 0's checkpoint)."""
+    from graphspec.train.callbacks import make_callbacks
+
+    model, settings, run_dir = run.model, run.settings, run.run_dir
+    callbacks = make_callbacks(run)
+    callbacks[-1:-1] = list(extra_callbacks or [])
+    if model.optimizer is not None and not model.optimizer.built:
+        with distribution.scope():  # every worker creates the optimizer's variables at the same point
+            model.optimizer.build(model.trainable_variables)
+    extension = {}
+    if request.extend_to is not None and run.directory is not None:
+        extension = _record_extension(run, request)
+    if meta:
+        with distribution.scope():
+            restore_state(model, meta, arrays, str(request.resume_dir / STATE_FILE))
+        run.history = list(meta.get("history", []))
+        run.completed_epochs = first_epoch = int(meta["epoch"])
+        run.saved_epochs = first_epoch
+        run.stopped_early = bool(meta.get("stopped_early")) and request.extend_to is None
+        run.restore_callbacks(meta.get("callbacks", {}), arrays)
+        if run.directory is not None:
+            run.directory.running(resumed_at_epoch=first_epoch, **extension)
+        if run.stopped_early:
+            echo(f"resuming {run_dir}: training had stopped early after epoch {first_epoch}; finishing the run")
+        elif request.extend_to is not None:
+            span = (f"epoch {first_epoch + 1}" if first_epoch + 1 == settings["epochs"] else
+                    f"epochs {first_epoch + 1} to {settings['epochs']}")
+            echo(f"extending {run_dir}: {span}")
+        else:
+            echo(f"resuming {run_dir} at epoch {first_epoch + 1} of {settings['epochs']}")
+    elif run.directory is not None:
+        if request.resume_dir is not None:
+            run.directory.running(resumed_at_epoch=0, **extension)
+            echo(f"resuming {run_dir}: it holds no checkpoint (it stopped before its first epoch began); "
+                 f"starting at epoch 1 of {settings['epochs']}")
+        run.save_checkpoint(model)  # epoch 0: a run stopped in its first epoch restarts from the same weights
+    return callbacks
+
+
+def _record_extension(run: _Run, request: _Request) -> dict:
+    """``--resume --epochs N``: the run's settings and run.json say N from now on (a later resume replays it)."""
+    rundir.atomic_write_json(run.run_dir / "settings.json", run.settings)
+    return {"overrides": [[list(p), v] for p, v in request.overrides], "settings_hash": settings_hash(run.settings),
+            "extended_to": request.extend_to}
+
+
+def _datasets(run: _Run, examples, validation, io_, distribution):
+    settings = run.settings
+    global_batch = settings["batch_size"] * distribution.replicas
+    train_ds, steps = datalib.training_dataset(
+        examples, io_, batch_size=global_batch, seed=int(settings["seed"]), shuffle=settings["shuffle"],
+        first_epoch=run.completed_epochs, epochs=settings["epochs"], shuffle_buffer=settings["shuffle_buffer"],
+        steps=settings.get("steps_per_epoch"), drop_remainder=distribution.kind == "multi-worker")
+    val_ds = datalib.eval_dataset(validation, io_, batch_size=global_batch) if validation is not None else None
+    if distribution.kind != "default":
+        from graphspec.train.distribute import distribute_options, prepare_model
+
+        prepare_model(run.model, distribution, next(iter(datalib.eval_dataset(examples, io_, batch_size=global_batch))))
+        train_ds = distribute_options(train_ds)
+        val_ds = distribute_options(val_ds) if val_ds is not None else None
+    return train_ds, val_ds, steps
+
+
+def _progress(verbose: int) -> tuple[int, list]:
+    """Keras' ``verbose`` and the extra callbacks that show progress: the progress bar on a terminal;
+    one plain line per epoch when stdout is a file or a pipe (or ``verbose: 2``)."""
+    if verbose == 0:
+        return 0, []
+    if verbose == 1 and sys.stdout.isatty():
+        return 1, []
+    from graphspec.train.callbacks import EpochLine
+
+    return 0, [EpochLine()]
+
+
+def _fit(run: _Run, train_ds, val_ds, steps, callbacks, resumed: bool) -> None:
+    settings, model = run.settings, run.model
+    if run.signal_received is not None:
+        return
+    first_epoch, epochs = run.completed_epochs, settings["epochs"]
+    if first_epoch < epochs and not run.stopped_early:
+        verbose, shown = _progress(settings["verbose"])
+        with datalib.data_errors("training stopped on bad data"):
             try:
-                signal.signal(signum, handler)
-            except (ValueError, TypeError):
-                pass
-        for lock in held:
-            lock.release()
+                model.fit(train_ds, epochs=epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
+                          validation_data=val_ds, validation_freq=(settings.get("validation") or {}).get("frequency", 1),
+                          callbacks=callbacks[:-1] + shown + callbacks[-1:], verbose=verbose, shuffle=False)
+            except _StopNow:
+                pass  # a signal: the partial epoch is dropped (see _stop_if_abnormal)
+    elif resumed:
+        run.end_without_fit()
 
 
-def _write_failed(error: GraphspecError, run: "_Run", run_dir: FsPath | None) -> GraphspecError:
+def _stop_if_abnormal(run: _Run) -> None:
+    """A NaN loss (an error) or a signal (TrainInterrupted): run.json says so; the last checkpoint is kept."""
+    run_dir = run.run_dir
+    if run_dir is not None:
+        rundir.write_history(run_dir, run.history)
+    if run.nan_at is not None:
+        epoch, batch, value = run.nan_at
+        if run.directory is not None:
+            run.directory.failed(f"loss {value} at epoch {epoch + 1}, batch {batch + 1}")
+        where = f" in {run_dir / STATE_FILE}" if run_dir is not None else ""
+        raise TrainError([Diagnostic(
+            code="nan-loss", message=f"the loss became {value} at epoch {epoch + 1}, batch {batch + 1}; training "
+            f"stopped", hint=f"the last good state (end of epoch {run.completed_epochs}) is kept{where}; lower the "
+            "learning rate, check the data for NaN/Inf, or clip gradients (compile.optimizer.clipnorm)")])
+    if run.signal_received is not None:
+        if run.best_model is not None:
+            run.best_model.flush()  # best.keras as of the last completed epoch
+        if run.directory is not None:
+            run.directory.interrupted(run.epoch + 1)
+        name = signal.Signals(run.signal_received).name
+        total = run.settings["epochs"]
+        if run.completed_epochs > run.epoch:  # the signal came after an epoch's end, before the next began
+            during = f"after epoch {run.completed_epochs} of {total}"
+        else:
+            during = f"in epoch {run.epoch + 1} of {total} (after batch {run.batch + 1}; that partial epoch is dropped)"
+        saved = (f"epochs 1-{run.completed_epochs} are saved" if run.completed_epochs > 1 else
+                 "epoch 1 is saved" if run.completed_epochs == 1 else "no epoch was completed; the initial state is saved")
+        raise TrainInterrupted([Diagnostic(
+            code="interrupted", message=f"{name} {during}: stopped; {saved}"
+            + (f" in {run_dir / STATE_FILE}" if run_dir is not None else " (nothing written: no run directory)"),
+            hint=f"continue with: graphspec train --resume {run_dir}" if run_dir is not None else None)],
+            run.signal_received, run_dir)
+
+
+def _final_metrics(run: _Run, val_ds) -> tuple[dict, int | None]:
+    """The metrics of the epoch whose weights the model holds, and that epoch (1-based)."""
+    epoch = run.final_epoch()
+    rows = {int(row["epoch"]): row for row in run.history}
+    row = dict(rows.get(epoch, run.history[-1] if run.history else {}))
+    row.pop("epoch", None)
+    if val_ds is not None and run.history and not any(k.startswith("val_") for k in row):
+        # Not validated in that epoch (validation.frequency > 1): the held weights are evaluated now.
+        with datalib.data_errors("the final validation stopped on bad data"):
+            final = run.model.evaluate(val_ds, verbose=0, return_dict=True)
+        row.update({f"val_{k}": float(v) for k, v in final.items()})
+    return row, epoch
+
+
+def _finish(run: _Run, val_ds, echo) -> RunResult:
+    """The final files (model.keras, best.keras, history, metrics.json, curves.png), then 'completed'."""
+    checked, run_dir = run.checked, run.run_dir
+    metrics, final_epoch = _final_metrics(run, val_ds)
+    last = dict(run.history[-1]) if run.history else {}
+    last.pop("epoch", None)
+    if run_dir is not None:
+        from graphspec.emit import save_artifact
+
+        save_artifact(checked, run.model, run_dir / "model.keras")
+        rundir.fix_mode(run_dir / "model.keras")
+        if run.best_model is not None and not (run_dir / "best.keras").exists():
+            save_artifact(checked, run.model, run_dir / "best.keras")
+            rundir.fix_mode(run_dir / "best.keras")
+        rundir.write_history(run_dir, run.history)
+        best = run.best_model
+        rundir.atomic_write_json(run_dir / "metrics.json", {
+            "epochs": run.completed_epochs, "final_epoch": final_epoch, "final": metrics, "last_epoch": last,
+            "best": {"monitor": best.monitor, "value": best.best,
+                     "epoch": None if best.best_epoch is None else best.best_epoch + 1} if best is not None else None})
+        curves_note: dict = {}
+        try:
+            if rundir.plot_curves(run.history, run_dir / "curves.png", title=checked.spec.name,
+                                  best_epoch=None if best is None or best.best_epoch is None else best.best_epoch + 1,
+                                  monitor=None if best is None else best.monitor) is None:
+                from graphspec.train.curves import MISSING_NOTE
+
+                echo(f"note: {MISSING_NOTE}")
+                curves_note = {"curves": MISSING_NOTE}
+        except Exception as exc:  # the plot is a convenience: never fail a finished run over it
+            echo(f"warning: could not draw curves.png: {exc}")
+        run.directory.completed(run.completed_epochs, final_epoch=final_epoch, **curves_note)
+    if run.signal_in_final is not None:
+        raise TrainInterrupted([Diagnostic(
+            code="interrupted", message=f"{signal.Signals(run.signal_in_final).name} during the final save: the save "
+            f"was finished first; the run completed ({run.completed_epochs} epochs)",
+            hint=f"its results are in {run_dir}" if run_dir is not None else None)], run.signal_in_final, run_dir)
+    return RunResult(run_dir=run_dir, model=run.model, history=run.history, metrics=metrics, settings=run.settings,
+                     spec_hash=run.spec_hash, epochs_run=run.epochs_run, final_epoch=final_epoch, backend=_backend())
+
+
+# -- failures -------------------------------------------------------------------------------------
+
+def _stopped_at_once(run: _Run) -> TrainInterrupted:
+    """A second SIGINT (KeyboardInterrupt) stopped the run at once: every write is atomic, so the
+    last checkpoint on disk is whole, and the run is resumable; run.json says interrupted."""
+    run_dir = run.run_dir
+    saved = saved_epoch(run_dir / STATE_FILE) if run_dir is not None else None
+    if run.directory is not None:
+        run.directory.interrupted(run.epoch + 1)
+    what = (f"the checkpoint of epoch {saved} is kept" if saved else
+            "the initial checkpoint is kept" if saved == 0 else "nothing was saved")
+    return TrainInterrupted([Diagnostic(
+        code="interrupted", message=f"SIGINT again: stopped at once; {what}",
+        hint=f"continue with: graphspec train --resume {run_dir}" if run_dir is not None and saved is not None
+        else None)], signal.SIGINT, run_dir)
+
+
+def _failed(run: _Run, error: GraphspecError, echo) -> GraphspecError:
+    """run.json says failed; a failed write (a full disk) says what is kept and how to go on."""
+    error = _write_failed(error, run, run.run_dir)
+    directory = run.directory
+    if directory is not None:
+        recorded = directory.failed(str(error.diagnostics[0].message)[:500] if error.diagnostics else None)
+        if not recorded and any(d.code == "cannot-write" for d in error.diagnostics):
+            echo(f"warning: could not record the failure in {directory.path / 'run.json'} (it may still say 'running')")
+    return error
+
+
+def _write_failed(error: GraphspecError, run: _Run, run_dir: FsPath | None) -> GraphspecError:
     """A write that failed (a full disk, a lost mount) while training: the error says what is kept and how to go on."""
     if run_dir is None or not any(d.code == "cannot-write" for d in error.diagnostics):
         return error
@@ -264,265 +689,3 @@ def _write_failed(error: GraphspecError, run: "_Run", run_dir: FsPath | None) ->
     from dataclasses import replace
 
     return type(error)([replace(d, hint=way) if d.code == "cannot-write" else d for d in error.diagnostics])
-
-
-def _train(spec, *, overrides, data, validation_data, runs_root, run_name, resume, verbose, handle_signals,
-           write_run_dir, callbacks, echo, held: list, previous_handlers: dict) -> RunResult:
-    echo = echo or (lambda text: print(text, file=sys.stderr))
-    overrides = list(overrides or [])
-    resume_dir = FsPath(resume) if resume is not None else None
-    recorded: dict = {}
-    if resume_dir is not None:
-        recorded = rundir.read_run(resume_dir)
-        if recorded.get("status") == "completed":
-            raise TrainError([Diagnostic(code="resume-error", file=str(resume_dir), message=f"the run in '{resume_dir}' already completed",
-                                         hint="start a new run")])
-        if spec is None:
-            spec = recorded.get("spec_path") or resume_dir / "spec.yaml"
-        overrides = [(tuple(p), v) for p, v in recorded.get("overrides", [])] + overrides
-    if spec is None:
-        raise TrainError([Diagnostic(code="no-spec", message="give a spec file or --resume RUN")])
-
-    if isinstance(spec, CheckedSpec):
-        checked = spec
-    else:
-        checked = check_with_overrides(spec, overrides)
-    from graphspec.canonical import canonical_json, spec_hash as hash_of
-
-    spec_hash = hash_of(checked.graph)
-    settings = resolved_settings(checked, seed=recorded.get("seed"))
-    if verbose is not None:
-        settings["verbose"] = verbose
-
-    # TensorFlow from here on.
-    from graphspec.train.distribute import make_distribution
-
-    if settings["strategy"] == "mirrored":
-        from graphspec.train.distribute import configure_cpu_devices
-
-        configure_cpu_devices(settings.get("cpu_devices"))
-    distribution = make_distribution(settings["strategy"], settings.get("cpu_devices"))
-    _configure(settings)
-    import keras
-
-    model = _emit_in(distribution, checked)
-    if settings["jit_compile"] != "auto":
-        model.jit_compile = bool(settings["jit_compile"]) and not settings.get("deterministic")
-    io_ = datalib.model_io(checked, model)
-    examples, validation = _open(checked, io_, settings, data, validation_data)
-    fingerprint = None
-    if write_run_dir or resume_dir is not None:
-        fingerprint = rundir.data_fingerprint(checked, train_data=data is None, validation_data=validation_data is None)
-
-    writes = write_run_dir and distribution.is_chief  # non-chief workers write nothing
-    if resume_dir is not None and writes:
-        held.append(rundir.RunLock(resume_dir).acquire())
-        rundir.remove_temp_files(resume_dir)
-    meta: dict = {}
-    arrays: dict = {}
-    if resume_dir is not None:
-        meta, arrays = _check_resume(resume_dir, checked, settings, recorded, fingerprint)
-
-    run_dir: FsPath | None = None
-    if writes:
-        if resume_dir is not None:
-            run_dir = resume_dir
-        else:
-            run_dir, lock = rundir.open_run_dir(runs_root, checked.spec.name, run_name)
-            held.append(lock)
-    run = _Run(checked=checked, settings=settings, spec_hash=spec_hash, run_dir=run_dir,
-               is_chief=distribution.is_chief, verbose=settings["verbose"], has_validation=validation is not None,
-               model=model, data_fingerprint=fingerprint)
-
-    def on_signal(signum, frame):
-        name = signal.Signals(signum).name
-        signal.signal(signum, previous_handlers.get(signum, signal.SIG_DFL))  # a second signal acts at once
-        if run.final_phase:
-            run.signal_in_final = signum
-            echo(f"\n{name}: finishing the final save first")
-            return
-        run.signal_received = signum
-        model.stop_training = True
-        echo(f"\n{name}: stopping after this batch; the last completed epoch is kept")
-
-    if handle_signals:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            try:
-                previous_handlers[signum] = signal.signal(signum, on_signal)
-            except ValueError:  # not the main thread
-                break
-
-    try:
-        return _run(run, checked, settings, model, io_, examples, validation, distribution, keras, meta, arrays,
-                    resume_dir, recorded, spec, overrides, callbacks, echo, canonical_json)
-    except TrainInterrupted:
-        raise  # run.json already says interrupted (or completed, for a signal during the final save)
-    except GraphspecError as error:
-        error = _write_failed(error, run, run_dir)
-        if not _update_run_json(run_dir, status="failed", error=str(error.diagnostics[0].message)[:500]
-                                if error.diagnostics else None) and run_dir is not None \
-                and any(d.code == "cannot-write" for d in error.diagnostics):
-            echo(f"warning: could not record the failure in {run_dir / 'run.json'} (it may still say 'running')")
-        raise error from None
-    except BaseException as exc:
-        _update_run_json(run_dir, status="failed", error=f"{type(exc).__name__}: {str(exc)[:500]}")
-        raise
-
-
-def _run(run: _Run, checked, settings, model, io_, examples, validation, distribution, keras, meta, arrays,
-         resume_dir, recorded, spec, overrides, callbacks, echo, canonical_json) -> RunResult:
-    run_dir = run.run_dir
-    spec_hash = run.spec_hash
-    if run_dir is not None and resume_dir is None:
-        # run.json last: a folder with a run.json has every header file.
-        info = {"status": "running", "spec": checked.spec.name, "spec_path": str(FsPath(str(spec)).resolve())
-                if not isinstance(spec, CheckedSpec) and spec is not None else None,
-                "spec_hash": spec_hash, "model_hash": model_hash(checked), "settings_hash": settings_hash(settings),
-                "seed": settings["seed"],
-                "overrides": [[list(p), v] for p, v in overrides], "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "command": sys.argv, "data": datalib.describe(examples),
-                "validation": datalib.describe(validation) if validation is not None else None,
-                "data_sha256": run.data_fingerprint,
-                "strategy": distribution.kind, "replicas": distribution.replicas}
-        rundir.atomic_write_text(run_dir / "spec.yaml", checked.loaded.source.text)
-        rundir.atomic_write_text(run_dir / "spec.json", json.dumps(json.loads(canonical_json(checked.graph)), indent=1,
-                                                                   sort_keys=True) + "\n")
-        rundir.atomic_write_text(run_dir / "spec.sha256", spec_hash + "\n")
-        rundir.atomic_write_json(run_dir / "settings.json", settings)
-        rundir.atomic_write_json(run_dir / "versions.json", rundir.versions())
-        rundir.atomic_write_json(run_dir / "run.json", info)
-
-    extra_callbacks = list(callbacks or [])
-    from graphspec.train.callbacks import make_callbacks
-
-    callbacks = make_callbacks(run)
-    callbacks[-1:-1] = extra_callbacks
-    first_epoch = 0
-    if model.optimizer is not None and not model.optimizer.built:
-        with distribution.scope():  # every worker creates the optimizer's variables at the same point
-            model.optimizer.build(model.trainable_variables)
-    if meta:
-        with distribution.scope():
-            restore_state(model, meta, arrays, str(resume_dir / STATE_FILE))
-        run.history = list(meta.get("history", []))
-        run.completed_epochs = first_epoch = int(meta["epoch"])
-        run.saved_epochs = first_epoch
-        run.stopped_early = bool(meta.get("stopped_early"))
-        run.restore_callbacks(meta.get("callbacks", {}), arrays)
-        _update_run_json(run_dir, status="running", resumed_at_epoch=first_epoch)
-        if run.stopped_early:
-            echo(f"resuming {run_dir}: training had stopped early after epoch {first_epoch}; finishing the run")
-        else:
-            echo(f"resuming {run_dir} at epoch {first_epoch + 1} of {settings['epochs']}")
-    elif run_dir is not None:
-        if resume_dir is not None:
-            _update_run_json(run_dir, status="running", resumed_at_epoch=0)
-            echo(f"resuming {run_dir}: it holds no checkpoint (it stopped before its first epoch began); "
-                 f"starting at epoch 1 of {settings['epochs']}")
-        run.save_checkpoint(model)  # epoch 0: a run stopped in its first epoch restarts from the same weights
-
-    global_batch = settings["batch_size"] * distribution.replicas
-    epochs = settings["epochs"]
-    train_ds, steps = datalib.training_dataset(
-        examples, io_, batch_size=global_batch, seed=int(settings["seed"]), shuffle=settings["shuffle"],
-        first_epoch=first_epoch, epochs=epochs, shuffle_buffer=settings["shuffle_buffer"],
-        steps=settings.get("steps_per_epoch"), drop_remainder=distribution.kind == "multi-worker")
-    val_ds = None
-    if validation is not None:
-        val_ds = datalib.eval_dataset(validation, io_, batch_size=global_batch)
-    if distribution.kind != "default":
-        from graphspec.train.distribute import distribute_options, prepare_model
-
-        prepare_model(model, distribution, next(iter(datalib.eval_dataset(examples, io_, batch_size=global_batch))))
-
-        train_ds = distribute_options(train_ds)
-        val_ds = distribute_options(val_ds) if val_ds is not None else None
-
-    if run.signal_received is None:
-        if first_epoch < epochs and not run.stopped_early:
-            with datalib.data_errors("training stopped on bad data"):
-                model.fit(train_ds, epochs=epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
-                          validation_data=val_ds,
-                          validation_freq=(settings.get("validation") or {}).get("frequency", 1),
-                          callbacks=callbacks, verbose=settings["verbose"], shuffle=False)
-        elif meta:
-            run.end_without_fit()
-    run.final_phase = True
-
-    if run_dir is not None:
-        rundir.write_history(run_dir, run.history)
-    if run.nan_at is not None:
-        epoch, batch, value = run.nan_at
-        _update_run_json(run_dir, status="failed", error=f"loss {value} at epoch {epoch + 1}, batch {batch + 1}")
-        where = f" in {run_dir / STATE_FILE}" if run_dir is not None else ""
-        raise TrainError([Diagnostic(
-            code="nan-loss", message=f"the loss became {value} at epoch {epoch + 1}, batch {batch + 1}; training "
-            f"stopped", hint=f"the last good state (end of epoch {run.completed_epochs}) is kept{where}; lower the "
-            "learning rate, check the data for NaN/Inf, or clip gradients (compile.optimizer.clipnorm)")])
-    if run.signal_received is not None:
-        _update_run_json(run_dir, status="interrupted", interrupted_at_epoch=run.epoch + 1)
-        raise TrainInterrupted([Diagnostic(
-            code="interrupted", message=f"{signal.Signals(run.signal_received).name} during epoch {run.epoch + 1}; "
-            f"{run.completed_epochs} epoch(s) completed and saved",
-            hint=f"continue with: graphspec train --resume {run_dir}" if run_dir is not None else None)],
-            run.signal_received, run_dir)
-
-    last = dict(run.history[-1]) if run.history else {}
-    last.pop("epoch", None)
-    metrics = dict(last)
-    if val_ds is not None and run.history:
-        # The model as it ends (early stopping may have restored an earlier epoch's weights).
-        with datalib.data_errors("the final validation stopped on bad data"):
-            final = model.evaluate(val_ds, verbose=0, return_dict=True)
-        metrics = {k: v for k, v in last.items() if not k.startswith("val_")}
-        metrics.update({f"val_{k}": float(v) for k, v in final.items()})
-    if run_dir is not None:
-        from graphspec.emit import save_artifact
-
-        save_artifact(checked, model, run_dir / "model.keras")
-        rundir.fix_mode(run_dir / "model.keras")
-        if run.best_model is not None and not (run_dir / "best.keras").exists():
-            save_artifact(checked, model, run_dir / "best.keras")
-            rundir.fix_mode(run_dir / "best.keras")
-        rundir.write_history(run_dir, run.history)
-        rundir.atomic_write_json(run_dir / "metrics.json", {
-            "epochs": run.completed_epochs, "final": metrics, "last_epoch": last,
-            "best": {"monitor": run.best_model.monitor, "value": run.best_model.best,
-                     "epoch": None if run.best_model.best_epoch is None else run.best_model.best_epoch + 1}
-            if run.best_model is not None else None})
-        curves_note: dict = {}
-        try:
-            best = run.best_model
-            if rundir.plot_curves(run.history, run_dir / "curves.png", title=checked.spec.name,
-                                  best_epoch=None if best is None or best.best_epoch is None else best.best_epoch + 1,
-                                  monitor=None if best is None else best.monitor) is None:
-                from graphspec.train.curves import MISSING_NOTE
-
-                echo(f"note: {MISSING_NOTE}")
-                curves_note = {"curves": MISSING_NOTE}
-        except Exception as exc:  # the plot is a convenience: never fail a finished run over it
-            echo(f"warning: could not draw curves.png: {exc}")
-        _update_run_json(run_dir, strict=True, status="completed", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                         epochs=run.completed_epochs, **curves_note)
-    if run.signal_in_final is not None:
-        raise TrainInterrupted([Diagnostic(
-            code="interrupted", message=f"{signal.Signals(run.signal_in_final).name} during the final save: the save "
-            f"was finished first; the run completed ({run.completed_epochs} epochs)",
-            hint=f"its results are in {run_dir}" if run_dir is not None else None)], run.signal_in_final, run_dir)
-    return RunResult(run_dir=run_dir, model=model, history=run.history, metrics=metrics, settings=settings,
-                     spec_hash=spec_hash, epochs_run=run.epochs_run)
-
-
-def _update_run_json(run_dir: FsPath | None, strict: bool = False, **changes) -> bool:
-    """Record a status change in run.json; False if it could not be written (``strict``: raise)."""
-    if run_dir is None or not (run_dir / "run.json").is_file():
-        return False
-    try:
-        info = rundir.read_json(run_dir / "run.json")
-        info.update(changes)
-        rundir.atomic_write_json(run_dir / "run.json", info)
-    except (OSError, ValueError, AttributeError, GraphspecError):
-        if strict:
-            raise
-        return False
-    return True

@@ -223,3 +223,15 @@ def eval_dataset(examples: Examples, io_: ModelIO, *, batch_size: int, with_targ
     if examples.size is not None:  # a known length spares Keras its "ran out of data" warning
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-examples.size // batch_size)))
     return dataset.prefetch(autotune)
+
+
+def backend_batch(values):
+    """A batch from a ``tf.data`` pipeline as the Keras backend takes it in a direct call
+    (``predict_on_batch``): as it is for TensorFlow, NumPy arrays for another backend (JAX)."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        return values
+    import tensorflow as tf
+
+    return tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, values)

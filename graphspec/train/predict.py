@@ -148,7 +148,7 @@ def _predict_into(out_path: FsPath, kind: str, model, dataset, outputs: list[str
         try:
             with datalib.data_errors("prediction stopped on bad data"):
                 for batch in dataset:
-                    x = batch[0]
+                    x = datalib.backend_batch(batch[0])
                     values = _named(model.predict_on_batch(x), outputs, io_.dict_outputs)
                     for output, how in (classes or {}).items():
                         if output in values:

@@ -50,7 +50,7 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     result = {"python": platform.python_version(), "platform": platform.platform()}
-    for package in ("tensorflow", "tensorflow-cpu", "keras", "numpy", "graphspec"):
+    for package in ("tensorflow", "tensorflow-cpu", "keras", "jax", "jaxlib", "numpy", "graphspec"):
         try:
             result[package] = version(package)
         except PackageNotFoundError:
@@ -59,6 +59,12 @@ def versions() -> dict[str, str]:
         import tensorflow as tf
 
         result["tensorflow"] = tf.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import keras
+
+        result["keras_backend"] = keras.backend.backend()
     except ImportError:  # pragma: no cover
         pass
     return result

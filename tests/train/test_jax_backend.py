@@ -1,0 +1,95 @@
+"""The JAX backend (KERAS_BACKEND=jax, the ``jax`` extra): training, resuming and extending, evaluation
+and prediction work with the default strategy; the backend is recorded; settings that need TensorFlow
+are refused with a located error; a run is not resumed on another backend. Keras fixes its backend at
+import, so each case runs in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from graphspec.train.loop import train
+from trainhelpers import TINY_SPEC
+
+SCRIPT = r"""
+import json, sys
+import numpy as np
+import keras
+from graphspec.errors import TrainError
+from graphspec.train import evaluate, predict, train
+
+out = {"keras_backend": keras.backend.backend()}
+short = train("tiny.yaml", runs_root="runs", run_name="jax", overrides=[(("train", "epochs"), 2)])
+out["run_json_backend"] = json.load(open(short.run_dir / "run.json"))["backend"]
+out["versions"] = json.load(open(short.run_dir / "versions.json"))
+out["final_epoch"] = short.final_epoch
+extended = train(resume=short.run_dir, overrides=[(("train", "epochs"), 3)])
+whole = train("tiny.yaml", write_run_dir=False)
+out["extended_equals_whole"] = all(np.array_equal(a, b) for a, b in zip(extended.model.get_weights(),
+                                                                          whole.model.get_weights()))
+out["history"] = [row["epoch"] for row in extended.history]
+out["evaluate"] = evaluate(short.run_dir)["metrics"]
+out["predict"] = predict(short.run_dir, "data.npz", "out.npz")["arrays"]
+with np.load("out.npz") as arrays:
+    out["matches_model"] = bool(np.allclose(arrays["y"], extended.model.predict(np.load("data.npz")["x"], verbose=0),
+                                            rtol=1e-5, atol=1e-6))
+for name, overrides in (("deterministic", [(("train", "deterministic"), True)]),
+                        ("mirrored", [(("train", "strategy"), "mirrored")])):
+    try:
+        train("tiny.yaml", write_run_dir=False, overrides=overrides)
+        out[name] = None
+    except TrainError as error:
+        d = error.diagnostics[0]
+        out[name] = [d.code, d.message, list(d.path)]
+try:
+    train(resume=sys.argv[1])
+    out["tf_run"] = None
+except TrainError as error:
+    out["tf_run"] = [error.diagnostics[0].code, error.diagnostics[0].message]
+print("RESULT" + json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_train_resume_extend_evaluate_and_predict_on_jax(project):
+    tf_run = train(project / "tiny.yaml", runs_root=project / "runs", run_name="tf", overrides=[(("train", "epochs"), 1)])
+    info = json.loads((tf_run.run_dir / "run.json").read_text())
+    assert info["backend"] == "tensorflow"
+    (tf_run.run_dir / "run.json").write_text(json.dumps(dict(info, status="interrupted")))
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tf_run.run_dir)], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.split("RESULT", 1)[1])
+    assert out["keras_backend"] == out["run_json_backend"] == out["versions"]["keras_backend"] == "jax"
+    assert "jax" in out["versions"] and "jaxlib" in out["versions"]
+    assert out["final_epoch"] == 2
+    assert out["extended_equals_whole"] and out["history"] == [1, 2, 3]
+    assert set(out["evaluate"]) == {"loss", "accuracy"}
+    assert out["predict"]["y"] == [200, 3] and out["matches_model"]
+    assert out["deterministic"][0] == "needs-tensorflow" and out["deterministic"][2] == ["train", "deterministic"]
+    assert "deterministic: true (TensorFlow's op determinism) needs the TensorFlow backend; Keras runs on 'jax'" \
+        in out["deterministic"][1]
+    assert out["mirrored"][0] == "needs-tensorflow" and out["mirrored"][2] == ["train", "strategy"]
+    assert out["tf_run"] == ["resume-changed", f"the run in '{tf_run.run_dir}' was trained with the tensorflow "
+                             "backend; Keras now runs on jax"]
+
+
+def test_a_tensorflow_run_records_its_backend(project):
+    result = train(project / "tiny.yaml", runs_root=project / "runs", run_name="b", overrides=[(("train", "epochs"), 1)])
+    assert result.backend == "tensorflow"
+    assert json.loads((result.run_dir / "run.json").read_text())["backend"] == "tensorflow"
+    assert json.loads((result.run_dir / "versions.json").read_text())["keras_backend"] == "tensorflow"
+
+
+def test_jax_extra_is_in_the_test_extra():
+    import tomllib
+
+    extras = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(d.startswith("jax[cpu]") for d in extras["jax"])
+    assert any(d.startswith("jax[cpu]") for d in extras["test"])
