@@ -359,3 +359,39 @@ def test_inferred_dtype_is_the_dtype_the_op_returns_when_it_runs(name):
             assert keras.backend.standardize_dtype(output.dtype) == inferred, (dtype, scalar)
             accepted += 1
     assert accepted, f"op {name} runs on none of {RUN_DTYPES}"
+
+
+def test_op_nodes_in_a_block_with_expression_arguments():
+    """Language 1.1: op nodes inside a block, their constants given by block and model parameters; the
+    hard-swish of MobileNetV3 (x * relu6(x + 3) / 6) as one block applied twice."""
+    from graphspec.emit import emit
+
+    text = textwrap.dedent("""\
+        graphspec: 1
+        name: hard_swish_twice
+        params:
+          offset: {type: float, default: 3.0}
+        blocks:
+          hard_swish:
+            params:
+              cap: {type: float, default: 6.0}
+            nodes:
+              shifted: {op: add, input: x, x2: "${offset}"}
+              capped: {op: clip, x_min: 0.0, x_max: "${cap}"}
+              scaled: {op: divide, x2: "${cap}"}
+              out: {op: multiply, input: [x, scaled]}
+            outputs: [out]
+        inputs:
+          x: {shape: [6]}
+        nodes:
+          act: {block: hard_swish, repeat: 2}
+        outputs: {y: act}
+        """)
+    checked = check_text(text)
+    assert [n for n in checked.graph.nodes if n.endswith("_out")] == ["act_0_out", "act_1_out"]
+    model = emit(checked)
+    x = np.linspace(-5, 5, 12, dtype="float32").reshape(2, 6)
+    hard_swish = lambda v: v * np.clip(v + 3.0, 0.0, 6.0) / 6.0  # noqa: E731
+    np.testing.assert_allclose(model.predict(x, verbose=0)["y"], hard_swish(hard_swish(x)), rtol=1e-6)
+    changed = check_text(text, params={"offset": 2.0})
+    assert changed.graph.nodes["act_0_shifted"].layer_args == {"x2": 2.0}
