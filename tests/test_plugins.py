@@ -295,3 +295,32 @@ def test_a_third_party_plugin_from_the_command_line(team_plugin, tmp_path):
 def read_plugins(path: Path) -> list:
     with zipfile.ZipFile(path) as archive:
         return json.loads(archive.read("metadata.json"))["graphspec"]["plugins"]
+
+
+def test_plugin_layers_in_shared_layers_and_sequential_blocks():
+    from graphspec.emit import emit
+
+    text = spec_text("""
+        graphspec: 1
+        name: nested_plugin_layers
+        inputs: {a: {shape: [8]}, b: {shape: [8]}}
+        layers:
+          scale: {type: LayerScale, init_values: 0.5, projection_dim: 8}
+        nodes:
+          sa: {shared: scale, input: a}
+          sb: {shared: scale, input: b}
+          block: {sequential: [{type: Dense, units: 8}, {type: LayerScale, init_values: 0.1, projection_dim: 8}],
+                  input: sa}
+          out: {type: Add, input: [block, sb]}
+        outputs: [out]
+        """)
+    checked = graphspec.loads(text, plugins=[APPLICATIONS])
+    assert [p.name for p in checked.graph.plugins] == [APPLICATIONS]
+    assert checked.inferred.total_params == 8 + 72 + 8
+    model = emit(checked)
+    assert model.count_params() == 88
+    assert type(model.get_layer("scale")).__name__ == "LayerScale"
+    x = np.ones((1, 8), "float32")
+    kernel, bias = model.get_layer("block").layers[0].get_weights()
+    expected = ((0.5 * x) @ kernel + bias) * 0.1 + 0.5 * x   # the shared scale (0.5) on a and on b
+    np.testing.assert_allclose(np.asarray(model({"a": x, "b": x})), expected, rtol=1e-5)
