@@ -250,6 +250,13 @@ class _Builder:
             self.sink.add(Diagnostic(code="keras-error", message=f"node '{node.name}': {message}",
                                      path=node.path + ((argument,) if argument else ()), hint=None), key=True)
             return
+        history = getattr(output, "_keras_history", None)
+        operands = positional if isinstance(positional, list) else []
+        if history is not None and all(getattr(t, "_keras_history", None) is None
+                                       or t._keras_history.operation is not history.operation for t in operands):
+            # The operation is named after its node, as layers are: Keras' automatic name ('add') could be
+            # the name of another node's layer, and a model's names must be unique.
+            history.operation.name = node.name
         self.tensors[node.name] = output
 
 

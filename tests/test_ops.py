@@ -395,3 +395,24 @@ def test_op_nodes_in_a_block_with_expression_arguments():
     np.testing.assert_allclose(model.predict(x, verbose=0)["y"], hard_swish(hard_swish(x)), rtol=1e-6)
     changed = check_text(text, params={"offset": 2.0})
     assert changed.graph.nodes["act_0_shifted"].layer_args == {"x2": 2.0}
+
+
+def test_ops_are_named_after_their_nodes(tmp_path):
+    """Regression: Keras names an op 'add' itself, which collided with a node named 'add' ("The name "add" is
+    used 2 times in the model"); each op is now named after its node, and loads back with that name."""
+    import keras
+
+    from graphspec.emit import emit
+
+    checked = check_text(_spec("""
+        s: {op: add, input: [a, b]}
+        add: {type: Add, input: [s, b]}
+        absolute: {type: Dense, units: 2}
+        out: {op: abs}
+    """))
+    model = emit(checked)
+    operations = {op.name: type(op).__name__ for op in model.operations}
+    assert operations["s"] == "Add" and operations["add"] == "Add" and operations["out"] == "Absolute"
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert {op.name for op in loaded.operations} == set(operations)
