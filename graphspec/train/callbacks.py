@@ -343,9 +343,9 @@ class EpochLine(keras.callbacks.Callback):
 def make_callbacks(run: "_Run") -> list:
     """The Keras callbacks of a run, in the order they must see each epoch's end (the recorder last)."""
     callbacks: list = [Guard(run)]
-    spec = run.settings["callbacks"]
+    spec = run.settings.callbacks
     sink = DiagnosticSink(source=run.checked.loaded.source)
-    if spec.get("lr_schedule"):
+    if spec.lr_schedule is not None:
         from graphspec.emit import make_object
 
         optimizer_lr = getattr(run.model.optimizer, "_learning_rate", None)
@@ -353,23 +353,23 @@ def make_callbacks(run: "_Run") -> list:
             sink.error("bad-schedule", "compile.optimizer.learning_rate is already a schedule; give one or the other",
                        ("train", "callbacks", "lr_schedule"))
             sink.raise_if_errors(TrainError)
-        callbacks.append(LrSchedule(make_object("schedules", dict(spec["lr_schedule"]))))
-    es = spec.get("early_stopping")
-    if es:
-        run.early_stopping = EarlyStopping(run, **es, verbose=1 if run.verbose else 0)
+        callbacks.append(LrSchedule(make_object("schedules", spec.lr_schedule.model_dump(mode="json"))))
+    if spec.early_stopping is not None:
+        run.early_stopping = EarlyStopping(run, **spec.early_stopping.model_dump(mode="json"),
+                                           verbose=1 if run.verbose else 0)
         callbacks.append(run.early_stopping)
-    rl = spec.get("reduce_lr_on_plateau")
-    if rl:
-        run.reduce_lr = ReduceLROnPlateau(run, **rl, verbose=1 if run.verbose else 0)
+    if spec.reduce_lr_on_plateau is not None:
+        run.reduce_lr = ReduceLROnPlateau(run, **spec.reduce_lr_on_plateau.model_dump(mode="json"),
+                                          verbose=1 if run.verbose else 0)
         callbacks.append(run.reduce_lr)
-    best = spec.get("best_model")
+    best = spec.best_model
     if best is not False and best is not None:
-        monitor = best.get("monitor") or ("val_loss" if run.has_validation else "loss")
-        run.best_model = BestModel(run, monitor, best.get("mode", "auto"))
+        monitor = best.monitor or ("val_loss" if run.has_validation else "loss")
+        run.best_model = BestModel(run, monitor, best.mode)
         callbacks.append(run.best_model)
-    tb = spec.get("tensorboard")
+    tb = spec.tensorboard
     if tb is not False and tb is not None and run.is_chief and run.run_dir is not None:
-        callbacks.append(tensorboard_callback(run.run_dir / "logs", tb))
+        callbacks.append(tensorboard_callback(run.run_dir / "logs", tb.model_dump(mode="json")))
     callbacks.append(EpochRecorder(run))
     return callbacks
 

@@ -36,7 +36,9 @@ def model_hash(checked: CheckedSpec) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-def settings_hash(settings: dict) -> str:
+def settings_hash(settings) -> str:
+    """Hash of the settings (a :class:`~graphspec.train.settings.TrainSettings` or its JSON form) but ``verbose``."""
+    settings = _as_json(settings)
     text = json.dumps({k: v for k, v in settings.items() if k != "verbose"}, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
@@ -102,6 +104,10 @@ def restore_state(model, meta: dict, arrays: dict[str, np.ndarray], where: str) 
             v.assign(value)
 
 
+def _as_json(settings) -> dict:
+    return settings.as_json() if hasattr(settings, "as_json") else settings
+
+
 def saved_epoch(path: FsPath) -> int | None:
     """The epoch a checkpoint file holds (reads only its metadata); None when there is none or it is unreadable."""
     try:
@@ -119,10 +125,11 @@ def _same_but_epochs(run_dir: FsPath, settings: dict, saved_hash: str | None) ->
         return False
     if not isinstance(saved, dict) or not isinstance(saved.get("epochs"), int):
         return False
-    return saved_hash == settings_hash(dict(settings, epochs=saved["epochs"]))
+    return saved_hash == settings_hash(dict(_as_json(settings), epochs=saved["epochs"]))
 
 
-def _changed_settings(run_dir: FsPath, settings: dict) -> str:
+def _changed_settings(run_dir: FsPath, settings) -> str:
+    settings = _as_json(settings)
     try:
         saved = rundir.read_json(run_dir / "settings.json")
     except (OSError, ValueError):
@@ -133,7 +140,7 @@ def _changed_settings(run_dir: FsPath, settings: dict) -> str:
         or "see settings.json"
 
 
-def _check_resume(run_dir: FsPath, checked: CheckedSpec, settings: dict, recorded: dict,
+def _check_resume(run_dir: FsPath, checked: CheckedSpec, settings, recorded: dict,
                   fingerprint: list | None, extending: bool = False) -> tuple[dict, dict]:
     """The checkpoint to resume from, after checking that the spec, the settings and the data are the run's.
 
@@ -169,8 +176,8 @@ def _check_resume(run_dir: FsPath, checked: CheckedSpec, settings: dict, recorde
     if extending and meta.get("settings_hash") != settings_hash(settings) \
             and _same_but_epochs(run_dir, settings, meta.get("settings_hash")):
         done = int(meta.get("epoch", 0)) if path.is_file() else 0
-        if settings["epochs"] <= done:
-            raise TrainError([Diagnostic(code="resume-error", file=str(run_dir), message=f"--epochs {settings['epochs']} "
+        if settings.epochs <= done:
+            raise TrainError([Diagnostic(code="resume-error", file=str(run_dir), message=f"--epochs {settings.epochs} "
                                          f"does not extend the run in '{run_dir}': {done} epochs are trained",
                                          hint=f"--epochs is the new total: give more than {done}")])
     elif meta.get("settings_hash") != settings_hash(settings):

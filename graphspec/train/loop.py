@@ -49,7 +49,7 @@ from graphspec.train.checkpoint import (  # noqa: F401  (read_state: public, tes
     saved_epoch,
     settings_hash,
 )
-from graphspec.train.settings import check_with_overrides, resolved_settings
+from graphspec.train.settings import TrainSettings, check_with_overrides, train_settings
 
 
 class TrainInterrupted(TrainError):
@@ -100,7 +100,7 @@ class _Run:
     checkpoint saves (history, epochs, the callbacks holding their own state)."""
 
     checked: CheckedSpec
-    settings: dict
+    settings: TrainSettings
     spec_hash: str
     directory: rundir.RunDirectory | None
     is_chief: bool
@@ -177,7 +177,7 @@ class _Run:
         meta = {"epoch": self.completed_epochs, "stopped_early": self.stopped_early, "history": self.history,
                 "callbacks": state, "data_sha256": self.data_fingerprint,
                 "spec_hash": self.spec_hash, "model_hash": model_hash(self.checked), "settings_hash": settings_hash(self.settings),
-                "seed": self.settings["seed"], "time": time.time()}
+                "seed": self.settings.seed, "time": time.time()}
         save_state(self.run_dir / STATE_FILE, model, meta, extra)
         self.saved_epochs = self.completed_epochs
 
@@ -220,9 +220,7 @@ def train(spec: str | os.PathLike | CheckedSpec | None = None, *, overrides: lis
         request = _request(spec, overrides, resume)
         checked = request.spec if isinstance(request.spec, CheckedSpec) else \
             check_with_overrides(request.spec, request.overrides)
-        settings = resolved_settings(checked, seed=request.recorded.get("seed"))
-        if verbose is not None:
-            settings["verbose"] = verbose
+        settings = train_settings(checked, seed=request.recorded.get("seed"), verbose=verbose)
         distribution = _configure(settings, checked)  # TensorFlow (and the Keras backend) from here on
         model = _emit_in(distribution, checked, settings)
         io_ = datalib.model_io(checked, model)
@@ -232,7 +230,7 @@ def train(spec: str | os.PathLike | CheckedSpec | None = None, *, overrides: lis
         directory, meta, arrays = _directory(request, checked, settings, fingerprint, runs_root, run_name,
                                              write_run_dir and distribution.is_chief, held)
         run = _Run(checked=checked, settings=settings, spec_hash=_spec_hash(checked), directory=directory,
-                   is_chief=distribution.is_chief, verbose=settings["verbose"], has_validation=validation is not None,
+                   is_chief=distribution.is_chief, verbose=settings.verbose, has_validation=validation is not None,
                    model=model, data_fingerprint=fingerprint)
         if handle_signals:
             _handle_signals(run, echo, previous_handlers)
@@ -281,6 +279,10 @@ def _epochs_override(overrides: list) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _epochs(count: int) -> str:
+    return f"{count} epoch" + ("" if count == 1 else "s")
+
+
 def _request(spec, overrides, resume) -> _Request:
     """The spec and overrides to train with; for ``--resume`` the run's own, and the extension asked for."""
     overrides = list(overrides or [])
@@ -296,13 +298,13 @@ def _request(spec, overrides, resume) -> _Request:
         if extend_to is None:
             raise TrainError([Diagnostic(
                 code="resume-error", file=str(resume_dir), message=f"the run in '{resume_dir}' already completed"
-                + (f" ({done} epochs)" if isinstance(done, int) else ""),
+                + (f" ({_epochs(done)})" if isinstance(done, int) else ""),
                 hint=f"extend it: graphspec train --resume {resume_dir} --epochs N (N more than "
                 f"{done if isinstance(done, int) else 'the epochs it trained'}), or start a new run")])
         if isinstance(done, int) and extend_to <= done:
             raise TrainError([Diagnostic(
                 code="resume-error", file=str(resume_dir),
-                message=f"--epochs {extend_to} does not extend the run in '{resume_dir}': it completed {done} epochs",
+                message=f"--epochs {extend_to} does not extend the run in '{resume_dir}': it completed {_epochs(done)}",
                 hint=f"--epochs is the new total: give more than {done}")])
     if spec is None:
         spec = recorded.get("spec_path") or resume_dir / "spec.yaml"
@@ -317,7 +319,7 @@ def _backend() -> str:
     return keras.backend.backend()
 
 
-def _configure(settings: dict, checked: CheckedSpec):
+def _configure(settings: TrainSettings, checked: CheckedSpec):
     """The distribution strategy, determinism, seed and precision; refuses TensorFlow-only settings on
     another Keras backend. Returns the :class:`~graphspec.train.distribute.Distribution`."""
     import keras
@@ -325,9 +327,9 @@ def _configure(settings: dict, checked: CheckedSpec):
     backend = keras.backend.backend()
     if backend != "tensorflow":
         sink = DiagnosticSink(source=checked.loaded.source)
-        for key, value, what in (("strategy", settings["strategy"] != "default", f"strategy: {settings['strategy']} "
+        for key, value, what in (("strategy", settings.strategy != "default", f"strategy: {settings.strategy} "
                                   "(a tf.distribute strategy)"),
-                                 ("deterministic", bool(settings.get("deterministic")),
+                                 ("deterministic", settings.deterministic,
                                   "deterministic: true (TensorFlow's op determinism)")):
             if value:
                 sink.error("needs-tensorflow", f"{what} needs the TensorFlow backend; Keras runs on '{backend}' "
@@ -336,19 +338,19 @@ def _configure(settings: dict, checked: CheckedSpec):
         sink.raise_if_errors(TrainError)
     from graphspec.train.distribute import configure_cpu_devices, make_distribution
 
-    if settings["strategy"] == "mirrored":
-        configure_cpu_devices(settings.get("cpu_devices"))
-    distribution = make_distribution(settings["strategy"], settings.get("cpu_devices"))
-    if settings.get("deterministic"):
+    if settings.strategy == "mirrored":
+        configure_cpu_devices(settings.cpu_devices)
+    distribution = make_distribution(settings.strategy, settings.cpu_devices)
+    if settings.deterministic:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(int(settings["seed"]))
-    keras.mixed_precision.set_dtype_policy(settings.get("precision") or "float32")
+    keras.utils.set_random_seed(settings.seed)
+    keras.mixed_precision.set_dtype_policy(settings.precision)
     return distribution
 
 
-def _emit_in(distribution, checked: CheckedSpec, settings: dict):
+def _emit_in(distribution, checked: CheckedSpec, settings: TrainSettings):
     from graphspec.emit import emit
 
     sink = DiagnosticSink(source=checked.loaded.source)
@@ -359,12 +361,12 @@ def _emit_in(distribution, checked: CheckedSpec, settings: dict):
         sink.raise_if_errors(TrainError)
     with distribution.scope():
         model = emit(checked)
-    if settings["jit_compile"] != "auto":
-        model.jit_compile = bool(settings["jit_compile"]) and not settings.get("deterministic")
+    if settings.jit_compile != "auto":
+        model.jit_compile = bool(settings.jit_compile) and not settings.deterministic
     return model
 
 
-def _open(checked, io_, settings, data, validation_data, need_targets=True):
+def _open(checked, io_, settings: TrainSettings, data, validation_data, need_targets=True):
     train_spec = checked.spec.train
     sink = DiagnosticSink(source=checked.loaded.source)
     if data is not None:
@@ -376,15 +378,15 @@ def _open(checked, io_, settings, data, validation_data, need_targets=True):
                    "add e.g. train: {data: {npz: data/train.npz}} (paths are relative to the spec)")
         raise TrainError(sink.sorted())
     validation = None
-    val_settings = settings.get("validation")
+    val_settings = settings.validation
     if validation_data is not None:
         validation = datalib.open_python(validation_data, io_, description="the validation data")
-    elif val_settings and val_settings.get("data") is not None:
-        validation = datalib.open_source(train_spec.validation.data, checked, io_, ("train", "validation", "data"))
-    elif val_settings and val_settings.get("split") is not None:
+    elif val_settings is not None and val_settings.data is not None:
+        validation = datalib.open_source(val_settings.data, checked, io_, ("train", "validation", "data"))
+    elif val_settings is not None and val_settings.split is not None:
         try:
-            examples, validation = datalib.split(examples, val_settings["split"], int(settings["seed"]),
-                                                 val_settings.get("shuffle_before_split", True))
+            examples, validation = datalib.split(examples, val_settings.split, settings.seed,
+                                                 val_settings.shuffle_before_split)
         except TrainError as error:
             located = DiagnosticSink(source=checked.loaded.source)
             for d in error.diagnostics:
@@ -449,11 +451,11 @@ def _write_header(run: _Run, request: _Request, examples, validation, distributi
     checked, settings, spec = run.checked, run.settings, request.spec
     run.directory.write_header(
         spec_text=checked.loaded.source.text, canonical_json=canonical_json(checked.graph), spec_hash=run.spec_hash,
-        settings=settings, info={
+        settings=settings.as_json(), info={
             "spec": checked.spec.name, "spec_path": str(FsPath(str(spec)).resolve())
             if not isinstance(spec, CheckedSpec) and spec is not None else None,
             "spec_hash": run.spec_hash, "model_hash": model_hash(checked), "settings_hash": settings_hash(settings),
-            "seed": settings["seed"], "overrides": [[list(p), v] for p, v in request.overrides],
+            "seed": settings.seed, "overrides": [[list(p), v] for p, v in request.overrides],
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": sys.argv, "data": datalib.describe(examples),
             "validation": datalib.describe(validation) if validation is not None else None,
             "data_sha256": run.data_fingerprint, "strategy": distribution.kind, "replicas": distribution.replicas,
@@ -486,34 +488,34 @@ def _start(run: _Run, request: _Request, meta: dict, arrays: dict, distribution,
         if run.stopped_early:
             echo(f"resuming {run_dir}: training had stopped early after epoch {first_epoch}; finishing the run")
         elif request.extend_to is not None:
-            span = (f"epoch {first_epoch + 1}" if first_epoch + 1 == settings["epochs"] else
-                    f"epochs {first_epoch + 1} to {settings['epochs']}")
+            span = (f"epoch {first_epoch + 1}" if first_epoch + 1 == settings.epochs else
+                    f"epochs {first_epoch + 1} to {settings.epochs}")
             echo(f"extending {run_dir}: {span}")
         else:
-            echo(f"resuming {run_dir} at epoch {first_epoch + 1} of {settings['epochs']}")
+            echo(f"resuming {run_dir} at epoch {first_epoch + 1} of {settings.epochs}")
     elif run.directory is not None:
         if request.resume_dir is not None:
             run.directory.running(resumed_at_epoch=0, **extension)
             echo(f"resuming {run_dir}: it holds no checkpoint (it stopped before its first epoch began); "
-                 f"starting at epoch 1 of {settings['epochs']}")
+                 f"starting at epoch 1 of {settings.epochs}")
         run.save_checkpoint(model)  # epoch 0: a run stopped in its first epoch restarts from the same weights
     return callbacks
 
 
 def _record_extension(run: _Run, request: _Request) -> dict:
     """``--resume --epochs N``: the run's settings and run.json say N from now on (a later resume replays it)."""
-    rundir.atomic_write_json(run.run_dir / "settings.json", run.settings)
+    rundir.atomic_write_json(run.run_dir / "settings.json", run.settings.as_json())
     return {"overrides": [[list(p), v] for p, v in request.overrides], "settings_hash": settings_hash(run.settings),
             "extended_to": request.extend_to}
 
 
 def _datasets(run: _Run, examples, validation, io_, distribution):
     settings = run.settings
-    global_batch = settings["batch_size"] * distribution.replicas
+    global_batch = settings.batch_size * distribution.replicas
     train_ds, steps = datalib.training_dataset(
-        examples, io_, batch_size=global_batch, seed=int(settings["seed"]), shuffle=settings["shuffle"],
-        first_epoch=run.completed_epochs, epochs=settings["epochs"], shuffle_buffer=settings["shuffle_buffer"],
-        steps=settings.get("steps_per_epoch"), drop_remainder=distribution.kind == "multi-worker")
+        examples, io_, batch_size=global_batch, seed=settings.seed, shuffle=settings.shuffle,
+        first_epoch=run.completed_epochs, epochs=settings.epochs, shuffle_buffer=settings.shuffle_buffer,
+        steps=settings.steps_per_epoch, drop_remainder=distribution.kind == "multi-worker")
     val_ds = datalib.eval_dataset(validation, io_, batch_size=global_batch) if validation is not None else None
     if distribution.kind != "default":
         from graphspec.train.distribute import distribute_options, prepare_model
@@ -540,13 +542,13 @@ def _fit(run: _Run, train_ds, val_ds, steps, callbacks, resumed: bool) -> None:
     settings, model = run.settings, run.model
     if run.signal_received is not None:
         return
-    first_epoch, epochs = run.completed_epochs, settings["epochs"]
+    first_epoch, epochs = run.completed_epochs, settings.epochs
     if first_epoch < epochs and not run.stopped_early:
-        verbose, shown = _progress(settings["verbose"])
+        verbose, shown = _progress(settings.verbose)
         with datalib.data_errors("training stopped on bad data"):
             try:
                 model.fit(train_ds, epochs=epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
-                          validation_data=val_ds, validation_freq=(settings.get("validation") or {}).get("frequency", 1),
+                          validation_data=val_ds, validation_freq=settings.validation.frequency if settings.validation else 1,
                           callbacks=callbacks[:-1] + shown + callbacks[-1:], verbose=verbose, shuffle=False)
             except _StopNow:
                 pass  # a signal: the partial epoch is dropped (see _stop_if_abnormal)
@@ -574,7 +576,7 @@ def _stop_if_abnormal(run: _Run) -> None:
         if run.directory is not None:
             run.directory.interrupted(run.epoch + 1)
         name = signal.Signals(run.signal_received).name
-        total = run.settings["epochs"]
+        total = run.settings.epochs
         if run.completed_epochs > run.epoch:  # the signal came after an epoch's end, before the next began
             during = f"after epoch {run.completed_epochs} of {total}"
         else:
@@ -639,7 +641,7 @@ def _finish(run: _Run, val_ds, echo) -> RunResult:
             code="interrupted", message=f"{signal.Signals(run.signal_in_final).name} during the final save: the save "
             f"was finished first; the run completed ({run.completed_epochs} epochs)",
             hint=f"its results are in {run_dir}" if run_dir is not None else None)], run.signal_in_final, run_dir)
-    return RunResult(run_dir=run_dir, model=run.model, history=run.history, metrics=metrics, settings=run.settings,
+    return RunResult(run_dir=run_dir, model=run.model, history=run.history, metrics=metrics, settings=run.settings.as_json(),
                      spec_hash=run.spec_hash, epochs_run=run.epochs_run, final_epoch=final_epoch, backend=_backend())
 
 

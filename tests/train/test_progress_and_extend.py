@@ -180,3 +180,41 @@ def test_resume_with_epochs_of_an_interrupted_run_must_extend_it(project):
     with pytest.raises(TrainError) as refused:  # other settings still may not change
         train(resume=short.run_dir, overrides=[(("train", "epochs"), 3), (("train", "batch_size"), 8)])
     assert refused.value.diagnostics[0].code == "resume-changed"
+
+
+def test_settings_are_typed_and_settings_json_is_their_json_form(project):
+    from graphspec.pipeline import check_file
+    from graphspec.schema.train import CallbacksSpec, ValidationSpec
+    from graphspec.train.settings import TrainSettings, train_settings
+
+    checked = check_file(project / "tiny.yaml")
+    settings = train_settings(checked, verbose=2)
+    assert isinstance(settings, TrainSettings)
+    assert settings.seed == 1 and settings.epochs == 3 and settings.verbose == 2
+    assert isinstance(settings.validation, ValidationSpec) and settings.validation.split == 0.25
+    assert isinstance(settings.callbacks, CallbacksSpec) and settings.callbacks.best_model.monitor is None
+    (project / "unseeded.yaml").write_text(TINY_SPEC.replace("  seed: 1\n", ""))
+    unseeded = check_file(project / "unseeded.yaml")
+    assert train_settings(unseeded, seed=77).seed == 77  # a resumed run's recorded seed
+    assert isinstance(train_settings(unseeded).seed, int)  # else one is drawn
+    result = train(project / "tiny.yaml", runs_root=project / "runs", run_name="t")
+    assert json.loads((result.run_dir / "settings.json").read_text()) == result.settings == \
+        train_settings(checked).as_json()
+
+
+def test_cli_resume_with_epochs_extends_and_refuses_a_total_that_does_not(project):
+    runner = CliRunner()
+    runs = project / "runs"
+    first = runner.invoke(app, ["train", str(project / "tiny.yaml"), "--runs", str(runs), "--name", "c",
+                                "--epochs", "1"])
+    assert first.exit_code == 0, first.output
+    run = runs / "tiny" / "c"
+    again = runner.invoke(app, ["train", "--resume", str(run)])
+    assert again.exit_code == 2 and "already completed (1 epoch)" in again.output
+    assert f"graphspec train --resume {run} --epochs N" in again.output
+    same = runner.invoke(app, ["train", "--resume", str(run), "--epochs", "1"])
+    assert same.exit_code == 2 and "--epochs 1 does not extend the run" in same.output
+    longer = runner.invoke(app, ["train", "--resume", str(run), "--epochs", "2"])
+    assert longer.exit_code == 0, longer.output
+    assert f"extending {run}: epoch 2" in longer.output and "trained 2 epochs; the model holds epoch 2" in longer.output
+    assert [row["epoch"] for row in json.loads((run / "history.json").read_text())] == [1, 2]
