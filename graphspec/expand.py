@@ -30,6 +30,7 @@ block calls is refused before anything is expanded.
 from __future__ import annotations
 
 import copy
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,6 +134,15 @@ class _Abort(Exception):
     pass
 
 
+class _Over(Exception):
+    """The size bound went past the cap at ``path`` (inside the block calls ``calls``, outermost first)."""
+
+    def __init__(self, path: Path, calls: tuple[tuple[str, Path], ...]):
+        super().__init__()
+        self.path = path
+        self.calls = calls
+
+
 @dataclass
 class _Frame:
     """The scope of one block instance (or of the top level)."""
@@ -224,6 +234,8 @@ class Expander:
                 out[key] = self.substitute(value, (key,), scope, ())
         if isinstance(self.data.get("name"), str):
             pass
+        self.bound_size()
+        self.sink.raise_if_errors(ExpandError)
         top = _Frame(prefix="", scope=scope, def_path=("nodes",), notes=(), chain=(), instance=None)
         nodes = self.data.get("nodes")
         try:
@@ -381,6 +393,89 @@ class Expander:
                 state[target] = 1
                 stack.append((target, 0))
                 trail.append(target)
+
+    # ------------------------------------------------------------------------------ the bound
+    def bound_size(self) -> None:
+        """Count what the expansion would make, without making it, and refuse a spec past the cap.
+
+        The count evaluates only what decides sizes (``when``, repeat counts, block names and arguments)
+        and remembers the size of each block for each set of argument values, so a repeated node costs
+        O(1) and a block repeated with the same arguments is counted once: a hostile spec (repeats of
+        repeats) is refused after a few steps, before anything is expanded. Mistakes are left to the
+        expansion, which reports them located."""
+        self.memo: dict[str, int] = {}
+        nodes = self.data.get("nodes")
+        if not isinstance(nodes, dict):
+            return
+        try:
+            self.count_frame(nodes, self.model_scope, ("nodes",), (), ())
+        except _Over as over:
+            notes = tuple(f"in block '{block}' called at {self.where(path)}" for block, path in reversed(over.calls))
+            self.error("expansion-too-large", f"the spec expands to more than {MAX_EXPANDED_NODES:,} nodes and "
+                       "block instances", over.path,
+                       "lower the repeat counts or the nesting of blocks; no model needs this many nodes", notes)
+
+    def quiet(self, value: Any, scope: dict[str, Any]) -> Any:
+        if isinstance(value, str) and "${" in value:
+            try:
+                return expr.substitute(value, scope)
+            except expr.ExprError:
+                return _Bad
+        return value
+
+    def count_frame(self, nodes: dict, scope: dict[str, Any], def_path: Path, chain: tuple[str, ...],
+                    calls: tuple[tuple[str, Path], ...]) -> int:
+        total = 0
+        for local, raw in nodes.items():
+            total += self.count_node(raw, scope, def_path + (local,), chain, calls)
+            if total > MAX_EXPANDED_NODES:
+                raise _Over(def_path + (local,), calls)
+        return total
+
+    def count_node(self, raw: Any, scope: dict[str, Any], path: Path, chain: tuple[str, ...],
+                   calls: tuple[tuple[str, Path], ...]) -> int:
+        if not isinstance(raw, dict):
+            return 1
+        if "when" in raw and self.quiet(raw["when"], scope) is not True:
+            return 0
+        count = 1
+        repeated = "repeat" in raw
+        if repeated:
+            spec = raw["repeat"]
+            count = self.quiet(spec.get("count") if isinstance(spec, dict) else spec, scope)
+            if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_REPEAT:
+                return 0
+        if "block" not in raw:
+            return count
+        where = path + ("repeat",) if repeated else path
+        total = 0
+        for i in range(count):
+            inner_scope = dict(scope)
+            if repeated:
+                inner_scope["i"] = i
+            target = self.quiet(raw["block"], inner_scope)
+            block = self.blocks.get(target) if isinstance(target, str) else None
+            if block is None or target in chain or len(chain) >= MAX_BLOCK_DEPTH:
+                return total
+            values: dict[str, Any] = {}
+            for name, decl in block.params.items():
+                value = self.quiet(raw[name], inner_scope) if name in raw else expr.OMIT
+                values[name] = decl.default if value is expr.OMIT or value is _Bad else value
+            try:
+                key = target + "\0" + json.dumps(values, sort_keys=True, default=str)
+            except (TypeError, ValueError):
+                key = target + "\0" + repr(values)
+            size = self.memo.get(key)
+            if size is None:
+                block_scope = dict(self.model_scope)
+                block_scope.update(values)
+                size = 1 + self.count_frame(block.nodes, block_scope, ("blocks", target, "nodes"), chain + (target,),
+                                            calls + ((target, path),))
+                self.memo[key] = size
+            total += size
+            if total > MAX_EXPANDED_NODES:
+                raise _Over(where, calls)
+        return total
 
     # ------------------------------------------------------------------------------ values
     def substitute(self, value: Any, path: Path, scope: dict[str, Any], notes: tuple[str, ...], *,
