@@ -318,7 +318,11 @@ class SemanticChecker:
         free = [o for o in operands if o not in args]
         raw = node.get("input")
         input_path = path + ("input",)
-        if isinstance(raw, dict):
+        missing: list[str] = []
+        if isinstance(raw, dict) and variadic:
+            self.sink.error("bad-operand", f"op '{name}' takes its operands as a list of references",
+                            input_path, "write input: [a, b]")
+        elif isinstance(raw, dict):
             for key in raw:
                 if key not in operands:
                     self.sink.error("unknown-argument", f"'{key}' is not a tensor operand of op '{name}'",
