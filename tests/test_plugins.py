@@ -324,3 +324,55 @@ def test_plugin_layers_in_shared_layers_and_sequential_blocks():
     kernel, bias = model.get_layer("block").layers[0].get_weights()
     expected = ((0.5 * x) @ kernel + bias) * 0.1 + 0.5 * x   # the shared scale (0.5) on a and on b
     np.testing.assert_allclose(np.asarray(model({"a": x, "b": x})), expected, rtol=1e-5)
+
+
+DIGITS_SCALE = spec_text("""
+    graphspec: 1
+    name: digits_scale
+    inputs:
+      image: {shape: [8, 8, 1]}
+    nodes:
+      scaled: {type: Rescaling, scale: 0.0625}
+      flat: {type: Flatten}
+      hidden: {type: Dense, units: 16, activation: relu}
+      ls: {type: LayerScale, init_values: 0.5, projection_dim: 16}
+      digit: {type: Dense, units: 10, activation: softmax}
+    outputs: [digit]
+    compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accuracy]}
+    train:
+      data: {builtin: digits, map: {digit: label}}
+      validation: {split: 0.2}
+      batch_size: 128
+      epochs: 1
+      seed: 7
+    """)
+
+
+def test_train_evaluate_and_predict_take_the_plugin_option(tmp_path):
+    """--plugin on the training commands (in-process, in a copied context: enabling lasts for the command)."""
+    import contextvars
+
+    from typer.testing import CliRunner
+
+    from graphspec.cli import app
+
+    spec = tmp_path / "digits_scale.yaml"
+    spec.write_text(DIGITS_SCALE)
+    runner = CliRunner()
+
+    def invoke(*args):
+        return contextvars.copy_context().run(runner.invoke, app, list(args))
+
+    result = invoke("train", str(spec), "--runs", str(tmp_path / "runs"), "--name", "r", "-v", "0")
+    assert result.exit_code == 2 and "plugin-not-enabled" in result.output
+    result = invoke("train", "--plugin", APPLICATIONS, str(spec), "--runs", str(tmp_path / "runs"), "--name", "r",
+                    "-v", "0")
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "runs" / "digits_scale" / "r"
+    assert json.loads((run / "spec.json").read_text())["plugin_versions"] == [load_plugin(APPLICATIONS).record()]
+    result = invoke("evaluate", "--plugin", APPLICATIONS, str(run))
+    assert result.exit_code == 0 and "accuracy" in result.output, result.output
+    result = invoke("predict", "--plugin", APPLICATIONS, str(run), "-o", str(tmp_path / "p.npz"))
+    assert result.exit_code == 0, result.output
+    assert np.load(tmp_path / "p.npz")["digit"].shape[1] == 10
+    check_errors(CONVNEXT)  # nothing stayed enabled after the commands
