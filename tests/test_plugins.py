@@ -204,6 +204,8 @@ def test_a_changed_plugin_source_changes_its_digest(team_plugin):
     ("import keras\nclass Loose(keras.layers.Layer):\n    pass\nGRAPHSPEC_PLUGIN = {'layers': [Loose]}\n",
      "is not registered with Keras' serialization"),
     ("GRAPHSPEC_PLUGIN = {'layers': [int]}\n", "is not a Keras layer class"),
+    ("import keras\nGRAPHSPEC_PLUGIN = {'name': 'other', 'layers': [keras.layers.Layer]}\n", "names it 'other'"),
+    ("GRAPHSPEC_PLUGIN = {'layers': [], 'rules': {}}\n", "has no GRAPHSPEC_PLUGIN"),
 ])
 def test_a_malformed_plugin_is_refused_when_enabled(tmp_path, monkeypatch, source, message):
     name = f"bad_plugin_{abs(hash(source)) % 10**8}"
@@ -376,3 +378,17 @@ def test_train_evaluate_and_predict_take_the_plugin_option(tmp_path):
     assert result.exit_code == 0, result.output
     assert np.load(tmp_path / "p.npz")["digit"].shape[1] == 10
     check_errors(CONVNEXT)  # nothing stayed enabled after the commands
+
+
+def test_a_plugin_may_give_its_declaration_as_a_function(tmp_path, monkeypatch):
+    name = "function_form_plugin"
+    source = TEAM_PLUGIN.format(name=name).replace(
+        'GRAPHSPEC_PLUGIN = {"layers": [Scale], "rules": {"Scale": scale_rule}}',
+        'def GRAPHSPEC_PLUGIN():\n    return {"layers": [Scale], "version": "9.9"}')
+    (tmp_path / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plugin = load_plugin(name)
+    assert list(plugin.classes) == ["Scale"] and plugin.rules == {} and plugin.version == "9.9"
+    with using([plugin]):
+        checked = check_text(TEAM_SPEC.format(name=name))
+    assert checked.inferred.nodes["s"].outputs is None  # no rule: Keras infers it at build

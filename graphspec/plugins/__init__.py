@@ -11,6 +11,8 @@ say which one to enable. The module exposes::
         "layers": [Scale, ...],            # Keras layer classes, registered with
                                            # keras.saving.register_keras_serializable
         "rules": {"Scale": scale_rule},    # optional shape rules, as graphspec.infer.rules
+        "version": "1.2.0",                # optional (else __version__, else the package's version)
+        "name": "my_team_layers",          # optional: if given, the import name itself
     }
 
 (or a function returning that mapping). graphspec catalogues each class's constructor and
@@ -101,6 +103,9 @@ def load_plugin(name: str) -> Plugin:
     if unknown:
         raise _error(name, f"GRAPHSPEC_PLUGIN has unknown keys: {', '.join(sorted(unknown))}",
                      "it takes 'layers', 'rules' and 'version'")
+    if declared.get("name", name) != name:
+        raise _error(name, f"GRAPHSPEC_PLUGIN names it '{declared['name']}'",
+                     f"a plugin is known by its import name: enable it as --plugin {declared['name']}, or drop 'name'")
     import keras
 
     from graphspec.catalogue import keras_catalogue
