@@ -233,6 +233,28 @@ def _table(checked) -> str:
     return "\n".join("  " + line for line in lines)
 
 
+def _other_variants(file, checked, overrides) -> dict:
+    """The spec checked with each of its other variants; a failing one raises, its diagnostics noting the variant."""
+    from dataclasses import replace
+
+    from graphspec.overrides import Override, check_with_overrides
+
+    expansion = getattr(checked.graph.source, "expansion", None)
+    variants = expansion.written.get("variants") if expansion is not None else None
+    if not isinstance(variants, dict):
+        return {}
+    result = {}
+    for name in variants:
+        if name == expansion.variant:
+            continue
+        try:
+            result[name] = check_with_overrides(file, list(overrides) + [Override(("variant",), name, f"--variant {name}")])
+        except GraphspecError as error:
+            raise type(error)([replace(d, notes=tuple(d.notes) + (f"in variant '{name}'",))
+                               for d in error.diagnostics]) from None
+    return result
+
+
 def _instance_groups(checked, expansion) -> dict[int, int | None]:
     """Parameters of each block instance (its nodes and nested instances'), by ``id`` of the instance."""
     totals: dict[int, int | None] = {}
@@ -279,6 +301,8 @@ def check(
     for file in files:
         try:
             checked = check_file(file)
+            # Language 1.1: every variant is a model of its own, and checked (unless --variant chose one).
+            others = _other_variants(file, checked, overrides) if variant is None else {}
         except GraphspecError as error:
             failed += 1
             if output_format is OutputFormat.json:
@@ -292,11 +316,19 @@ def check(
                             "graph_hash": graph_hash(checked),
                             "params": checked.inferred.total_params,
                             "diagnostics": [d.to_dict() for d in checked.warnings]})
+            if others:
+                results[-1]["variants"] = {name: {"graph_hash": graph_hash(other),
+                                                  "params": other.inferred.total_params}
+                                           for name, other in others.items()}
             continue
         _warn(checked.warnings)
         if not quiet:
             typer.echo(f"{file}: ok  ({checked.spec.name}, {len(checked.graph.nodes)} nodes, {spec_hash(checked.graph)[:19]})")
             typer.echo(_table(checked))
+            for name, other in others.items():
+                total = other.inferred.total_params
+                typer.echo(f"  variant {name}: ok  ({len(other.graph.nodes)} nodes, "
+                           f"{'? params' if total is None else f'{total:,} params'})")
     if output_format is OutputFormat.json:
         typer.echo(json.dumps(results, indent=1))
     elif len(files) > 1 or quiet:

@@ -342,3 +342,22 @@ def test_check_json_reports_the_graph_hash(tmp_path) -> None:
     rows = {row["file"].rsplit("/", 1)[-1]: row for row in json.loads(result.output)}
     assert rows["blocks.yaml"]["graph_hash"] == rows["flat.yaml"]["graph_hash"]
     assert rows["blocks.yaml"]["hash"] != rows["flat.yaml"]["hash"]
+
+
+def test_check_checks_every_variant(tmp_path) -> None:
+    """Every variant is a model: check checks each (the table is the default's), and a broken one fails."""
+    from graphspec.cli import app
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(BLOCKS)
+    result = CliRunner().invoke(app, ["check", str(spec)])
+    assert result.exit_code == 0, result.output
+    assert "variant small: ok  (6 nodes" in result.output and "variant large: ok" in result.output
+    rows = json.loads(CliRunner().invoke(app, ["check", "--format", "json", str(spec)]).output)
+    assert set(rows[0]["variants"]) == {"small", "large"}
+    spec.write_text(BLOCKS.replace("large: {width: 16}", "large: {width: 16, depth: -1}"))
+    broken = CliRunner().invoke(app, ["check", str(spec)])
+    assert broken.exit_code == 2
+    assert "error[bad-repeat]" in broken.output and "note: in variant 'large'" in broken.output
+    only = CliRunner().invoke(app, ["check", str(spec), "--variant", "small"])
+    assert only.exit_code == 0 and "variant large" not in only.output
