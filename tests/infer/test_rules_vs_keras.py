@@ -447,23 +447,6 @@ CASES["TextVectorization"] = [
     case(t(dtype="string"), vocabulary=_VOCAB, output_mode="tf_idf", idf_weights=[1.0, 2.0, 3.0], max_tokens=2,
          error=True),
 ]
-_VOCAB = ["the", "cat", "sat"]
-_TEXT = "Keras builds it; the model fails on its first batch (one string per example)"
-CASES["TextVectorization"] = [
-    case(t(dtype="string"), vocabulary=_VOCAB, output_sequence_length=6),
-    case(t(1, dtype="string"), vocabulary=_VOCAB, output_sequence_length=6),
-    case(t(None, dtype="string"), max_tokens=100, output_sequence_length=4, ngrams=2),
-    case(t(1, dtype="string"), vocabulary=_VOCAB),                            # (batch, None): the longest text
-    case(t(dtype="string"), vocabulary=_VOCAB, output_mode="tf_idf", idf_weights=[1.0, 2.0, 3.0]),
-    case(t(dtype="string"), max_tokens=50, output_mode="tf_idf", pad_to_max_tokens=True),
-    case(t(dtype="string"), output_mode="tf_idf", max_tokens=50),             # adapted later: size unknown
-    case(t(3, dtype="string"), vocabulary=_VOCAB, output_sequence_length=6, stricter=_TEXT),
-    case(t(2, 3, dtype="string"), vocabulary=_VOCAB, output_sequence_length=6, stricter=_TEXT),
-    case(t(1, dtype="float32"), vocabulary=_VOCAB, output_sequence_length=6,
-         stricter="Keras builds it on numbers; tokenizing fails on the first batch"),
-    case(t(dtype="string"), vocabulary=_VOCAB, output_mode="tf_idf", idf_weights=[1.0, 2.0, 3.0], max_tokens=2,
-         error=True),
-]
 for _rank in (1, 2, 3):
     for _name in (f"AdaptiveAveragePooling{_rank}D", f"AdaptiveMaxPooling{_rank}D"):
         CASES[_name] = [case(t(*(9, 8, 7)[:_rank], 3), output_size=2),
