@@ -361,3 +361,23 @@ def test_check_checks_every_variant(tmp_path) -> None:
     assert "error[bad-repeat]" in broken.output and "note: in variant 'large'" in broken.output
     only = CliRunner().invoke(app, ["check", str(spec), "--variant", "small"])
     assert only.exit_code == 0 and "variant large" not in only.output
+
+
+def test_blocks_nest_at_most_16_deep() -> None:
+    chain = "\n".join(f"  b{k}: {{nodes: {{n: {{block: b{k + 1}}}}}, outputs: [n]}}" for k in range(20))
+    text = f"""\
+graphspec: 1
+name: deep
+blocks:
+{chain}
+  b20: {{nodes: {{d: {{type: Dense, units: 2}}}}, outputs: [d]}}
+inputs: {{x: {{shape: [4]}}}}
+nodes:
+  top: {{block: b0}}
+outputs: {{y: top}}
+"""
+    [d] = _errors(text)
+    assert d.code == "expansion-too-large" and "nested more than 16 deep" in d.message
+    assert d.line == 19 and len(d.notes) == 16  # at b15's call of b16, with the 16 calls that lead there
+    ok = text.replace("b14: {nodes: {n: {block: b15}}", "b14: {nodes: {n: {block: b20}}")
+    assert list(check_text(ok).graph.nodes) == ["top" + "_n" * 15 + "_d"]  # 16 blocks deep: b0 ... b14, b20
