@@ -368,11 +368,21 @@ def build(
 @app.command()
 def schema(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+    spec: Annotated[Optional[Path], typer.Option("--spec", help="Specialize the schema for this spec's blocks: "
+                                                 "editors complete and check each block call's parameters.")] = None,
 ) -> None:
     """Print the JSON Schema of the spec language (for editors and CI)."""
     from graphspec.schema import json_schema
 
-    text = json.dumps(json_schema(), indent=1, sort_keys=False) + "\n"
+    document = json_schema()
+    if spec is not None:
+        from graphspec.expand import spec_sections
+        from graphspec.schema.blocks import with_spec_blocks
+
+        with user_errors():
+            sections = spec_sections(spec)
+        document = with_spec_blocks(document, sections.blocks or {}, sections.params)
+    text = json.dumps(document, indent=1, sort_keys=False) + "\n"
     if output is None:
         sys.stdout.write(text)
     else:

@@ -948,6 +948,24 @@ def _coerce(decl: ParamSpec, value: Any) -> Any:
     return value
 
 
+def spec_sections(path) -> _Sections:
+    """The validated 1.1 sections (blocks, params, variants) of a spec file, for ``graphspec schema --spec``."""
+    from graphspec.loader import load
+    from graphspec.schema import _translate
+
+    loaded = load(path)
+    if not isinstance(loaded.data, dict):
+        return _Sections()
+    try:
+        return _Sections.model_validate(loaded.data)
+    except ValidationError as exc:
+        sink = DiagnosticSink(source=loaded.source)
+        for error in exc.errors(include_url=False):
+            diagnostic = _translate(error, loaded.data)
+            sink.add(diagnostic, key=diagnostic.code == "unknown-key")
+        raise ExpandError(sink.sorted()) from None
+
+
 def expand(loaded: LoadedSpec, *, params: dict[str, Any] | None = None, variant: str | None = None,
            param_origin: dict[str, str] | None = None) -> LoadedSpec:
     """The loaded spec with blocks, repeat, ``when`` and parameters expanded (language 1.0 data).

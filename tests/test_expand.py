@@ -381,3 +381,32 @@ outputs: {{y: top}}
     assert d.line == 19 and len(d.notes) == 16  # at b15's call of b16, with the 16 calls that lead there
     ok = text.replace("b14: {nodes: {n: {block: b15}}", "b14: {nodes: {n: {block: b20}}")
     assert list(check_text(ok).graph.nodes) == ["top" + "_n" * 15 + "_d"]  # 16 blocks deep: b0 ... b14, b20
+
+
+def test_schema_for_one_spec_completes_and_checks_block_arguments(tmp_path) -> None:
+    """graphspec schema --spec FILE: the editor schema with the spec's blocks and their documented parameters."""
+    import jsonschema
+
+    from graphspec.cli import app
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(BLOCKS)
+    out = tmp_path / "schema.json"
+    result = CliRunner().invoke(app, ["schema", "--spec", str(spec), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    schema = json.loads(out.read_text())
+    call = schema["$defs"]["BlockCall"]
+    assert call["properties"]["block"]["anyOf"][0] == {"enum": ["res"]}
+    [rule] = call["allOf"]
+    units = rule["then"]["properties"]["units"]
+    assert units["description"] == "units of both dense layers (required)" and rule["then"]["required"] == ["units"]
+    assert schema["$defs"]["SpecParams"]["properties"]["width"]["default"] == 8
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    data = loads(BLOCKS).data
+    assert not list(validator.iter_errors(data))
+    data["nodes"]["body"]["unit"] = 3  # a misspelt block argument: the editor flags it
+    assert list(validator.iter_errors(data))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BLOCKS.replace("    params:\n      units", "    parms:\n      units"))
+    failed = CliRunner().invoke(app, ["schema", "--spec", str(bad)])
+    assert failed.exit_code == 2 and "error[unknown-key]" in failed.output

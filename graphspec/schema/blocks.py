@@ -174,3 +174,51 @@ def allow_expressions(schema: dict) -> dict:
                 extra.pop("discriminator", None)
     out["$defs"]["Expression"] = EXPRESSION_SCHEMA
     return out
+
+
+_JSON_TYPES = {"int": "integer", "float": "number", "bool": "boolean", "string": "string", "list": "array"}
+
+
+def _param_schema(decl: ParamSpec) -> dict:
+    if decl.type == "choice":
+        value: dict = {"enum": list(decl.choices or [])}
+    else:
+        value = {"type": _JSON_TYPES[decl.type]}
+        if decl.min is not None:
+            value["minimum"] = decl.min
+        if decl.max is not None:
+            value["maximum"] = decl.max
+    schema: dict = {"anyOf": [value, {"$ref": "#/$defs/Expression"}],
+                    "description": (decl.doc or decl.type) + ("" if not decl.required else " (required)")}
+    if not decl.required:
+        schema["default"] = decl.default
+    return schema
+
+
+def with_spec_blocks(schema: dict, blocks: dict[str, BlockSpec], params: dict[str, Any] | None = None) -> dict:
+    """The editor schema for one spec: its block calls complete and check the block's own parameters
+    (with their docs), ``block:`` completes the spec's block names, and ``--set``-able model parameters
+    are described (``graphspec schema --spec FILE``)."""
+    call = schema["$defs"]["BlockCall"]
+    if blocks:
+        call["properties"]["block"] = {"anyOf": [{"enum": list(blocks)}, {"$ref": "#/$defs/Expression"}],
+                                       "description": call["properties"]["block"].get("description", "")}
+    rules = []
+    for name, block in blocks.items():
+        properties: dict = {key: {} for key in RESERVED_BLOCK_CALL_KEYS}
+        properties.update({param: _param_schema(decl) for param, decl in block.params.items()})
+        then: dict = {"properties": properties, "additionalProperties": False}
+        required = [param for param, decl in block.params.items() if decl.required]
+        if required:
+            then["required"] = required
+        if block.doc:
+            then["description"] = block.doc
+        rules.append({"if": {"properties": {"block": {"const": name}}, "required": ["block"]}, "then": then})
+    if rules:
+        call["allOf"] = rules
+    if params:
+        described = {name: _param_schema(decl) for name, decl in params.items() if isinstance(decl, ParamSpec)}
+        if described:
+            schema["$defs"]["SpecParams"] = {"type": "object", "properties": described,
+                                             "description": "This spec's model parameters."}
+    return schema
