@@ -267,7 +267,7 @@ class BestModel(keras.callbacks.Callback):
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
         counters = {a: _plain(getattr(self, a, None)) for a in self.counters}
         arrays = {}
-        if self.best_weights is not None and self.best_epoch != self.run.completed_epochs - 1:
+        if self.best_weights is not None and self.best_epoch != self.run.progress.epochs - 1:
             for i, w in enumerate(self.best_weights):
                 arrays[f"best_model/{i}"] = np.asarray(w)
         return counters, arrays
@@ -279,7 +279,7 @@ class BestModel(keras.callbacks.Callback):
             weights = _weights(arrays, "extra/best_model/")
             if weights:
                 self.best_weights = weights
-            elif self.best_epoch == self.run.completed_epochs - 1:
+            elif self.best_epoch == self.run.progress.epochs - 1:
                 self.best_weights = self.run.model.get_weights()  # the checkpoint's own weights
 
 
@@ -306,13 +306,11 @@ class EpochRecorder(keras.callbacks.Callback):
                 row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
             except Exception:  # a schedule object: not a number to log
                 pass
-        run.history.append(row)
+        run.progress.record(row, stopped_early=stopping)  # early stopping (or a user callback) ended training here
         run.epochs_run.append(epoch)
-        run.completed_epochs = epoch + 1
-        run.stopped_early = stopping  # early stopping (or a user callback) ended training here
         run.save_checkpoint(self.model)
         if run.is_chief and run.run_dir is not None and time.monotonic() - run.history_written > HISTORY_SECONDS:
-            rundir.write_history(run.run_dir, run.history)
+            rundir.write_history(run.run_dir, run.progress.history)
             run.history_written = time.monotonic()
 
 

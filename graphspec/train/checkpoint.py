@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 
 import numpy as np
@@ -22,6 +23,31 @@ from graphspec.train import rundir
 
 STATE_FILE = "checkpoint.npz"
 _META_KEY = "__meta__"
+
+
+@dataclass
+class Progress:
+    """A run's progress as the checkpoint saves it (with the variables and the callbacks' own state):
+    the history, the epochs completed, whether early stopping (or a user callback) ended training."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    epochs: int = 0
+    """Completed epochs."""
+    stopped_early: bool = False
+
+    def record(self, row: dict[str, float], stopped_early: bool) -> None:
+        """An epoch ended: its row of the history (``row["epoch"]`` is 1-based)."""
+        self.history.append(row)
+        self.epochs = int(row["epoch"])
+        self.stopped_early = stopped_early
+
+    def meta(self) -> dict:
+        return {"epoch": self.epochs, "stopped_early": self.stopped_early, "history": self.history}
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "Progress":
+        return cls(history=list(meta.get("history", [])), epochs=int(meta["epoch"]),
+                   stopped_early=bool(meta.get("stopped_early")))
 
 
 def model_hash(checked: CheckedSpec) -> str:

@@ -41,6 +41,7 @@ from graphspec.train import data as datalib
 from graphspec.train import rundir
 from graphspec.train.checkpoint import (  # noqa: F401  (read_state: public, tests read checkpoints through loop)
     STATE_FILE,
+    Progress,
     _check_resume,
     model_hash,
     read_state,
@@ -96,8 +97,8 @@ class RunResult:
 
 @dataclass
 class _Run:
-    """What one call of :func:`train` keeps while it runs: the live objects and the progress the
-    checkpoint saves (history, epochs, the callbacks holding their own state)."""
+    """What one call of :func:`train` keeps while it runs: the live objects (model, run directory,
+    callbacks, signal and NaN state) and the :class:`Progress` that the checkpoint saves."""
 
     checked: CheckedSpec
     settings: TrainSettings
@@ -107,12 +108,11 @@ class _Run:
     verbose: int
     has_validation: bool = False
     model: Any = None
-    history: list = field(default_factory=list)
+    progress: Progress = field(default_factory=Progress)
+    """What the checkpoint saves of the progress; the rest here is this call's live state."""
     epochs_run: list = field(default_factory=list)
-    completed_epochs: int = 0
     saved_epochs: int | None = None
     """The epoch of the last checkpoint written (None: none written by this call)."""
-    stopped_early: bool = False
     epoch: int = 0
     batch: int = -1
     """The last batch (0-based) of ``epoch`` that finished."""
@@ -168,18 +168,17 @@ class _Run:
         es = self.early_stopping
         if es is not None and es.restore_best_weights and es.best_weights is not None and es.best_epoch is not None:
             return int(es.best_epoch) + 1
-        return self.completed_epochs or None
+        return self.progress.epochs or None
 
     def save_checkpoint(self, model) -> None:
         if not self.is_chief or self.run_dir is None:
             return
         state, extra = self.callback_state()
-        meta = {"epoch": self.completed_epochs, "stopped_early": self.stopped_early, "history": self.history,
-                "callbacks": state, "data_sha256": self.data_fingerprint,
+        meta = {**self.progress.meta(), "callbacks": state, "data_sha256": self.data_fingerprint,
                 "spec_hash": self.spec_hash, "model_hash": model_hash(self.checked), "settings_hash": settings_hash(self.settings),
                 "seed": self.settings.seed, "time": time.time()}
         save_state(self.run_dir / STATE_FILE, model, meta, extra)
-        self.saved_epochs = self.completed_epochs
+        self.saved_epochs = self.progress.epochs
 
 
 @dataclass
@@ -478,14 +477,14 @@ def _start(run: _Run, request: _Request, meta: dict, arrays: dict, distribution,
     if meta:
         with distribution.scope():
             restore_state(model, meta, arrays, str(request.resume_dir / STATE_FILE))
-        run.history = list(meta.get("history", []))
-        run.completed_epochs = first_epoch = int(meta["epoch"])
-        run.saved_epochs = first_epoch
-        run.stopped_early = bool(meta.get("stopped_early")) and request.extend_to is None
+        run.progress = Progress.from_meta(meta)
+        if request.extend_to is not None:
+            run.progress.stopped_early = False  # extended: trained on (early stopping's counters continue)
+        run.saved_epochs = first_epoch = run.progress.epochs
         run.restore_callbacks(meta.get("callbacks", {}), arrays)
         if run.directory is not None:
             run.directory.running(resumed_at_epoch=first_epoch, **extension)
-        if run.stopped_early:
+        if run.progress.stopped_early:
             echo(f"resuming {run_dir}: training had stopped early after epoch {first_epoch}; finishing the run")
         elif request.extend_to is not None:
             span = (f"epoch {first_epoch + 1}" if first_epoch + 1 == settings.epochs else
@@ -514,7 +513,7 @@ def _datasets(run: _Run, examples, validation, io_, distribution):
     global_batch = settings.batch_size * distribution.replicas
     train_ds, steps = datalib.training_dataset(
         examples, io_, batch_size=global_batch, seed=settings.seed, shuffle=settings.shuffle,
-        first_epoch=run.completed_epochs, epochs=settings.epochs, shuffle_buffer=settings.shuffle_buffer,
+        first_epoch=run.progress.epochs, epochs=settings.epochs, shuffle_buffer=settings.shuffle_buffer,
         steps=settings.steps_per_epoch, drop_remainder=distribution.kind == "multi-worker")
     val_ds = datalib.eval_dataset(validation, io_, batch_size=global_batch) if validation is not None else None
     if distribution.kind != "default":
@@ -542,8 +541,8 @@ def _fit(run: _Run, train_ds, val_ds, steps, callbacks, resumed: bool) -> None:
     settings, model = run.settings, run.model
     if run.signal_received is not None:
         return
-    first_epoch, epochs = run.completed_epochs, settings.epochs
-    if first_epoch < epochs and not run.stopped_early:
+    first_epoch, epochs = run.progress.epochs, settings.epochs
+    if first_epoch < epochs and not run.progress.stopped_early:
         verbose, shown = _progress(settings.verbose)
         with datalib.data_errors("training stopped on bad data"):
             try:
@@ -560,7 +559,7 @@ def _stop_if_abnormal(run: _Run) -> None:
     """A NaN loss (an error) or a signal (TrainInterrupted): run.json says so; the last checkpoint is kept."""
     run_dir = run.run_dir
     if run_dir is not None:
-        rundir.write_history(run_dir, run.history)
+        rundir.write_history(run_dir, run.progress.history)
     if run.nan_at is not None:
         epoch, batch, value = run.nan_at
         if run.directory is not None:
@@ -568,7 +567,7 @@ def _stop_if_abnormal(run: _Run) -> None:
         where = f" in {run_dir / STATE_FILE}" if run_dir is not None else ""
         raise TrainError([Diagnostic(
             code="nan-loss", message=f"the loss became {value} at epoch {epoch + 1}, batch {batch + 1}; training "
-            f"stopped", hint=f"the last good state (end of epoch {run.completed_epochs}) is kept{where}; lower the "
+            f"stopped", hint=f"the last good state (end of epoch {run.progress.epochs}) is kept{where}; lower the "
             "learning rate, check the data for NaN/Inf, or clip gradients (compile.optimizer.clipnorm)")])
     if run.signal_received is not None:
         if run.best_model is not None:
@@ -577,12 +576,12 @@ def _stop_if_abnormal(run: _Run) -> None:
             run.directory.interrupted(run.epoch + 1)
         name = signal.Signals(run.signal_received).name
         total = run.settings.epochs
-        if run.completed_epochs > run.epoch:  # the signal came after an epoch's end, before the next began
-            during = f"after epoch {run.completed_epochs} of {total}"
+        if run.progress.epochs > run.epoch:  # the signal came after an epoch's end, before the next began
+            during = f"after epoch {run.progress.epochs} of {total}"
         else:
             during = f"in epoch {run.epoch + 1} of {total} (after batch {run.batch + 1}; that partial epoch is dropped)"
-        saved = (f"epochs 1-{run.completed_epochs} are saved" if run.completed_epochs > 1 else
-                 "epoch 1 is saved" if run.completed_epochs == 1 else "no epoch was completed; the initial state is saved")
+        saved = (f"epochs 1-{run.progress.epochs} are saved" if run.progress.epochs > 1 else
+                 "epoch 1 is saved" if run.progress.epochs == 1 else "no epoch was completed; the initial state is saved")
         raise TrainInterrupted([Diagnostic(
             code="interrupted", message=f"{name} {during}: stopped; {saved}"
             + (f" in {run_dir / STATE_FILE}" if run_dir is not None else " (nothing written: no run directory)"),
@@ -593,10 +592,10 @@ def _stop_if_abnormal(run: _Run) -> None:
 def _final_metrics(run: _Run, val_ds) -> tuple[dict, int | None]:
     """The metrics of the epoch whose weights the model holds, and that epoch (1-based)."""
     epoch = run.final_epoch()
-    rows = {int(row["epoch"]): row for row in run.history}
-    row = dict(rows.get(epoch, run.history[-1] if run.history else {}))
+    rows = {int(row["epoch"]): row for row in run.progress.history}
+    row = dict(rows.get(epoch, run.progress.history[-1] if run.progress.history else {}))
     row.pop("epoch", None)
-    if val_ds is not None and run.history and not any(k.startswith("val_") for k in row):
+    if val_ds is not None and run.progress.history and not any(k.startswith("val_") for k in row):
         # Not validated in that epoch (validation.frequency > 1): the held weights are evaluated now.
         with datalib.data_errors("the final validation stopped on bad data"):
             final = run.model.evaluate(val_ds, verbose=0, return_dict=True)
@@ -608,7 +607,7 @@ def _finish(run: _Run, val_ds, echo) -> RunResult:
     """The final files (model.keras, best.keras, history, metrics.json, curves.png), then 'completed'."""
     checked, run_dir = run.checked, run.run_dir
     metrics, final_epoch = _final_metrics(run, val_ds)
-    last = dict(run.history[-1]) if run.history else {}
+    last = dict(run.progress.history[-1]) if run.progress.history else {}
     last.pop("epoch", None)
     if run_dir is not None:
         from graphspec.emit import save_artifact
@@ -618,15 +617,15 @@ def _finish(run: _Run, val_ds, echo) -> RunResult:
         if run.best_model is not None and not (run_dir / "best.keras").exists():
             save_artifact(checked, run.model, run_dir / "best.keras")
             rundir.fix_mode(run_dir / "best.keras")
-        rundir.write_history(run_dir, run.history)
+        rundir.write_history(run_dir, run.progress.history)
         best = run.best_model
         rundir.atomic_write_json(run_dir / "metrics.json", {
-            "epochs": run.completed_epochs, "final_epoch": final_epoch, "final": metrics, "last_epoch": last,
+            "epochs": run.progress.epochs, "final_epoch": final_epoch, "final": metrics, "last_epoch": last,
             "best": {"monitor": best.monitor, "value": best.best,
                      "epoch": None if best.best_epoch is None else best.best_epoch + 1} if best is not None else None})
         curves_note: dict = {}
         try:
-            if rundir.plot_curves(run.history, run_dir / "curves.png", title=checked.spec.name,
+            if rundir.plot_curves(run.progress.history, run_dir / "curves.png", title=checked.spec.name,
                                   best_epoch=None if best is None or best.best_epoch is None else best.best_epoch + 1,
                                   monitor=None if best is None else best.monitor) is None:
                 from graphspec.train.curves import MISSING_NOTE
@@ -635,13 +634,13 @@ def _finish(run: _Run, val_ds, echo) -> RunResult:
                 curves_note = {"curves": MISSING_NOTE}
         except Exception as exc:  # the plot is a convenience: never fail a finished run over it
             echo(f"warning: could not draw curves.png: {exc}")
-        run.directory.completed(run.completed_epochs, final_epoch=final_epoch, **curves_note)
+        run.directory.completed(run.progress.epochs, final_epoch=final_epoch, **curves_note)
     if run.signal_in_final is not None:
         raise TrainInterrupted([Diagnostic(
             code="interrupted", message=f"{signal.Signals(run.signal_in_final).name} during the final save: the save "
-            f"was finished first; the run completed ({run.completed_epochs} epochs)",
+            f"was finished first; the run completed ({run.progress.epochs} epochs)",
             hint=f"its results are in {run_dir}" if run_dir is not None else None)], run.signal_in_final, run_dir)
-    return RunResult(run_dir=run_dir, model=run.model, history=run.history, metrics=metrics, settings=run.settings.as_json(),
+    return RunResult(run_dir=run_dir, model=run.model, history=run.progress.history, metrics=metrics, settings=run.settings.as_json(),
                      spec_hash=run.spec_hash, epochs_run=run.epochs_run, final_epoch=final_epoch, backend=_backend())
 
 
