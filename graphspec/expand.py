@@ -232,8 +232,6 @@ class Expander:
                 out[key] = value
             else:
                 out[key] = self.substitute(value, (key,), scope, ())
-        if isinstance(self.data.get("name"), str):
-            pass
         self.bound_size()
         self.sink.raise_if_errors(ExpandError)
         top = _Frame(prefix="", scope=scope, def_path=("nodes",), notes=(), chain=(), instance=None)
@@ -248,10 +246,8 @@ class Expander:
             outputs = self.data.get("outputs")
             if isinstance(outputs, (list, dict)):
                 out["outputs"] = self.top_outputs(top, outputs)
-        except _TooLarge:
-            pass
-        except _Abort:
-            pass
+        except (_TooLarge, _Abort):
+            pass  # reported; the errors are raised just below
         self.sink.raise_if_errors(ExpandError)
         written = copy.deepcopy(self.data)
         self.write_effective_params(written, values, variant)
@@ -633,7 +629,6 @@ class Expander:
                        None, frame.notes)
             return previous
         body = {k: v for k, v in raw.items() if k != "repeat"}
-        chainable = True
         if "block" in body:
             target = body["block"]
             block = self.blocks.get(target) if isinstance(target, str) else None
@@ -659,8 +654,8 @@ class Expander:
             note = f"in iteration i={i} of '{local}' repeated at {self.where(rpath)}"
             notes = (note,) + frame.notes
             iteration = dict(body)
-            if i > 0 and chainable:
-                iteration["input"] = None
+            if i > 0:
+                iteration["input"] = None  # chained: the previous iteration's output
             if "block" in iteration:
                 current = self.block_call(frame, name_local, frame.prefix + name_local, iteration, path,
                                           current if i > 0 else previous, scope, frame.notes,
