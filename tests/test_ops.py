@@ -416,3 +416,136 @@ def test_ops_are_named_after_their_nodes(tmp_path):
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
     assert {op.name for op in loaded.operations} == set(operations)
+
+
+# --------------------------------------------------------------------------------------------
+# Soundness of op nodes: what check accepts builds, runs, and has the shapes and dtypes it said
+# --------------------------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SOUND_DTYPES = ["float32", "float32", "float16", "int32", "bool"]
+RUN_SIZE = 4
+"""The size of an axis the spec leaves unknown when the model is called."""
+
+
+@st.composite
+def op_node(draw, names: list[str], ranks: dict[str, int]) -> str:
+    """One op node over the tensors drawn so far (mostly arguments that fit, sometimes not)."""
+    name = draw(st.sampled_from(sorted(OPS)))
+    family = OPS[name]["family"]
+    ref = draw(st.sampled_from(names))
+    rank = ranks[ref]
+    axis = st.integers(-rank - 1, rank)
+    args: dict = {}
+    if family in ("binary", "where"):
+        other = draw(st.one_of(st.sampled_from(names), st.sampled_from([2, 0.5, True, -1])))
+        operands = [ref, other] if family == "binary" else [draw(st.sampled_from(names)), ref, other]
+        refs = [o for o in operands if isinstance(o, str)]
+        keys = ["x1", "x2"] if family == "binary" else ["condition", "x1", "x2"]
+        given_inline = {k: o for k, o in zip(keys, operands) if not isinstance(o, str)}
+        args.update(given_inline)
+        value = refs[0] if len(refs) == 1 else "[" + ", ".join(refs) + "]"
+        if len(refs) != len([k for k in keys if k not in given_inline]) or \
+                [k for k in keys if k not in given_inline] != keys[:len(refs)]:
+            value = "{" + ", ".join(f"{k}: {o}" for k, o in zip(keys, operands) if isinstance(o, str)) + "}"
+    elif family == "matmul":
+        value = f"[{ref}, {draw(st.sampled_from(names))}]"
+    elif family == "einsum":
+        letters = "bcdefg"[:rank]
+        out = draw(st.sampled_from([letters, letters[0] + letters[1:][::-1], letters[:-1] or letters]))
+        value, args["subscripts"] = f"[{ref}, {ref}]", f"'{letters},{letters}->{out}'"
+    else:
+        value = ref
+    if family == "reduce" or name in ("softmax", "log_softmax", "cumsum", "cumprod"):
+        if draw(st.integers(0, 5)):
+            args["axis"] = draw(axis)
+        if family == "reduce" and draw(st.booleans()):
+            args["keepdims"] = draw(st.booleans())
+    if name == "clip":
+        args.update(x_min=0, x_max=draw(st.sampled_from([1, 2.5])))
+    if name == "full_like":
+        args["fill_value"] = draw(st.sampled_from([1, 2.5, True]))
+    if name in ("cast", "zeros_like", "ones_like") and (name == "cast" or draw(st.booleans())):
+        args["dtype"] = draw(st.sampled_from(["float32", "int32", "float16", "bool"]))
+    if family == "reshape":
+        args["newshape"] = draw(st.sampled_from([[-1, 12], [-1, 2, 6], [-1, 4], [-1, 3, 4], [2, 6]]))
+    if family == "transpose":
+        rest = draw(st.permutations(list(range(1, rank))))
+        args["axes"] = [0, *rest] if draw(st.integers(0, 5)) else list(range(rank))[::-1]
+    if family in ("expand_dims", "squeeze") and draw(st.integers(0, 3)):
+        args["axis"] = draw(axis)
+    if family == "swapaxes":
+        args.update(axis1=draw(axis), axis2=draw(axis))
+    extra = "".join(f", {k}: {v}" for k, v in args.items())
+    return f"{{op: {name}, input: {value}{extra}}}"
+
+
+@st.composite
+def op_spec(draw) -> str:
+    inputs = {}
+    ranks = {}
+    for name in ("a", "b"):
+        shape = draw(st.lists(st.sampled_from([1, 3, 4, None]), min_size=1, max_size=3))
+        inputs[name] = f"{{shape: {json.dumps(shape).replace('null', 'null')}, dtype: {draw(st.sampled_from(SOUND_DTYPES))}}}"
+        ranks[name] = len(shape) + 1
+    names = ["a", "b"]
+    nodes = []
+    for i in range(draw(st.integers(1, 3))):
+        nodes.append(f"  n{i}: {draw(op_node(names, ranks))}")
+        names.append(f"n{i}")
+        ranks[f"n{i}"] = ranks[names[-2]]  # a guess for drawing; check knows the real rank
+    return ("graphspec: 1\nname: sound\ninputs:\n" + "".join(f"  {k}: {v}\n" for k, v in inputs.items())
+            + "nodes:\n" + "\n".join(nodes) + f"\noutputs: [n{len(nodes) - 1}]\n")
+
+
+def _arrays(model, rng):
+    arrays = []
+    for tensor in model.inputs:
+        shape = (2, *(RUN_SIZE if d is None else d for d in tensor.shape[1:]))
+        dtype = str(tensor.dtype)
+        values = rng.integers(1, 4, shape)  # never zero: integer division by zero is the data's fault
+        arrays.append(values.astype(dtype))
+    return arrays
+
+
+@pytest.mark.slow
+def test_accepted_op_specs_build_and_run_as_checked():
+    from graphspec.emit import emit
+    from graphspec.errors import GraphspecError
+
+    outcomes = {"refused": 0, "ran": 0, "left to Keras": 0}
+
+    @settings(max_examples=int(os.environ.get("OPS_SOUND_EXAMPLES", 120)), deadline=None, derandomize=not os.environ.get("OPS_SOUND_RANDOM"), database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    @given(op_spec())
+    def sound(text: str) -> None:
+        try:
+            checked = check_text(text)
+        except GraphspecError:
+            outcomes["refused"] += 1
+            return
+        known = all(info.outputs is not None for info in checked.inferred.nodes.values())
+        try:
+            model = emit(checked, compile=False)
+        except GraphspecError as error:
+            assert not known, f"check accepted (all shapes known), the build failed:\n{text}\n{error.diagnostics}"
+            outcomes["left to Keras"] += 1
+            return
+        if not known:
+            outcomes["left to Keras"] += 1
+            return
+        arrays = _arrays(model, np.random.default_rng(0))
+        output = np.asarray(model(arrays if len(arrays) > 1 else arrays[0]))
+        inferred = checked.inferred.outputs[next(iter(checked.inferred.outputs))]
+        assert output.dtype == np.dtype(inferred.dtype) or (inferred.dtype == "bool" and output.dtype == bool), \
+            f"{text}\nruns as {output.dtype}, check said {inferred.dtype}"
+        expected = [2 if i == 0 else d for i, d in enumerate(inferred.shape)]
+        assert len(output.shape) == len(expected) and all(e is None or e == o for e, o in
+                                                          zip(expected, output.shape)), \
+            f"{text}\nruns as {output.shape}, check said {inferred.shape}"
+        outcomes["ran"] += 1
+
+    sound()
+    assert outcomes["ran"] >= 30 and outcomes["refused"] >= 10, outcomes

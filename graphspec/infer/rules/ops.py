@@ -193,6 +193,14 @@ def unary(name: str, positional: list, kwargs: dict) -> Shape:
         for key in ("x_min", "x_max"):
             if isinstance(kwargs.get(key), bool) or not isinstance(kwargs.get(key), (int, float)):
                 raise TypeError(key)
+    integral = not x.dtype.startswith(("float", "bfloat", "complex"))
+    fills = [kwargs.get(k) for k in ("x_min", "x_max", "fill_value") if k in kwargs]
+    if name in ("clip", "full_like") and kwargs.get("dtype") is None and integral \
+            and any(isinstance(v, float) for v in fills):
+        raise ShapeError(f"op '{name}' of the {x.dtype} tensor {x} with a fractional value "
+                         f"({', '.join(str(v) for v in fills if isinstance(v, float))}): Keras builds it, and the "
+                         "model fails when it runs", code="dtype-mismatch",
+                         hint="cast the tensor to a float dtype first, or give whole numbers")
     return x.shape
 
 
@@ -200,6 +208,13 @@ def unary(name: str, positional: list, kwargs: dict) -> Shape:
 def elementwise(name: str, positional: list, kwargs: dict) -> Shape:
     if len(positional) != (3 if name == "where" else 2):
         raise ShapeError(f"op '{name}' needs {3 if name == 'where' else 2} operands", code="wrong-operand-count")
+    tensors = [t for t in positional if isinstance(t, TensorInfo)]
+    if len({t.rank for t in tensors}) > 1:
+        low, high = min(tensors, key=lambda t: t.rank), max(tensors, key=lambda t: t.rank)
+        raise ShapeError(f"op '{name}': operands {low} and {high} have different ranks, so broadcasting would align "
+                         f"the batch axis of {low} with axis {high.rank - low.rank} of {high}",
+                         hint="give them the same rank first, e.g. {op: expand_dims, axis: 1}; a scalar constant "
+                              "broadcasts to any shape")
     return broadcast(name, _shapes(positional))
 
 
@@ -314,9 +329,15 @@ def swapaxes(name: str, positional: list, kwargs: dict) -> Shape:
 
 
 def _same(name: str, a, b, what: str, shapes) -> Any:
+    """Two sizes that must be equal; one known and one known only when the model runs is refused (they
+    are equal only by chance)."""
     if a is not None and b is not None and a != b:
         raise ShapeError(f"op '{name}': {what} differ ({a} vs {b}): {', '.join(_show(s) for s in shapes)}")
-    return a if a is not None else b
+    if (a is None) != (b is None):
+        raise ShapeError(f"op '{name}': {what} are {a if a is not None else b} and a size known only when the "
+                         f"model runs: {', '.join(_show(s) for s in shapes)}", code="unknown-size-broadcast",
+                         hint="they must be equal: give that axis a size in the input's shape")
+    return a
 
 
 @family("matmul")
@@ -359,14 +380,10 @@ def einsum(name: str, positional: list, kwargs: dict) -> Shape:
         if len(letters) != operand.rank:
             raise ShapeError(f"op 'einsum': '{letters}' names {len(letters)} axes, the operand {operand} has "
                              f"{operand.rank}", argument="subscripts")
-        for letter, size in zip(letters, operand.shape):
-            if letter in sizes and sizes[letter] not in (None, 1) and size not in (None, 1) \
-                    and sizes[letter] != size:
-                raise ShapeError(f"op 'einsum': axis '{letter}' has sizes {sizes[letter]} and {size}: "
-                                 f"{', '.join(_show(s) for s in shapes)}", argument="subscripts")
-            if letter not in sizes or sizes[letter] in (None, 1):
-                sizes[letter] = size if letter not in sizes or size not in (None, 1) or sizes[letter] is None \
-                    else sizes[letter]
+        for position, (letter, size) in enumerate(zip(letters, operand.shape)):
+            if letter in sizes and position:  # the batch axis ('b') is the same batch everywhere
+                _same(name, sizes[letter], size, f"the sizes of axis '{letter}'", shapes)
+            sizes[letter] = size
     batch = inputs[0][0]
     if any(letters[0] != batch for letters in inputs) or not output or output[0] != batch:
         raise ArgumentError(f"op 'einsum': {subscripts!r} must keep the batch axis: the first letter of every "
