@@ -410,3 +410,29 @@ def test_schema_for_one_spec_completes_and_checks_block_arguments(tmp_path) -> N
     bad.write_text(BLOCKS.replace("    params:\n      units", "    parms:\n      units"))
     failed = CliRunner().invoke(app, ["schema", "--spec", str(bad)])
     assert failed.exit_code == 2 and "error[unknown-key]" in failed.output
+
+
+def test_editor_schema_accepts_repeat_and_when_on_every_node_form() -> None:
+    import jsonschema
+
+    from graphspec.schema import json_schema
+
+    schema = json_schema()
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    text = """\
+graphspec: 1
+name: forms
+inputs: {x: {shape: [4]}}
+layers: {proj: {type: Dense, units: 4}}
+params: {n: {type: int, default: 2}}
+nodes:
+  p: {shared: proj, repeat: "${n}"}
+  q: {sequential: [{type: Dense, units: 4}], when: "${n > 1}"}
+  r: {type: Dense, units: "${n * 2}", repeat: {count: 2, name: "r${i}"}}
+outputs: {y: r}
+"""
+    data = loads(text).data
+    assert not [e.message for e in validator.iter_errors(data)]
+    assert list(check_text(text).graph.nodes) == ["p_0", "p_1", "q", "r0", "r1"]
+    data["nodes"]["r"]["unitz"] = 4  # the per-layer rules still flag a misspelt argument
+    assert list(validator.iter_errors(data))

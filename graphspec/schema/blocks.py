@@ -173,6 +173,18 @@ def allow_expressions(schema: dict) -> dict:
                 extra["anyOf"] = extra.pop("oneOf")
                 extra.pop("discriminator", None)
     out["$defs"]["Expression"] = EXPRESSION_SCHEMA
+    # 'repeat:' and 'when:' apply to every node form, not only to block calls.
+    call = out["$defs"].get("BlockCall", {}).get("properties", {})
+    for form in ("LayerNode", "SharedCall", "SequentialNode", "ModelNode", "OpNode"):
+        definition = out["$defs"].get(form)
+        if definition is not None and "repeat" in call and "when" in call:
+            definition.setdefault("properties", {}).setdefault("repeat", call["repeat"])
+            definition["properties"].setdefault("when", call["when"])
+            for rule in definition.get("allOf", []):  # per-layer rules list the keys a layer node may hold
+                then = rule.get("then", {}) if isinstance(rule, dict) else {}
+                if then.get("additionalProperties") is False and "properties" in then:
+                    then["properties"].setdefault("repeat", {})
+                    then["properties"].setdefault("when", {})
     return out
 
 
