@@ -331,7 +331,6 @@ class SemanticChecker:
                 elif key in inline:
                     self.sink.error("bad-operand", f"operand '{key}' of op '{name}' is given twice: in 'input:' "
                                     "and as a constant", input_path + (key,), key=True)
-            given = [o for o in free if o in raw]
             missing = [o for o in free if o not in raw]
         else:
             count = len(raw) if isinstance(raw, list) else 1
