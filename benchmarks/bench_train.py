@@ -3,6 +3,7 @@
     python benchmarks/bench_train.py            # everything (a few minutes on 2 CPU cores)
     python benchmarks/bench_train.py --quick    # fewer repeats
     python benchmarks/bench_train.py --json out.json
+    python benchmarks/bench_train.py --backend jax --throughput-only   # the same under KERAS_BACKEND=jax
 
 Bars (from the training issue):
   * throughput of graphspec train / hand-written model.fit on the same arrays and batch size >= 0.97,
@@ -260,7 +261,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--backend", choices=("tensorflow", "jax"), default=None,
+                        help="the Keras backend of both runs (default: KERAS_BACKEND, else tensorflow); "
+                        "the data pipeline is tf.data on either")
+    parser.add_argument("--throughput-only", action="store_true", help="skip the start-up and memory benchmarks")
     args = parser.parse_args()
+    if args.backend:
+        os.environ["KERAS_BACKEND"] = args.backend  # before Keras is imported: it fixes its backend then
     repeats = 2 if args.quick else 3
     import numpy as np
 
@@ -280,22 +287,33 @@ def main() -> None:
         print("throughput: ResNet-style", flush=True)
         results["resnet_small"] = bench_throughput("resnet_small", work / "resnet" / "resnet.yaml", resnet,
                                                    hand_resnet, 64, 4, repeats, work)
-        print("start-up before the first batch", flush=True)
-        results["startup"] = bench_startup(work, repeats)
-        print("peak memory on NPZ data", flush=True)
-        results["memory"] = bench_memory(work, 100_000)
+        if not args.throughput_only:
+            print("start-up before the first batch", flush=True)
+            results["startup"] = bench_startup(work, repeats)
+            print("peak memory on NPZ data", flush=True)
+            results["memory"] = bench_memory(work, 100_000)
     import platform
 
     import keras
     import tensorflow as tf
 
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "tensorflow": tf.__version__,
-                          "keras": keras.__version__}
+                          "keras": keras.__version__, "backend": keras.backend.backend(),
+                          "load_average": os.getloadavg()}
+    if keras.backend.backend() == "jax":
+        import jax
+
+        results["machine"]["jax"] = jax.__version__
     print()
     for name in ("digits_cnn", "resnet_small"):
         r = results[name]
         print(f"{name:14s} hand {r['hand_ex_per_s']:9,.0f} ex/s  graphspec {r['graphspec_ex_per_s']:9,.0f} ex/s  "
               f"ratio {r['ratio']:.3f}  (bar >= 0.97)")
+    print(f"backend        {keras.backend.backend()}; load average {os.getloadavg()[0]:.1f}")
+    if args.throughput_only:
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1) + "\n")
+        return
     s = results["startup"]
     print(f"start-up       graphspec {s['graphspec']['to_first_batch_s']:.2f} s to the first batch after the TF import "
           f"(hand-written {s['hand']['to_first_batch_s']:.2f} s; TF import {s['graphspec']['tf_import_s']:.2f} s)"
