@@ -527,7 +527,7 @@ class Expander:
                            "write a comparison, e.g. when: ${strides != 1}", frame.notes)
                 return previous
             if not cond:
-                through = self.pass_through(frame, raw, previous)
+                through = self.pass_through(frame, raw, previous, path)
                 frame.aliases[local] = through
                 return through
         if "repeat" in raw:
@@ -539,10 +539,13 @@ class Expander:
         self.plain(frame, local, name, raw, path, previous, frame.scope, frame.notes, redirect=bool(frame.prefix))
         return ("flat", name)
 
-    def pass_through(self, frame: _Frame, raw: dict, previous: Any) -> Any:
+    def pass_through(self, frame: _Frame, raw: dict, previous: Any, path: Path) -> Any:
         given = raw.get("input")
         if given is None:
             return previous
+        given = self.substitute(given, path + ("input",), frame.scope, frame.notes)  # an input chosen by a parameter
+        if given is _Bad:
+            return previous  # reported
         if isinstance(given, str):
             return ("ref", given, frame)
         return None
@@ -798,7 +801,14 @@ class Expander:
             current = self.node(inner, node_local, node_raw, current)
         outputs = []
         for i, out in enumerate(block.outputs):
-            outputs.append(self.lookup(inner, out, bpath + ("outputs", i), f"block '{target}' output"))
+            opath = bpath + ("outputs", i)
+            out = self.substitute(out, opath, inner.scope, inner.notes)  # an output chosen by a parameter
+            if out is not _Bad and not (isinstance(out, str) and _REF.match(out)):
+                self.error("bad-reference", f"block '{target}' output is {_show(out)}, not a node name", opath,
+                           "an output expression gives the name of a node or input of the block, e.g. "
+                           "${'add' if residual else 'project_bn'}", inner.notes)
+                out = _Bad
+            outputs.append(self.lookup(inner, out, opath, f"block '{target}' output"))
         self.finish_frame(inner)
         frame.aliases[local] = outputs
         return ("flat", outputs[0]) if outputs and outputs[0] is not None else None

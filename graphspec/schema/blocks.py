@@ -84,10 +84,11 @@ class BlockSpec(_Strict):
     nodes: dict[LocalName, dict[str, Any]] = Field(min_length=1)
     """The block's nodes, in order: any node form (including ``block:`` calls, ``repeat:``, ``when:``); values
     may be expressions of the parameters. A node named ``k`` of instance ``conv2`` is named ``conv2_k``."""
-    outputs: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]+(\[[0-9]+\])?$", max_length=140)]] = \
-        Field(min_length=1, max_length=64)
+    outputs: list[Annotated[str, StringConstraints(pattern=r"^(?:[A-Za-z0-9_]+(?:\[[0-9]+\])?|.*\$\{.*)$",
+                                                   max_length=1_000)]] = Field(min_length=1, max_length=64)
     """The block's outputs (node names, or its inputs); a reference to the instance means its first output,
-    ``instance[k]`` its k-th."""
+    ``instance[k]`` its k-th. An output may be an expression of the parameters giving a name
+    (``${'add' if residual else 'project_bn'}``)."""
 
     @model_validator(mode="after")
     def _params_are_not_reserved(self) -> "BlockSpec":
