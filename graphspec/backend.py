@@ -23,12 +23,49 @@ SHOW_STARTUP_LOGS = "0"
 """The ``TF_CPP_MIN_LOG_LEVEL`` value that lets TensorFlow's start-up logs through."""
 
 
+INSTALL_HINT = "pip install 'graphspec[tensorflow]'   (with NVIDIA GPUs: pip install 'graphspec[gpu]')"
+"""What to install when TensorFlow or Keras is missing (the front end, ``pip install graphspec``, has neither)."""
+
+
+def _missing(error: ImportError):
+    """A user error naming what to install, when ``error`` is TensorFlow or Keras not being installed."""
+    from graphspec.errors import Diagnostic, GraphspecError
+
+    name = (getattr(error, "name", None) or "").split(".")[0]
+    if name not in ("tensorflow", "keras"):
+        return None
+
+    class BackendMissing(GraphspecError):
+        stage = "setup"
+
+    return BackendMissing([Diagnostic(
+        code="tensorflow-not-installed",
+        message=f"this command builds or runs a Keras model and needs TensorFlow and Keras; '{name}' is not installed",
+        hint=INSTALL_HINT)])
+
+
 def import_tensorflow():
-    """Import TensorFlow (once per process) without its start-up logs; returns the module."""
-    if "tensorflow" in sys.modules:
+    """Import TensorFlow (once per process) without its start-up logs; returns the module.
+
+    Without TensorFlow or Keras installed (the front-end install), raises a :class:`GraphspecError`
+    whose hint says what to install."""
+    try:
+        return _import_tensorflow()
+    except ImportError as error:
+        missing = _missing(error)
+        if missing is None:
+            raise
+        raise missing from None
+
+
+def _import_tensorflow():
+    if "tensorflow" in sys.modules and sys.modules["tensorflow"] is not None:
+        import keras  # noqa: F401  (a missing Keras is reported here, not deep inside a command)
+
         return sys.modules["tensorflow"]
     if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == SHOW_STARTUP_LOGS:
         import tensorflow
+        import keras  # noqa: F401
 
         return tensorflow
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -42,6 +79,7 @@ def import_tensorflow():
         finally:
             os.close(devnull)
         import tensorflow
+        import keras  # noqa: F401
 
         tensorflow.config.list_physical_devices()
     finally:
