@@ -102,7 +102,8 @@ def _import_tensorflow() -> None:
     """Import TensorFlow for a command that needs it (quietly: see :mod:`graphspec.backend`)."""
     from graphspec.backend import import_tensorflow
 
-    import_tensorflow()
+    with user_errors():  # not installed (the front-end install): say what to install
+        import_tensorflow()
 
 
 SET_HELP = ("Override any value of the spec: --set PATH=VALUE, e.g. --set compile.optimizer.learning_rate=0.01, "
