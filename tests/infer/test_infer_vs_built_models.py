@@ -90,14 +90,17 @@ def compare_with_keras(checked) -> list:
         info = checked.inferred.nodes[name]
         if info.outputs is None:  # a saved model or a layer without a rule: Keras decides
             continue
-        layer = model.get_layer(checked.graph.nodes[name].layer_name)
+        if node.kind == "op":  # a keras.ops call: an operation of the model named after its node, no weights
+            layer = next(op for op in model.operations if op.name == name)
+        else:
+            layer = model.get_layer(checked.graph.nodes[name].layer_name)
         if node.kind != "shared":  # a shared layer's calls are checked through the nodes consuming them
             out = layer.output
             outs = list(out) if isinstance(out, (list, tuple)) else [out]
             inferred = info.outputs if isinstance(info.outputs, list) else [info.outputs]
             if [(tuple(o.shape), o.dtype) for o in outs] != [(t.shape, t.dtype) for t in inferred]:
                 differences.append((name, "outputs", [(tuple(o.shape), o.dtype) for o in outs], inferred))
-        if info.counted:
+        if info.counted and node.kind != "op":
             trainable = sum(_size(w.shape) for w in layer.trainable_weights)
             non_trainable = sum(_size(w.shape) for w in layer.non_trainable_weights)
             if (trainable, non_trainable) != (info.params, info.non_trainable_params):
