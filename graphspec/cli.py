@@ -542,6 +542,28 @@ def config(
 
 
 @app.command()
+def plot(
+    spec: Annotated[Path, typer.Argument(help="The spec file.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The picture: .svg, .mmd (Mermaid), .dot or .png.")],
+    sets: Annotated[Optional[list[str]], typer.Option("--set", help=SET_HELP)] = None,
+    variant: Annotated[Optional[str], typer.Option("--variant", help=VARIANT_HELP)] = None,
+) -> None:
+    """Draw the architecture: each node's type, output shape and parameters; blocks as clusters; no TensorFlow."""
+    from graphspec.overrides import check_with_overrides
+    from graphspec.plot import PlotError, write_plot
+
+    with user_errors():
+        checked = check_with_overrides(spec, _overrides(sets, variant))
+    _warn(checked.warnings)
+    try:
+        pg = write_plot(checked, output)
+    except PlotError as error:
+        _echo_err(f"error: {error}")
+        raise typer.Exit(EXIT_USER_ERROR) from None
+    typer.echo(f"wrote {output} ({len(pg.nodes)} boxes, {len(pg.edges)} edges, {len(pg.clusters)} block instances)")
+
+
+@app.command()
 def runs(
     args: Annotated[Optional[list[str]], typer.Argument(
         help="DIR (default runs/) to list its runs, or 'compare RUN RUN...' to compare run directories.",
