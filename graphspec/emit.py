@@ -172,7 +172,7 @@ class _Builder:
                 self.shared[node.layer_name] = make_layer(node.layer_type, node.layer_args, node.layer_name)
             return self.shared[node.layer_name]
         if node.kind == "sequential":
-            block = self.keras.Sequential([make_layer(layer.type, layer.args) for layer in spec.sequential],
+            block = self.keras.Sequential([make_layer(layer.type, layer.args, layer.name) for layer in spec.sequential],
                                           name=node.name)
             block.trainable = spec.trainable
             return block

@@ -76,7 +76,8 @@ def build_json_schema() -> dict[str, Any]:
     schema["properties"]["train"] = {"anyOf": [{"$ref": "#/$defs/TrainSpec"}, {"type": "null"}],
                                      "default": None, "description": description}
     layer_names = catalogue().layer_names
-    for definition, reserved in (("LayerNode", RESERVED_NODE_KEYS), ("LayerConfig", ("type",))):
+    for definition, reserved in (("LayerNode", RESERVED_NODE_KEYS), ("LayerConfig", ("type",)),
+                                 ("SequentialLayer", ("type", "name"))):
         if definition in defs:
             node = defs[definition]
             node["properties"]["type"]["enum"] = layer_names

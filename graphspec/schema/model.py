@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Annotated, Any, Callable, Union
 
 from typing_extensions import TypeAliasType
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, ValidationError,
-                      ValidatorFunctionWrapHandler, field_validator)
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, SerializerFunctionWrapHandler, StringConstraints,
+                      Tag, ValidationError, ValidatorFunctionWrapHandler, field_validator, model_serializer)
 from pydantic_core import PydanticCustomError
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -133,10 +133,26 @@ class SharedCall(_Call, StrictModel):
     """Name of the shared layer under ``layers:``."""
 
 
+class SequentialLayer(LayerConfig):
+    """A layer of a ``sequential:`` block: ``type``, its constructor arguments and, optionally, its ``name``."""
+
+    name: Name | None = None
+    """The layer's name inside the block (unique there; block names are not prefixed to it). Without it,
+    Keras names the layer itself (``conv2d``, ``dense_1``, ...)."""
+
+    @model_serializer(mode="wrap")
+    def _unnamed_as_before(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """An unnamed layer dumps without ``name`` (the canonical form and hash of specs written before)."""
+        data = handler(self)
+        if data.get("name") is None:
+            data.pop("name", None)
+        return data
+
+
 class SequentialNode(_Call, StrictModel):
     """A node applying a nested ``keras.Sequential`` block, used as one layer."""
 
-    sequential: list[LayerConfig] = Field(min_length=1)
+    sequential: list[SequentialLayer] = Field(min_length=1)
     """The block's layers, in order."""
     trainable: bool = True
     """Whether the block's weights are trained."""

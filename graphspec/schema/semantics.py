@@ -392,10 +392,20 @@ class SemanticChecker:
                 if isinstance(shared, dict) and isinstance(shared.get("type"), str):
                     self.check_call(shared["type"], node, path)
             elif isinstance(node.get("sequential"), list):
+                named: dict[str, int] = {}
                 for i, layer in enumerate(node["sequential"]):
                     if isinstance(layer, dict) and isinstance(layer.get("type"), str):
-                        self.check_layer(layer["type"], _args(layer, ("type",)), path + ("sequential", i),
+                        # 'name' names a layer inside the block (the schema checks its form)
+                        self.check_layer(layer["type"], _args(layer, ("type", "name")), path + ("sequential", i),
                                          in_node=False)
+                    inner = layer.get("name") if isinstance(layer, dict) else None
+                    if isinstance(inner, str) and inner in named:
+                        self.sink.error("duplicate-name", f"two layers of the block '{name}' are named '{inner}' "
+                                        f"(layers {named[inner]} and {i})", path + ("sequential", i, "name"),
+                                        "names inside a sequential block are unique: rename one, or leave it "
+                                        "out and Keras names the layer")
+                    elif isinstance(inner, str):
+                        named[inner] = i
             if "sequential" in node or "model" in node:
                 # A block or a saved model is called like any Keras model: model.call(inputs, training, mask).
                 for key in (node.get("call") if isinstance(node.get("call"), dict) else {}):
