@@ -610,6 +610,55 @@ def runs(
         typer.echo(runlib.format_list(found))
 
 
+@app.command()
+def fmt(
+    specs: Annotated[list[Path], typer.Argument(help="Spec files, or folders to search for *.yaml.")],
+    check_only: Annotated[bool, typer.Option("--check", help="Change nothing: print a diff of what would change and "
+                                             "exit 1 if any spec is not formatted (for CI).")] = False,
+) -> None:
+    """Rewrite specs in the canonical layout (key order, flow style for nodes, spacing, numbers); comments are
+    kept and the spec hash never changes. See docs/fmt.md."""
+    import difflib
+
+    from graphspec.files import atomic_write_text
+    from graphspec.fmt import format_text
+
+    files = _spec_files(specs)
+    if not files:
+        _echo_err(f"no spec files found in {', '.join(str(p) for p in specs)} (looked for *.yaml, *.yml)")
+        raise typer.Exit(EXIT_USER_ERROR)
+    changed, failed = 0, 0
+    for file in files:
+        try:
+            text = file.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            _echo_err(f"{file}: error[file-unreadable]: {error}")
+            failed += 1
+            continue
+        try:
+            formatted = format_text(text, str(file))
+        except GraphspecError as error:
+            report(error)
+            failed += 1
+            continue
+        if formatted == text:
+            continue
+        changed += 1
+        if check_only:
+            typer.echo("".join(difflib.unified_diff(text.splitlines(True), formatted.splitlines(True),
+                                                    f"{file}", f"{file} (formatted)")), nl=False)
+        else:
+            atomic_write_text(file, formatted)
+            typer.echo(f"formatted {file}")
+    if check_only:
+        typer.echo(f"{changed} of {len(files)} specs would be reformatted" if changed
+                   else f"{len(files)} spec{'s' if len(files) != 1 else ''} already formatted")
+    if failed:
+        raise typer.Exit(EXIT_USER_ERROR)
+    if check_only and changed:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     # TensorFlow's C++ log lines after start-up (warnings about retracing, oneDNN notes) are not
     # for graphspec's users; its real errors reach Python as exceptions. Set it to see them.

@@ -1,0 +1,384 @@
+"""``graphspec fmt``: one canonical layout for a spec, comments kept, meaning never changed.
+
+The layout (docs/fmt.md):
+
+* top-level sections in one order (``graphspec``, ``name``, ``variant``, ``description``, ``plugins``,
+  ``params``, ``variants``, ``blocks``, ``inputs``, ``layers``, ``nodes``, ``outputs``, ``compile``,
+  ``train``, ``expect``; anything else after them, as written);
+* each entry of ``inputs``/``layers``/``nodes``/``params``/``variants`` (and a block's ``params`` and
+  ``nodes``) on one line in flow style, its keys in one order: the form key (``type``, ``shared``,
+  ``sequential``, ``model``, ``block``, ``op``) first, then the arguments (a Keras layer's in its
+  constructor's order, then the base layer's; others as written), then ``input``, ``repeat``, ``when``;
+* any other object with a ``type`` (an optimizer, a nested layer) has ``type`` first;
+* elsewhere, a mapping or list holding only scalars is written in flow style, others in block style;
+* two-space indentation, list items indented under their key, no line wrapping, one blank line at most
+  between lines, no trailing spaces, one newline at the end;
+* numbers in one spelling: integers in decimal, floats as Python's shortest round-trip form
+  (``1e-3`` -> ``0.001``), ``null`` for nulls; strings quoted only where YAML needs it.
+
+An entry that holds a comment inside it stays in block style (flow style would lose the comment). The
+node names' order, and every value, are never changed: after formatting, the text is loaded again and
+compared with the original (the data, the order of every named entry, and the spec hash when the spec
+checks); a difference is a bug and leaves the file as it was (:class:`FormatError`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from typing import Any
+
+from graphspec.errors import Diagnostic, GraphspecError
+
+SECTION_ORDER = ("graphspec", "name", "variant", "description", "plugins", "params", "variants", "blocks",
+                 "inputs", "layers", "nodes", "outputs", "compile", "train", "expect")
+NAMED_SECTIONS = ("inputs", "layers", "nodes", "params", "variants")
+"""Sections (also of a block) whose entries are written one per line, in flow style."""
+FORM_KEYS = ("type", "shared", "sequential", "model", "block", "op")
+TRAILING_KEYS = ("input", "repeat", "when")
+
+
+class FormatError(GraphspecError):
+    """The spec cannot be formatted (not YAML), or formatting would change it (a bug: the file is left as is)."""
+
+    stage = "fmt"
+
+
+def _yaml():
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="rt")
+    yaml.width = 1 << 20  # never wrap
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.preserve_quotes = False
+    yaml.representer.add_representer(
+        type(None), lambda representer, data: representer.represent_scalar("tag:yaml.org,2002:null", "null"))
+    yaml.representer.add_representer(
+        float, lambda representer, data: representer.represent_scalar("tag:yaml.org,2002:float", float_text(data)))
+    yaml.Emitter = _double_quoting_emitter()
+    return yaml
+
+
+def float_text(value: float) -> str:
+    """A float's one spelling: Python's shortest round-trip form, exponent unpadded (``1e-6``, ``1.001e-5``)."""
+    if value != value:
+        return ".nan"
+    if value in (float("inf"), float("-inf")):
+        return ".inf" if value > 0 else "-.inf"
+    text = repr(value)
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa}e{int(exponent)}"
+    return text
+
+
+def _double_quoting_emitter():
+    """ruamel's emitter, quoting with double quotes where a string needs quotes (as the gallery does)."""
+    from ruamel.yaml.emitter import Emitter
+
+    class DoubleQuoting(Emitter):
+        def choose_scalar_style(self):
+            style = super().choose_scalar_style()
+            return '"' if style == "'" else style
+
+    return DoubleQuoting
+
+
+_YAML = None
+
+
+def _shared_yaml():
+    global _YAML
+    if _YAML is None:
+        _YAML = _yaml()
+    return _YAML
+
+
+def _tokens(ca_entry) -> list:
+    if ca_entry is None:
+        return []
+    if isinstance(ca_entry, list):
+        return [t for x in ca_entry for t in _tokens(x)]
+    return [ca_entry]
+
+
+def _last_chain(node: Any) -> list[tuple[Any, Any]]:
+    """(container, key) of the last item of ``node``, of that item's last item, and so on: an end-of-line
+    comment there follows the closing bracket of a flow collection, and flow style keeps it."""
+    chain = []
+    while isinstance(node, (dict, list)) and len(node):
+        key = list(node.keys())[-1] if isinstance(node, dict) else len(node) - 1
+        chain.append((id(node), key))
+        node = node[key]
+    return chain
+
+
+def _outer(parent: Any, key: Any) -> set[int]:
+    """Ids of the comment tokens after ``parent[key]`` on its line (ruamel also hangs them on the child)."""
+    ca = getattr(parent, "ca", None)
+    return {id(t) for t in _tokens(ca.items.get(key))} if ca is not None else set()
+
+
+def _inner_comments(node: Any, allowed: set | None = None, outer: set[int] = frozenset()) -> bool:
+    """Whether a comment is inside ``node`` where flow style would lose or misplace it (``outer``: the
+    tokens of the comment after ``node`` on its line, which flow style keeps)."""
+    if allowed is None:
+        allowed = set(_last_chain(node))
+    ca = getattr(node, "ca", None)
+    if ca is not None:
+        if any(t is not None and id(t) not in outer for t in _tokens(ca.comment)) or ca.end:
+            return True
+        for key, entry in ca.items.items():
+            tokens = _tokens(entry)
+            if not tokens:
+                continue
+            if (id(node), key) not in allowed:
+                return True
+            if isinstance(node, dict) and any(t is not None and i != 2 for i, t in enumerate(entry or [])):
+                return True  # a comment before the key or the value, not after it
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    return any(_inner_comments(child, allowed, _outer(node, key)) for key, child in items
+               if isinstance(child, (dict, list)))
+
+
+FLOW_WIDTH = 100
+"""Collections outside the named sections are written in flow style when this short (as JSON)."""
+
+
+def _set_flow(node: Any, flow: bool) -> None:
+    fa = getattr(node, "fa", None)
+    if fa is not None:
+        fa.set_flow_style() if flow else fa.set_block_style()
+
+
+def _set_flow_all(node: Any) -> None:
+    _set_flow(node, True)
+    for child in (node.values() if isinstance(node, dict) else node):
+        if isinstance(child, (dict, list)):
+            _set_flow_all(child)
+
+
+def _reorder(mapping: Any, first: tuple[str, ...], last: tuple[str, ...] = ()) -> None:
+    keys = list(mapping.keys())
+    head = [k for k in first if k in mapping]
+    tail = [k for k in last if k in mapping and k not in head]
+    middle = [k for k in keys if k not in head and k not in tail]
+    order = head + middle + tail
+    if order == keys:
+        return
+    for key in order:
+        mapping.move_to_end(key)
+
+
+def _argument_order(class_name: str) -> tuple[str, ...]:
+    """A Keras layer's arguments in its constructor's order (then the base layer's); () for other classes
+    (optimizers, plugin layers: their arguments stay as written, after ``type``)."""
+    from graphspec.catalogue import keras_catalogue
+
+    catalogue = keras_catalogue()
+    entry = catalogue.layer(class_name)
+    if entry is None:
+        return ()
+    return tuple(entry.get("args", {})) + tuple(catalogue.data.get("base_layer_args", ()))
+
+
+def _normalize_scalars(node: Any) -> None:
+    """Numbers in one spelling (decimal integers, shortest round-trip floats)."""
+    if isinstance(node, dict) and isinstance(node.get("type"), str):
+        _reorder(node, ("type",) + _argument_order(node["type"]), TRAILING_KEYS)
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in list(items):
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, float) and type(value) is not float:
+            node[key] = float(value)
+        elif isinstance(value, int) and type(value) is not int:
+            node[key] = int(value)
+        elif isinstance(value, (dict, list)):
+            _normalize_scalars(value)
+
+
+def _compact(node: Any) -> bool:
+    try:
+        return len(json.dumps(node, allow_nan=True, default=str)) <= FLOW_WIDTH
+    except (TypeError, ValueError):
+        return False
+
+
+def _layout(node: Any, outer: set[int] = frozenset()) -> None:
+    """Flow style when short and no comment is inside; otherwise block style, children by the same rule."""
+    if not isinstance(node, (dict, list)):
+        return
+    if _compact(node) and not _inner_comments(node, outer=outer):
+        _set_flow_all(node)
+        return
+    _set_flow(node, False)
+    _layout_children(node)
+
+
+def _layout_children(node: Any) -> None:
+    for key, child in (node.items() if isinstance(node, dict) else enumerate(node)):
+        _layout(child, _outer(node, key))
+
+
+def _named(section: Any) -> None:
+    """Entries of a named section: one line each (flow style), unless a comment inside needs block style."""
+    _set_flow(section, False)
+    for name, entry in section.items():
+        if isinstance(entry, dict):
+            _reorder(entry, FORM_KEYS, TRAILING_KEYS)
+        if isinstance(entry, (dict, list)):
+            if _inner_comments(entry, outer=_outer(section, name)):
+                _set_flow(entry, False)
+                _layout_children(entry)
+            else:
+                _set_flow_all(entry)
+
+
+def _format_document(doc: Any) -> None:
+    if not isinstance(doc, dict):
+        return
+    _set_flow(doc, False)
+    _reorder(doc, SECTION_ORDER)
+    _normalize_scalars(doc)
+    for key, value in doc.items():
+        if not isinstance(value, (dict, list)):
+            continue
+        if key in NAMED_SECTIONS and isinstance(value, dict):
+            _named(value)
+        elif key == "blocks" and isinstance(value, dict):
+            _set_flow(value, False)
+            for block in value.values():
+                if not isinstance(block, dict):
+                    _layout(block)
+                    continue
+                _set_flow(block, False)
+                for section, content in block.items():
+                    if section in NAMED_SECTIONS and isinstance(content, dict):
+                        _named(content)
+                    else:
+                        _layout(content, _outer(block, section))
+        elif isinstance(value, list) and all(not isinstance(v, (dict, list)) for v in value) \
+                and not _inner_comments(value, outer=_outer(doc, key)):
+            _set_flow(value, True)  # outputs: [a, b], plugins: [x]
+        else:
+            _set_flow(value, False)  # a top-level section is a block
+            _layout_children(value)
+
+
+_BLANKS = re.compile(r"\n{3,}")
+
+
+def _spacing(text: str) -> str:
+    lines = [line.rstrip() for line in text.split("\n")]
+    text = _BLANKS.sub("\n\n", "\n".join(lines))
+    return text.strip("\n") + "\n"
+
+
+def format_text(text: str, file: str | None = None) -> str:
+    """The spec ``text`` in the canonical layout; raises :class:`FormatError` (or the loader's error)."""
+    from graphspec.loader import loads
+
+    original = loads(text, file=file)  # the project's own loader decides what the spec is (and its errors)
+    yaml = _shared_yaml()
+    try:
+        doc = yaml.load(text)
+    except Exception as error:  # ruamel's YAML errors: the loader accepted it, so this is a ruamel limit
+        raise FormatError([Diagnostic(code="fmt-unsupported", file=file,
+                                      message=f"fmt cannot read this YAML ({type(error).__name__}); left as is")]) from None
+    _format_document(doc)
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    formatted = _spacing(out.getvalue())
+    _verify(original, formatted, file)
+    before, after = comments(text), comments(formatted)
+    if sorted(c for _, c in before) != sorted(c for _, c in after):
+        kept = [c for _, c in after]
+        for line, comment in before:
+            if comment in kept:
+                kept.remove(comment)
+                continue
+            raise FormatError([Diagnostic(
+                code="fmt-comment-in-flow", file=file, line=line, message=f"fmt cannot keep the comment '{comment}' "
+                "(a comment inside a flow collection, between '{' and '}' or '[' and ']'); the file is left as is",
+                hint="move the comment to the end of the entry's last line, or above the entry")])
+    return formatted
+
+
+def comments(text: str) -> list[tuple[int, str]]:
+    """The comments of a YAML text: (line, text) of each ``# ...`` outside a scalar."""
+    import yaml
+
+    spans = []
+    try:
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        for token in yaml.scan(text, Loader=loader):
+            if isinstance(token, yaml.ScalarToken):
+                spans.append((token.start_mark.index, token.end_mark.index))
+    except yaml.YAMLError:
+        return []
+    spans.sort()
+    found = []
+    offset = 0
+    span_at = 0
+    for number, line in enumerate(text.split("\n"), start=1):
+        column = line.find("#")
+        while column != -1:
+            index = offset + column
+            while span_at < len(spans) and spans[span_at][1] <= index:
+                span_at += 1
+            inside = span_at < len(spans) and spans[span_at][0] <= index < spans[span_at][1]
+            if not inside and (column == 0 or line[column - 1] in " \t"):
+                found.append((number, line[column:].strip()))
+                break
+            column = line.find("#", column + 1)
+        offset += len(line) + 1
+    return found
+
+
+ORDERED = frozenset({"nodes", "inputs", "outputs", "layers", "params", "variants", "blocks"})
+"""Mappings whose entries' order means something (a node without input takes the previous one; inputs and
+outputs are the model's in order): fmt keeps it, and checks that it did."""
+
+
+def _ordered_view(data: Any) -> str:
+    """JSON of the data with every mapping's keys sorted except those whose order means something."""
+
+    def view(value, keep_order=False):
+        if isinstance(value, dict):
+            items = value.items() if keep_order else sorted(value.items(), key=lambda kv: str(kv[0]))
+            return [[str(k), view(v, k in ORDERED)] for k, v in items]
+        if isinstance(value, list):
+            return [view(v) for v in value]
+        return value
+
+    return json.dumps(view(data), allow_nan=True, ensure_ascii=False)
+
+
+def _verify(original, formatted: str, file: str | None) -> None:
+    from graphspec.loader import loads
+
+    def changed(why: str):
+        return FormatError([Diagnostic(code="fmt-would-change-spec", file=file,
+                                       message=f"formatting would change the spec ({why}); left as is",
+                                       hint="a bug in graphspec fmt: please report it with the spec")])
+
+    try:
+        again = loads(formatted, file=file)
+    except GraphspecError:
+        raise changed("the result does not load") from None
+    if _ordered_view(again.data) != _ordered_view(original.data):
+        raise changed("its data differs")
+
+
+def spec_hash_of(text: str, file: str | None = None, directory=None) -> str | None:
+    """The spec hash of ``text``, or None when it does not check (used by the tests' property)."""
+    from graphspec.canonical import spec_hash
+    from graphspec.pipeline import check_text
+
+    try:
+        return spec_hash(check_text(text, file=file, directory=directory).graph)
+    except GraphspecError:
+        return None

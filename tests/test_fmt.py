@@ -1,0 +1,170 @@
+"""graphspec fmt: one canonical layout, comments kept, idempotent, the spec hash never changed."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings, strategies as st
+from typer.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from gen_spec import generate  # noqa: E402
+
+from graphspec.cli import app  # noqa: E402
+from graphspec.errors import GraphspecError  # noqa: E402
+from graphspec.fmt import comments, format_text, spec_hash_of  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+GALLERY = sorted((ROOT / "specs").glob("*.yaml"))
+runner = CliRunner()
+
+UNFORMATTED = """\
+# the team's model
+nodes:
+  d1:   {units: 4, type: Dense}       # first
+  d2:
+    type: Dense
+    units: 2
+    activation: softmax
+inputs: {x: {shape: [8]}}
+graphspec: 1
+compile:
+  optimizer: {learning_rate: 1e-3, type: Adam}   # slow
+  loss: categorical_crossentropy
+name: m
+outputs:
+- d2
+"""
+
+FORMATTED = """\
+# the team's model
+graphspec: 1
+name: m
+inputs:
+  x: {shape: [8]}
+nodes:
+  d1: {type: Dense, units: 4}         # first
+  d2: {type: Dense, units: 2, activation: softmax}
+outputs: [d2]
+compile:
+  optimizer: {type: Adam, learning_rate: 0.001}  # slow
+  loss: categorical_crossentropy
+"""
+
+
+def test_the_canonical_layout():
+    assert format_text(UNFORMATTED) == FORMATTED
+    assert spec_hash_of(UNFORMATTED) == spec_hash_of(FORMATTED) is not None
+
+
+@pytest.mark.parametrize("path", GALLERY, ids=[p.stem for p in GALLERY])
+def test_gallery_formats_idempotently_with_the_same_hash_and_comments(path):
+    text = path.read_text(encoding="utf-8")
+    try:
+        once = format_text(text, str(path))
+    except GraphspecError as error:  # a comment between { and } (ruamel cannot keep it): refused, never dropped
+        assert [d.code for d in error.diagnostics] == ["fmt-comment-in-flow"]
+        return
+    assert format_text(once, str(path)) == once
+    assert sorted(c for _, c in comments(once)) == sorted(c for _, c in comments(text))
+    assert spec_hash_of(once, path.name, path.parent) == spec_hash_of(text, path.name, path.parent) is not None
+
+
+def test_most_of_the_gallery_formats():
+    refused = []
+    for path in GALLERY:
+        try:
+            format_text(path.read_text(encoding="utf-8"), str(path))
+        except GraphspecError:
+            refused.append(path.name)
+    assert len(refused) <= 1, refused
+
+
+@pytest.mark.parametrize("kind", ["chain", "branchy"])
+def test_generated_specs_keep_their_hash(kind):
+    text = generate(60, kind)
+    once = format_text(text)
+    assert format_text(once) == once
+    assert spec_hash_of(once) == spec_hash_of(text) is not None
+
+
+def _respell(value, draw_bool):
+    if isinstance(value, float) and draw_bool():
+        return f"{value:e}"  # 1.000000e-03
+    return value
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), flow=st.sampled_from([True, False, None]))
+def test_any_layout_of_a_spec_formats_to_the_same_text(seed, flow):
+    """Key order (top level and inside nodes), flow/block style and number spelling do not matter: fmt
+    writes one text, with the spec's hash."""
+    rng = random.Random(seed)
+    source = (ROOT / "specs" / "digits_multi.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(source)
+    canonical = format_text(yaml.safe_dump(data, sort_keys=False))
+
+    def shuffled(mapping):
+        items = list(mapping.items())
+        rng.shuffle(items)
+        return dict(items)
+
+    perturbed = shuffled(data)
+    perturbed["nodes"] = {name: shuffled(node) for name, node in data["nodes"].items()}  # node order kept
+    text = yaml.safe_dump(perturbed, sort_keys=False, default_flow_style=flow, width=rng.choice([40, 80, 1000]))
+    text = text.replace("0.001", rng.choice(["0.001", "1e-3", "1.0e-3", "0.0010"]))
+    result = format_text(text)
+    assert result == canonical
+    assert spec_hash_of(result, "digits_multi.yaml", ROOT / "specs") == \
+        spec_hash_of(source, "digits_multi.yaml", ROOT / "specs")
+
+
+def test_a_comment_inside_a_flow_mapping_is_refused_not_dropped():
+    text = "graphspec: 1\nname: m\ninputs: {x: {shape: [8]}}\nnodes:\n  d: {type: Dense,  # why\n    units: 4}\noutputs: [d]\n"
+    with pytest.raises(GraphspecError) as caught:
+        format_text(text, "m.yaml")
+    diagnostic = caught.value.diagnostics[0]
+    assert (diagnostic.code, diagnostic.line) == ("fmt-comment-in-flow", 5)
+
+
+def test_fmt_check_prints_a_diff_and_exits_1(tmp_path):
+    spec = tmp_path / "m.yaml"
+    spec.write_text(UNFORMATTED)
+    result = runner.invoke(app, ["fmt", "--check", str(spec)])
+    assert result.exit_code == 1
+    assert "+  d2: {type: Dense, units: 2, activation: softmax}" in result.output
+    assert "1 of 1 specs would be reformatted" in result.output
+    assert spec.read_text() == UNFORMATTED  # --check changes nothing
+
+
+def test_fmt_rewrites_then_check_passes(tmp_path):
+    spec = tmp_path / "m.yaml"
+    spec.write_text(UNFORMATTED)
+    assert runner.invoke(app, ["fmt", str(tmp_path)]).exit_code == 0
+    assert spec.read_text() == FORMATTED
+    result = runner.invoke(app, ["fmt", "--check", str(spec)])
+    assert result.exit_code == 0, result.output
+    assert "1 spec already formatted" in result.output
+
+
+def test_fmt_of_a_broken_spec_reports_and_leaves_it(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("graphspec: 1\nnodes: {a: [1, 2}\n")
+    result = runner.invoke(app, ["fmt", str(spec)])
+    assert result.exit_code == 2
+    assert "bad.yaml:2:" in result.output
+    assert spec.read_text() == "graphspec: 1\nnodes: {a: [1, 2}\n"
+
+
+def test_fmt_check_in_a_fresh_process(tmp_path):
+    spec = tmp_path / "m.yaml"
+    spec.write_text(FORMATTED)
+    result = subprocess.run([sys.executable, "-m", "graphspec", "fmt", "--check", str(spec)], capture_output=True,
+                            text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "tensorflow" not in result.stderr.lower()
