@@ -814,11 +814,14 @@ class Expander:
         return ("flat", outputs[0]) if outputs and outputs[0] is not None else None
 
     # ---------------------------------------------------------------------------- references
-    def lookup(self, frame: _Frame, raw: Any, path: Path, what: str) -> Any:
-        """The flat reference text for a reference written in ``frame`` (None after reporting a problem)."""
+    def lookup(self, frame: _Frame, raw: Any, path: Path, what: str, seen: tuple = ()) -> Any:
+        """The flat reference text for a reference written in ``frame`` (None after reporting a problem).
+
+        ``seen``: the (frame, name) aliases followed so far, so that left-out nodes passing on each other
+        (``a: {when: false, input: a}``) are a located error, not an endless recursion."""
         if isinstance(raw, tuple):  # ("ref", text, frame) written in another frame, or ("flat", name)
             if raw[0] == "ref":
-                return self.lookup(raw[2], raw[1], path, what)
+                return self.lookup(raw[2], raw[1], path, what, seen)
             return raw[1]
         if raw is None or raw is _Bad:
             return None
@@ -842,7 +845,17 @@ class Expander:
                            "'when:' is false, or its repeat count is 0) and has no single input to stand for it",
                            path, None, frame.notes)
                 return None
-            resolved = self.lookup(frame, target, path, what) if isinstance(target, tuple) else target
+            if isinstance(target, tuple):
+                key = (id(frame), base)
+                if key in seen:
+                    chain = " -> ".join([name for _, name in seen[seen.index(key):]] + [base])
+                    self.error("cycle", f"{what} refers to '{base}', which stands for itself: nodes left out by "
+                               f"'when:' pass each other on ({chain})", path,
+                               "give a left-out node an input that is not itself", frame.notes)
+                    return None
+                resolved = self.lookup(frame, target, path, what, seen + (key,))
+            else:
+                resolved = target
             if resolved is None:
                 return None
             return resolved if index is None else f"{resolved}[{index}]"

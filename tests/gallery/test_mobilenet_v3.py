@@ -26,6 +26,7 @@ The other layers Keras leaves unnamed occur once (``rescaling``, ``global_averag
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -35,7 +36,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from graphspec.pipeline import check_file
+from graphspec.canonical import canonical_data, graph_hash
+from graphspec.loader import LoadedSpec
+from graphspec.pipeline import check_file, check_loaded
+from graphspec.source import SourceMap
 
 SPEC = Path(__file__).resolve().parents[2] / "specs" / "mobilenet_v3_small.yaml"
 PARAMS = 2_554_968
@@ -56,6 +60,10 @@ def test_check_infers_keras_parameter_count_without_tensorflow() -> None:
     names = list(checked.graph.nodes)
     assert [n for n in names if n.endswith("_add")] == [f"expanded_conv_{k}_add" for k in (2, 4, 5, 7, 9, 10)]
     assert sum(n.endswith("_project_bn") for n in names) == 11 and names[-1] == "predictions"
+    # The canonical form (blocks kept; block outputs and inputs given by expressions) survives sorted keys.
+    data = json.loads(json.dumps(canonical_data(checked.graph), sort_keys=True))
+    again = check_loaded(LoadedSpec(data, SourceMap(file="canonical")))
+    assert graph_hash(again) == graph_hash(checked) and list(again.graph.nodes) == names
 
 
 @pytest.mark.slow
