@@ -53,6 +53,13 @@ class OutputFormat(str, enum.Enum):
     json = "json"
 
 
+class CheckFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
+    github = "github"
+    sarif = "sarif"
+
+
 def _echo_err(text: str) -> None:
     typer.echo(text, err=True)
 
@@ -173,6 +180,13 @@ def _precheck_target(target: Path) -> None:
                          check_files=False)
 
 
+def _located(diagnostic: Diagnostic, file) -> Diagnostic:
+    """The diagnostic with its file (a problem of the run names the spec it was found in)."""
+    from dataclasses import replace
+
+    return diagnostic if diagnostic.file else replace(diagnostic, file=str(file))
+
+
 def _spec_files(paths: list[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
@@ -276,9 +290,14 @@ def check(
     specs: Annotated[list[Path], typer.Argument(help="Spec files, or folders to search for *.yaml.")],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems.")] = False,
     plugins: PluginsOption = None,
-    output_format: Annotated[OutputFormat, typer.Option("--format", help="Diagnostics and results as text or JSON.")] = OutputFormat.text,
+    output_format: Annotated[CheckFormat, typer.Option(
+        "--format", help="text; json; github (workflow annotations: ::error file=...,line=...,col=...); "
+                         "sarif (SARIF 2.1.0 for code scanning). See docs/ci.md.")] = CheckFormat.text,
     sets: Annotated[Optional[list[str]], typer.Option("--set", help=SET_HELP)] = None,
     variant: Annotated[Optional[str], typer.Option("--variant", help=VARIANT_HELP)] = None,
+    tables: Annotated[Optional[bool], typer.Option(
+        "--tables/--no-tables", help="Print each spec's table of nodes, shapes and parameters (default: only when "
+                                     "one spec is checked; with several, one line per spec).")] = None,
 ) -> None:
     """Validate specs, resolve references and infer shapes, without importing TensorFlow."""
     from graphspec.canonical import graph_hash, spec_hash
@@ -299,6 +318,9 @@ def check(
         raise typer.Exit(EXIT_USER_ERROR)
     failed = 0
     results = []
+    annotated: list[Diagnostic] = []  # github / sarif: every diagnostic of every file
+    annotations = output_format in (CheckFormat.github, CheckFormat.sarif)
+    show_tables = tables if tables is not None else len(files) == 1
     for file in files:
         try:
             checked = check_file(file)
@@ -306,13 +328,18 @@ def check(
             others = _other_variants(file, checked, overrides) if variant is None else {}
         except GraphspecError as error:
             failed += 1
-            if output_format is OutputFormat.json:
+            if annotations:
+                annotated.extend(_located(d, file) for d in error.diagnostics)
+            elif output_format is CheckFormat.json:
                 results.append({"file": str(file), "ok": False, "stage": error.stage,
                                 "diagnostics": [d.to_dict() for d in error.diagnostics]})
             else:
                 report(error)
             continue
-        if output_format is OutputFormat.json:
+        if annotations:
+            annotated.extend(_located(d, file) for d in checked.warnings)
+            continue
+        if output_format is CheckFormat.json:
             results.append({"file": str(file), "ok": True, "hash": spec_hash(checked.graph),
                             "graph_hash": graph_hash(checked),
                             "params": checked.inferred.total_params,
@@ -325,13 +352,24 @@ def check(
         _warn(checked.warnings)
         if not quiet:
             typer.echo(f"{file}: ok  ({checked.spec.name}, {len(checked.graph.nodes)} nodes, {spec_hash(checked.graph)[:19]})")
-            typer.echo(_table(checked))
+            if show_tables:
+                typer.echo(_table(checked))
             for name, other in others.items():
                 total = other.inferred.total_params
                 typer.echo(f"  variant {name}: ok  ({len(other.graph.nodes)} nodes, "
                            f"{'? params' if total is None else f'{total:,} params'})")
-    if output_format is OutputFormat.json:
+    if output_format is CheckFormat.json:
         typer.echo(json.dumps(results, indent=1))
+    elif output_format is CheckFormat.github:
+        from graphspec.annotations import github_annotations
+
+        for line in github_annotations(annotated):
+            typer.echo(line)
+        typer.echo(f"{len(files) - failed} of {len(files)} specs ok")
+    elif output_format is CheckFormat.sarif:
+        from graphspec.annotations import sarif
+
+        typer.echo(json.dumps(sarif(annotated), indent=1))
     elif len(files) > 1 or quiet:
         typer.echo(f"{len(files) - failed} of {len(files)} specs ok")
     if failed:
@@ -561,6 +599,47 @@ def plot(
         _echo_err(f"error: {error}")
         raise typer.Exit(EXIT_USER_ERROR) from None
     typer.echo(f"wrote {output} ({len(pg.nodes)} boxes, {len(pg.edges)} edges, {len(pg.clusters)} block instances)")
+
+
+class ExportFormat(str, enum.Enum):
+    saved_model = "saved_model"
+    tflite = "tflite"
+    onnx = "onnx"
+
+
+@app.command()
+def export(
+    target: Annotated[Path, typer.Argument(help="A spec file (exported with untrained weights), a run directory "
+                                                "or a .keras file.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write: a folder (saved_model) or a "
+                                                                 "file (.tflite, .onnx).")],
+    export_format: Annotated[ExportFormat, typer.Option("--format", help="saved_model, tflite or onnx "
+                                                                         "(onnx needs the 'onnx' extra).")]
+    = ExportFormat.saved_model,
+    plugins: PluginsOption = None,
+    sets: Annotated[Optional[list[str]], typer.Option("--set", help=SET_HELP)] = None,
+    variant: Annotated[Optional[str], typer.Option("--variant", help=VARIANT_HELP)] = None,
+) -> None:
+    """Export a model for serving with Keras' model.export: inputs and outputs keep the spec's names."""
+    _enable_plugins(plugins)
+    with user_errors():
+        overrides = _overrides(sets, variant)
+        if target.suffix in (".yaml", ".yml"):
+            from graphspec.overrides import check_with_overrides
+
+            check_with_overrides(target, overrides)  # a spec mistake costs no TensorFlow import
+        else:
+            _precheck_target(target)
+    _import_tensorflow()
+    with user_errors():
+        from graphspec.export import export as export_model, load_source
+
+        checked, model = load_source(target, overrides=overrides)
+        done = export_model(checked, model, output, export_format.value)
+    typer.echo(f"wrote {done.path} ({done.format}; inputs {', '.join(done.inputs)}; outputs {', '.join(done.outputs)})")
+    if done.flex_ops:
+        _echo_err(f"warning: {done.path} uses TensorFlow ops outside LiteRT's builtins ({', '.join(done.flex_ops)}): "
+                  "the interpreter running it needs the Flex delegate (select TF ops)")
 
 
 @app.command()
