@@ -1,0 +1,134 @@
+"""CLI basics: check's output formats for CI (json, github, sarif), quiet output for many specs, --version,
+completion, explain."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from graphspec.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+GOOD = "graphspec: 1\nname: m\ninputs:\n  x: {shape: [8]}\nnodes:\n  d1: {type: Dense, units: 4}\noutputs: [d1]\n"
+BAD = "graphspec: 1\nname: m\ninputs:\n  x: {shape: [8]}\nnodes:\n  d1: {type: Dense, units: 4}\n  d2: {type: Dense, units: 2, input: d9}\noutputs: [d2]\n"
+
+
+def _specs(tmp_path):
+    (tmp_path / "good.yaml").write_text(GOOD)
+    (tmp_path / "bad.yaml").write_text(BAD)
+    return tmp_path / "good.yaml", tmp_path / "bad.yaml"
+
+
+def test_check_github_annotations_carry_file_line_and_column(tmp_path):
+    good, bad = _specs(tmp_path)
+    result = runner.invoke(app, ["check", "--format", "github", str(good), str(bad)])
+    assert result.exit_code == 2
+    annotations = [line for line in result.stdout.splitlines() if line.startswith("::")]
+    assert len(annotations) == 1
+    assert annotations[0].startswith(f"::error file={bad.as_posix()},line=7,col=38,title=graphspec unknown-reference::")
+    assert "%0Ahint: known names: x, d1, d2" in annotations[0]
+    assert "\n" not in annotations[0]
+    assert "1 of 2 specs ok" in result.stdout
+
+
+def test_check_sarif_has_a_rule_and_a_located_result(tmp_path):
+    good, bad = _specs(tmp_path)
+    result = runner.invoke(app, ["check", "--format", "sarif", str(good), str(bad)])
+    assert result.exit_code == 2
+    log = json.loads(result.stdout)
+    assert log["version"] == "2.1.0"
+    run = log["runs"][0]
+    assert run["tool"]["driver"]["name"] == "graphspec"
+    assert [r["id"] for r in run["tool"]["driver"]["rules"]] == ["unknown-reference"]
+    (only,) = run["results"]
+    assert only["ruleId"] == "unknown-reference" and only["level"] == "error"
+    location = only["locations"][0]["physicalLocation"]
+    assert location["artifactLocation"]["uri"] == bad.as_posix()
+    assert location["region"] == {"startLine": 7, "startColumn": 38}
+
+
+def test_check_sarif_of_good_specs_is_an_empty_run(tmp_path):
+    good, _ = _specs(tmp_path)
+    result = runner.invoke(app, ["check", "--format", "sarif", str(good)])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["runs"][0]["results"] == []
+
+
+def test_github_annotations_escape_newlines_and_separators():
+    from graphspec.annotations import github_annotations
+    from graphspec.errors import Diagnostic
+
+    (line,) = github_annotations([Diagnostic(code="c", message="a, b: 100%", file="x,y.yaml", line=1, col=2,
+                                             hint="two\nlines", severity="warning")])
+    assert line == "::warning file=x%2Cy.yaml,line=1,col=2,title=graphspec c::a, b: 100%25%0Ahint: two%0Alines"
+
+
+def test_check_of_several_specs_prints_one_line_each(tmp_path):
+    (tmp_path / "a.yaml").write_text(GOOD)
+    (tmp_path / "b.yaml").write_text(GOOD)
+    result = runner.invoke(app, ["check", str(tmp_path)])
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [
+        f"{tmp_path / 'a.yaml'}: ok  (m, 1 nodes, {result.stdout.split(', ')[2][:19]})",
+        f"{tmp_path / 'b.yaml'}: ok  (m, 1 nodes, {result.stdout.split(', ')[2][:19]})",
+        "2 of 2 specs ok",
+    ]
+    tables = runner.invoke(app, ["check", "--tables", str(tmp_path)])
+    assert tables.stdout.count("total params: 36") == 2
+
+
+def test_check_of_one_spec_prints_its_table_unless_told_not_to(tmp_path):
+    good, _ = _specs(tmp_path)
+    assert "total params: 36" in runner.invoke(app, ["check", str(good)]).stdout
+    assert "total params" not in runner.invoke(app, ["check", "--no-tables", str(good)]).stdout
+
+
+def test_check_github_in_a_fresh_process(tmp_path):
+    _, bad = _specs(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "graphspec", "check", "--format", "github", "bad.yaml"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stdout.startswith("::error file=bad.yaml,line=7,col=38,")
+
+
+def test_pre_commit_hooks_run_graphspec_commands(tmp_path):
+    import yaml
+
+    hooks = {hook["id"]: hook for hook in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())}
+    assert set(hooks) == {"graphspec-check", "graphspec-fmt"}
+    spec = tmp_path / "m.yaml"
+    spec.write_text(GOOD)
+    for hook in hooks.values():
+        assert hook["language"] == "python"  # installed with pip from this package: the front end only
+        words = hook["entry"].split()
+        assert words[0] == "graphspec"
+        result = runner.invoke(app, words[1:] + [str(spec)])  # pre-commit appends the staged files
+        assert result.exit_code == 0, result.output
+    (tmp_path / "bad.yaml").write_text(BAD)
+    assert runner.invoke(app, hooks["graphspec-check"]["entry"].split()[1:] + [str(tmp_path / "bad.yaml")]).exit_code == 2
+
+
+def test_docs_ci_workflow_commands_run(tmp_path, monkeypatch):
+    """The GitHub Actions example of docs/ci.md: its graphspec steps succeed on formatted specs."""
+    import re
+
+    import yaml
+
+    text = (ROOT / "docs" / "ci.md").read_text()
+    workflow = yaml.safe_load(re.search(r"```yaml\n(name: specs.*?)```", text, re.S).group(1))
+    steps = [s["run"] for s in workflow["jobs"]["specs"]["steps"] if s.get("run", "").startswith("graphspec")]
+    assert len(steps) == 3
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "m.yaml").write_text(GOOD)
+    monkeypatch.chdir(tmp_path)
+    for step in steps:
+        command = step.split(">")[0].split()
+        result = runner.invoke(app, command[1:])
+        assert result.exit_code == 0, (step, result.output)
