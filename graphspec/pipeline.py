@@ -15,6 +15,7 @@ from graphspec.expand import expand
 from graphspec.infer import InferredGraph, infer
 from graphspec.infer.expect import check_expectations
 from graphspec.loader import LoadedSpec, load, loads
+from graphspec.plugins import declared_builtin_plugins, using
 from graphspec.resolve import Graph, resolve
 from graphspec.schema import Spec, validate
 
@@ -46,12 +47,13 @@ def check_loaded(loaded: LoadedSpec, path: FsPath | None = None, *, check_files:
 
     ``params`` (model parameter values) and ``variant`` apply to a language 1.1 spec (see
     :mod:`graphspec.expand`); ``loaded`` is the spec as written, ``CheckedSpec.loaded`` the expanded data."""
-    loaded = expand(loaded, params=params, variant=variant, param_origin=param_origin)
-    spec = validate(loaded)
-    graph = resolve(spec, loaded.source, base_dir=path.parent if path is not None else None,
-                    check_files=check_files)
-    inferred = infer(graph)
-    check_expectations(inferred)
+    with using(declared_builtin_plugins(loaded.data)):  # graphspec's own plugins, if the spec declares them
+        loaded = expand(loaded, params=params, variant=variant, param_origin=param_origin)
+        spec = validate(loaded)
+        graph = resolve(spec, loaded.source, base_dir=path.parent if path is not None else None,
+                        check_files=check_files)
+        inferred = infer(graph)
+        check_expectations(inferred)
     return CheckedSpec(loaded=loaded, spec=spec, graph=graph, inferred=inferred, path=path)
 
 

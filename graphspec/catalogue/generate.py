@@ -210,7 +210,20 @@ def build_catalogue() -> dict:
         "namespaces": namespaces,
         "dtypes": dtypes,
         "ops": build_ops(),
+        "builtin_plugins": builtin_plugin_entries(base_args),
     }
+
+
+def builtin_plugin_entries(base_args: dict) -> dict:
+    """The layers of graphspec's built-in plugins (Keras' own classes that keras.layers does not export),
+    catalogued as Keras' are, so that check reads them without importing Keras (graphspec.plugins)."""
+    from graphspec.plugins import BUILTIN_PLUGINS
+
+    found = {}
+    for name in BUILTIN_PLUGINS:
+        classes = sorted(_module(name).layer_classes(), key=lambda cls: cls.__name__)
+        found[name] = {cls.__name__: {**layer_entry(cls, base_args), "plugin": name} for cls in classes}
+    return found
 
 
 # --------------------------------------------------------------------------------------------

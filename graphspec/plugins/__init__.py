@@ -34,7 +34,7 @@ import re
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from graphspec.errors import Diagnostic, GraphspecError
 
@@ -44,6 +44,14 @@ BUILTIN_PROVIDERS: dict[str, str] = {
 }
 """Layer types graphspec knows a plugin for, so that ``check`` without it names the plugin to enable
 (kept equal to the built-in plugins' layers by ``tests/test_plugins.py``)."""
+
+BUILTIN_PLUGINS: tuple[str, ...] = ("graphspec.plugins.applications",)
+"""graphspec's own plugins: Keras' own layer classes that ``keras.layers`` does not export. Their catalogue
+entries are generated with Keras' (``keras.json``, ``builtin_plugins``: a test sees them drift) and their
+shape rules are pure Python, so enabling one imports no Keras (``check`` stays free of TensorFlow); the
+classes are imported when a model is built. Being graphspec's own code holding only Keras' classes, a
+built-in plugin is also enabled by a spec that declares it (``plugins: [graphspec.plugins.applications]``);
+any other plugin only by the person running graphspec."""
 
 PLUGIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
@@ -67,7 +75,7 @@ class Plugin:
     version: str | None
     sha256: str
     """``sha256:<hex>`` of the plugin's source files (every ``.py`` file of a package)."""
-    classes: dict[str, type] = field(repr=False)
+    classes: Mapping[str, type] = field(repr=False)
     entries: dict[str, dict] = field(repr=False)
     rules: dict[str, Callable] = field(repr=False)
 
@@ -87,6 +95,9 @@ def load_plugin(name: str) -> Plugin:
     if not isinstance(name, str) or not PLUGIN_NAME.match(name):
         raise _error(str(name), "a plugin is named by its Python import name, e.g. my_team_layers or "
                                 "my_package.layers")
+    if name in BUILTIN_PLUGINS:
+        _LOADED[name] = _builtin_plugin(name)
+        return _LOADED[name]
     try:
         module = importlib.import_module(name)
     except ImportError as exc:
@@ -138,6 +149,59 @@ def load_plugin(name: str) -> Plugin:
                     classes=classes, entries=entries, rules=dict(rules))
     _LOADED[name] = plugin
     return plugin
+
+
+class _ClassesOnDemand(Mapping):
+    """A built-in plugin's layer classes by name: the names known from the catalogue, the classes imported
+    (with Keras) the first time one is asked for, and checked against the catalogue's entries then."""
+
+    def __init__(self, names: Sequence[str], load: Callable[[], dict[str, type]]):
+        self._names = tuple(names)
+        self._load = load
+        self._classes: dict[str, type] | None = None
+
+    def __getitem__(self, name: str) -> type:
+        if name not in self._names:
+            raise KeyError(name)
+        if self._classes is None:
+            self._classes = self._load()
+        return self._classes[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+def _builtin_plugin(name: str) -> Plugin:
+    """A built-in plugin without Keras: entries from the catalogue, the module's pure rules, classes on demand."""
+    from graphspec.catalogue import keras_catalogue
+
+    module = importlib.import_module(name)  # graphspec's own: imports Keras only in layer_classes()
+    entries = keras_catalogue().data.get("builtin_plugins", {}).get(name)
+    if not entries:
+        raise _error(name, "the catalogue has no entries for this built-in plugin",
+                     "run python -m graphspec.catalogue.generate")
+
+    def classes() -> dict[str, type]:
+        found = {cls.__name__: cls for cls in module.layer_classes()}
+        if sorted(found) != sorted(entries):
+            raise _error(name, f"its layers ({', '.join(sorted(found))}) are not the catalogue's "
+                         f"({', '.join(sorted(entries))})", "run python -m graphspec.catalogue.generate")
+        return found
+
+    version = getattr(module, "__version__", None) or _package_version(name)
+    return Plugin(name=name, version=None if version is None else str(version), sha256=_source_digest(module),
+                  classes=_ClassesOnDemand(list(entries), classes), entries=dict(entries), rules=dict(module.RULES))
+
+
+def declared_builtin_plugins(data: Any) -> tuple[Plugin, ...]:
+    """The built-in plugins a spec's plain data declares under ``plugins:`` (any other name stays data)."""
+    declared = data.get("plugins") if isinstance(data, dict) else None
+    if not isinstance(declared, list):
+        return ()
+    return tuple(load_plugin(name) for name in dict.fromkeys(declared) if name in BUILTIN_PLUGINS)
 
 
 def load_plugins(names: Iterable[str] | None) -> tuple[Plugin, ...]:
@@ -262,7 +326,7 @@ def missing_plugin_hint(layer_type: str, declared: Sequence[str] = ()) -> tuple[
     if provider is not None and provider not in enabled:
         return (f"layer type '{layer_type}' comes from the plugin '{provider}', which is not enabled",
                 f"enable it: graphspec check --plugin {provider} ... (Python: graphspec.load(path, "
-                f"plugins=['{provider}']))")
+                f"plugins=['{provider}'])), or declare it in the spec: plugins: [{provider}]")
     missing = [name for name in declared if name not in enabled]
     if missing:
         names = ", ".join(f"'{n}'" for n in missing)

@@ -10,14 +10,25 @@
 Keras does not export them (they are not in ``keras.layers``); they are Keras' own classes, which
 Keras saves under their module (``keras.src.applications.convnext``) and loads by it, so a model built
 with them loads in plain Keras (``safe_mode=True``) without graphspec and without registering anything.
+
+A built-in plugin (``graphspec.plugins.BUILTIN_PLUGINS``): importing this module imports no Keras. Its
+layers' catalogue entries are generated with Keras' own (``keras.json``, ``builtin_plugins``) and its
+shape rules are pure, so ``check`` with it stays free of TensorFlow; the classes are imported
+(:func:`layer_classes`) when a model is built. A spec may declare it (``plugins: [graphspec.plugins.applications]``)
+instead of the runner enabling it: it is graphspec's own code and holds only Keras' classes.
 """
 
 from __future__ import annotations
 
-from keras.src.applications.convnext import LayerScale
-from keras.src.applications.inception_resnet_v2 import CustomScaleLayer
-
 from graphspec.infer.tensor import LayerCall, RuleResult, ShapeError, TensorInfo
+
+
+def layer_classes() -> list[type]:
+    """Keras' own classes (imports Keras)."""
+    from keras.src.applications.convnext import LayerScale
+    from keras.src.applications.inception_resnet_v2 import CustomScaleLayer
+
+    return [LayerScale, CustomScaleLayer]
 
 
 def layer_scale(call: LayerCall) -> RuleResult:
@@ -41,7 +52,8 @@ def custom_scale(call: LayerCall) -> RuleResult:
     return RuleResult(TensorInfo(shape, call.dtype()), 0)
 
 
-GRAPHSPEC_PLUGIN = {
-    "layers": [LayerScale, CustomScaleLayer],
-    "rules": {"LayerScale": layer_scale, "CustomScaleLayer": custom_scale},
-}
+RULES = {"LayerScale": layer_scale, "CustomScaleLayer": custom_scale}
+
+
+def GRAPHSPEC_PLUGIN() -> dict:  # noqa: N802 -- the plugin interface's name; a function: Keras only when called
+    return {"layers": layer_classes(), "rules": RULES}

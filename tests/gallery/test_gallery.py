@@ -406,12 +406,14 @@ HAND_WRITTEN: dict[str, Callable] = {
     "resnet50": resnet50,
     "resnet101": resnet101,
     "resnet152": resnet152,
+    "convnext_tiny": lambda: keras.applications.ConvNeXtTiny(weights=None),
 }
 HAND_WRITTEN.update(OP_GALLERY)
 NEEDS_SAVED_MODEL = {"seed002_model_as_layer"}
 SLOW = {"resnet18", "resnet34", "resnet50"}
-COMPARED_BY_NAME_ONLY = {"resnet101", "resnet152"}
-"""Large: compared in test_resnet_spec_is_keras_applications_resnet (names, parameters, one small batch)."""
+COMPARED_BY_NAME_ONLY = {"resnet101", "resnet152", "convnext_tiny"}
+"""Large: compared in test_resnet_spec_is_keras_applications_resnet (names, parameters, one small batch);
+convnext_tiny in tests/gallery/test_convnext.py."""
 
 
 def gallery_specs() -> list[Path]:
@@ -537,7 +539,7 @@ def test_gallery_spec_conventions(path: Path) -> None:
     assert spec.description and len(spec.description) > 20
     assert spec.compile is not None and spec.compile.loss is not None
     assert spec.expect is not None and spec.expect.params is not None
-    assert re.fullmatch(r"(siamese_[a-z0-9_]+|vae_[a-z0-9_]+|transformer_[a-z0-9_]+|mobilenet_[a-z0-9_]+|seed\d{3}_[a-z0-9_]+|resnet\d+|seq2seq_[a-z0-9_]+)", path.stem)
+    assert re.fullmatch(r"(siamese_[a-z0-9_]+|vae_[a-z0-9_]+|transformer_[a-z0-9_]+|mobilenet_[a-z0-9_]+|convnext_[a-z0-9_]+|seed\d{3}_[a-z0-9_]+|resnet\d+|seq2seq_[a-z0-9_]+)", path.stem)
     if checked.inferred.total_params is not None:
         assert checked.inferred.total_params == spec.expect.params
 
