@@ -643,6 +643,15 @@ def export(
 
 
 @app.command()
+def lsp() -> None:
+    """Run the language server over stdio (for editors: diagnostics, hover, completion; see docs/tools.md)."""
+    from graphspec.lsp import main as serve
+
+    with user_errors():
+        serve()
+
+
+@app.command()
 def runs(
     args: Annotated[Optional[list[str]], typer.Argument(
         help="DIR (default runs/) to list its runs, or 'compare RUN RUN...' to compare run directories.",
