@@ -747,6 +747,66 @@ def fmt(
         raise typer.Exit(1)
 
 
+@app.command("import")
+def import_(
+    source: Annotated[str, typer.Argument(help="A .keras file, a model.to_json() file, keras.applications.NAME, "
+                                              "or package.module:function (with --allow-code).")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="The spec file to write "
+                                                   "(default: print it).")] = None,
+    args: Annotated[Optional[list[str]], typer.Option("--arg", help="KEY=VALUE (VALUE is YAML) for "
+                                                      "keras.applications or a factory, e.g. input_shape=[96,96,3].")] = None,
+    allow_code: Annotated[bool, typer.Option("--allow-code", help="Allow a package.module:function source "
+                                             "(runs that code).")] = False,
+    weights: Annotated[bool, typer.Option("--weights", help="Also write the model's weights beside the spec "
+                                          "(SPEC.weights.h5) and name them in the spec.")] = False,
+    plugins: PluginsOption = None,
+) -> None:
+    """Convert an existing Keras model into a spec (see docs/import.md)."""
+    _enable_plugins(plugins)
+    from graphspec.importer.command import run_import
+
+    with user_errors():
+        run_import(source, output, args or [], allow_code=allow_code, weights=weights, echo=typer.echo)
+
+
+class DiffFormat(str, enum.Enum):
+    text = "text"
+    markdown = "markdown"
+    json = "json"
+
+
+@app.command()
+def diff(
+    sides: Annotated[list[str], typer.Argument(
+        help="OLD NEW: files, git revisions (main:specs/x.yaml) or /dev/null; or git's seven diff-driver arguments.",
+        show_default=False)],
+    output_format: Annotated[DiffFormat, typer.Option("--format", help="text, markdown (a pull-request comment) "
+                                                                       "or json.")] = DiffFormat.text,
+) -> None:
+    """What changed between two versions of a spec: nodes added, removed, renamed, arguments, inputs, blocks and
+    params; and its consequences: parameters per node and in total, output shapes and dtypes, the hash."""
+    from graphspec.diff import diff as run_diff, render_markdown, render_text
+
+    if len(sides) == 7:  # git's external diff driver: path old-file old-hex old-mode new-file new-hex new-mode
+        old, new = sides[1], sides[4]
+    elif len(sides) == 2:
+        old, new = sides
+    else:
+        raise typer.BadParameter(f"expected OLD NEW (or git's 7 diff-driver arguments), got {len(sides)}",
+                                 param_hint="SIDES")
+    with user_errors():
+        result = run_diff(old, new)
+    if len(sides) == 7:
+        result["old"]["spec"] = f"a/{sides[0]}"
+        result["new"]["spec"] = f"b/{sides[0]}"
+    if output_format is DiffFormat.json:
+        typer.echo(json.dumps(result, indent=1, ensure_ascii=False, allow_nan=True))
+    elif output_format is DiffFormat.markdown:
+        typer.echo(render_markdown(result), nl=False)
+    else:
+        typer.echo(render_text(result))
+
+
 def main() -> None:
     # TensorFlow's C++ log lines after start-up (warnings about retracing, oneDNN notes) are not
     # for graphspec's users; its real errors reach Python as exceptions. Set it to see them.
