@@ -26,9 +26,26 @@ app = typer.Typer(
     name="graphspec",
     help="Define Keras functional models in YAML: check them without TensorFlow, build and train them.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from graphspec import __version__
+
+        typer.echo(f"graphspec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print graphspec's version and exit.")] = False,
+) -> None:
+    """Define Keras functional models in YAML: check them without TensorFlow, build and train them."""
 
 EXIT_USER_ERROR = 2
 
@@ -805,6 +822,29 @@ def diff(
         typer.echo(render_markdown(result), nl=False)
     else:
         typer.echo(render_text(result))
+
+
+@app.command()
+def explain(
+    code: Annotated[Optional[str], typer.Argument(help="A diagnostic code, e.g. unknown-reference "
+                                                       "(without it: every code).")] = None,
+) -> None:
+    """What a diagnostic code means, an example, and the fix."""
+    from graphspec.errors import did_you_mean
+    from graphspec.explain import EXPLANATIONS, render as render_explanation
+
+    if code is None:
+        width = max(len(c) for c in EXPLANATIONS)
+        for name, explanation in sorted(EXPLANATIONS.items()):
+            typer.echo(f"{name.ljust(width)}  {explanation.meaning}")
+        return
+    name = code.strip().strip("[]").removeprefix("error[").removeprefix("warning[")
+    explanation = EXPLANATIONS.get(name)
+    if explanation is None:
+        hint = did_you_mean(name, EXPLANATIONS) or "graphspec explain lists every code"
+        _echo_err(f"graphspec: error[unknown-code]: no diagnostic code '{name}'\n  hint: {hint}")
+        raise typer.Exit(EXIT_USER_ERROR)
+    typer.echo(render_explanation(name, explanation), nl=False)
 
 
 def main() -> None:

@@ -132,3 +132,102 @@ def test_docs_ci_workflow_commands_run(tmp_path, monkeypatch):
         command = step.split(">")[0].split()
         result = runner.invoke(app, command[1:])
         assert result.exit_code == 0, (step, result.output)
+
+
+def test_version_in_process_and_in_a_fresh_process():
+    from graphspec import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout == f"graphspec {__version__}\n"
+    fresh = subprocess.run([sys.executable, "-m", "graphspec", "--version"], capture_output=True, text=True, timeout=60)
+    assert fresh.returncode == 0 and fresh.stdout == f"graphspec {__version__}\n"
+
+
+@pytest.mark.parametrize("args", [["-h"], ["--help"], ["check", "-h"], ["fmt", "-h"], ["diff", "-h"], ["explain", "-h"]])
+def test_short_and_long_help(args):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0
+    assert "Usage: graphspec" in result.stdout
+
+
+def test_shell_completion_script():
+    script = Path(sys.executable).parent / "graphspec"  # the console script pip installed
+    fresh = subprocess.run([str(script), "--show-completion", "bash"],
+                           capture_output=True, text=True, timeout=60, env={**__import__("os").environ, "SHELL": "/bin/bash"})
+    assert fresh.returncode == 0, fresh.stderr
+    assert "complete " in fresh.stdout and "_GRAPHSPEC_COMPLETE" in fresh.stdout.upper()
+
+
+def _codes_in_sources() -> set[str]:
+    """Every diagnostic code written as a literal in graphspec's sources (and in the golden fixtures)."""
+    import re
+
+    patterns = [r'code\s*=\s*"([a-z][a-z0-9-]+)"', r'\.(?:error|warning)\(\s*"([a-z][a-z0-9-]+)"',
+                r'"code":\s*"([a-z][a-z0-9-]+)"', r'fail\(\s*"([a-z][a-z0-9-]+)"',
+                r'code:\s*str\s*=\s*"([a-z][a-z0-9-]+)"']
+    codes = set()
+    for path in (ROOT / "graphspec").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        for pattern in patterns:
+            codes.update(re.findall(pattern, text))
+    for path in (ROOT / "tests" / "fixtures" / "invalid").glob("*.expected.json"):
+        codes.update(d["code"] for d in json.loads(path.read_text()))
+    codes.discard("unknown-code")  # explain's own answer to a code it does not know
+    return codes
+
+
+def test_every_diagnostic_code_is_explained():
+    from graphspec.explain import EXPLANATIONS
+
+    codes = _codes_in_sources()
+    assert len(codes) > 100
+    assert sorted(codes - set(EXPLANATIONS)) == []
+    for explanation in EXPLANATIONS.values():
+        assert explanation.meaning and explanation.example and explanation.fix
+
+
+def test_explain_examples_that_are_specs_report_their_code():
+    import graphspec
+    from graphspec.errors import GraphspecError
+    from graphspec.explain import EXPLANATIONS
+
+    checked = 0
+    for code, explanation in EXPLANATIONS.items():
+        if not explanation.example.startswith("graphspec: 1"):
+            continue
+        try:
+            got = [d.code for d in graphspec.loads(explanation.example).warnings]
+        except GraphspecError as error:
+            got = [d.code for d in error.diagnostics]
+        assert code in got, (code, got)
+        checked += 1
+    assert checked >= 25
+
+
+def test_explain_a_code():
+    result = runner.invoke(app, ["explain", "unknown-reference"])
+    assert result.exit_code == 0
+    assert result.stdout.startswith("unknown-reference\n\n  An input: names no input or node.")
+    assert "  example:\n    graphspec: 1" in result.stdout and "  fix: " in result.stdout
+    # as printed in a diagnostic
+    assert runner.invoke(app, ["explain", "error[unknown-reference]"]).stdout == result.stdout
+
+
+def test_explain_an_unknown_code_suggests_one():
+    result = runner.invoke(app, ["explain", "unknown-refrence"])
+    assert result.exit_code == 2
+    assert "did you mean 'unknown-reference'?" in result.output
+
+
+def test_explain_without_a_code_lists_them_all():
+    from graphspec.explain import EXPLANATIONS
+
+    result = runner.invoke(app, ["explain"])
+    assert result.exit_code == 0
+    assert len(result.stdout.splitlines()) == len(EXPLANATIONS)
+
+
+def test_explain_in_a_fresh_process():
+    fresh = subprocess.run([sys.executable, "-m", "graphspec", "explain", "cycle"], capture_output=True, text=True,
+                           timeout=60)
+    assert fresh.returncode == 0 and fresh.stdout.startswith("cycle\n")
