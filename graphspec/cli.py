@@ -611,7 +611,7 @@ def plot(
         checked = check_with_overrides(spec, _overrides(sets, variant))
     _warn(checked.warnings)
     try:
-        pg = write_plot(checked, output)
+        pg = write_plot(checked, output, warn=lambda message: _echo_err(f"warning: {message}"))
     except PlotError as error:
         _echo_err(f"error: {error}")
         raise typer.Exit(EXIT_USER_ERROR) from None

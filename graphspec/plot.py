@@ -404,6 +404,22 @@ def to_mermaid(pg: PlotGraph) -> str:
     return "\n".join(out) + "\n"
 
 
+MERMAID_MAX_TEXT = 50_000
+MERMAID_MAX_EDGES = 500
+"""Mermaid's defaults (``maxTextSize``, ``maxEdges``), which GitHub's renderer keeps."""
+
+
+def mermaid_warning(text: str, pg: PlotGraph) -> str | None:
+    """Why GitHub would not render this Mermaid text (over Mermaid's default limits), or None."""
+    over = []
+    if len(text) > MERMAID_MAX_TEXT:
+        over.append(f"{len(text):,} characters (Mermaid renders at most {MERMAID_MAX_TEXT:,})")
+    if len(pg.edges) > MERMAID_MAX_EDGES:
+        over.append(f"{len(pg.edges):,} edges (at most {MERMAID_MAX_EDGES:,})")
+    return None if not over else "the Mermaid text has " + " and ".join(over) + \
+        ": GitHub will not render it; write .svg for a graph this size"
+
+
 def _dq(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
@@ -467,14 +483,20 @@ def screenshot(svg_path: Path, png_path: Path, width: int, height: int, timeout:
         raise PlotError(f"Chromium failed to render the SVG (exit {proc.returncode}): {proc.stderr.strip()[-400:]}")
 
 
-def write_plot(checked, output: Path) -> PlotGraph:
-    """Write the picture of a checked spec; the format is the extension (.svg, .mmd, .dot, .png)."""
+def write_plot(checked, output: Path, warn=None) -> PlotGraph:
+    """Write the picture of a checked spec; the format is the extension (.svg, .mmd, .dot, .png).
+
+    ``warn`` (a callable taking a message) hears about a Mermaid text too large for GitHub."""
     suffix = output.suffix.lower()
     if suffix not in (".svg", ".mmd", ".mermaid", ".dot", ".gv", ".png"):
         raise PlotError(f"unknown picture format '{output.suffix}' (use .svg, .mmd, .dot or .png)")
     pg = plot_graph(checked)
     if suffix in (".mmd", ".mermaid"):
-        output.write_text(to_mermaid(pg), encoding="utf-8")
+        text = to_mermaid(pg)
+        output.write_text(text, encoding="utf-8")
+        message = mermaid_warning(text, pg)
+        if message and warn is not None:
+            warn(message)
         return pg
     if suffix in (".dot", ".gv"):
         output.write_text(to_dot(pg), encoding="utf-8")

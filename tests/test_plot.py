@@ -122,6 +122,30 @@ def test_resnet50_readable_blocks_are_clusters_holding_their_nodes():
     assert nodes["conv2_block1_add"]["cluster"] is not None and nodes["conv1_conv"]["cluster"] is None
 
 
+@pytest.mark.parametrize("spec, width, instances", [(SPECS / "resnet50.yaml", 700, 20),
+                                                    (REPO / "tests/fixtures/plot/densenet121.yaml", 500, 65)],
+                         ids=["resnet50", "densenet121"])
+def test_large_graphs_stay_readable(spec, width, instances):
+    """No box overlaps another, no edge bends inside a box, the picture does not drift sideways."""
+    checked = check_file(spec)
+    pg = gplot.layout(gplot.plot_graph(checked))
+    assert len(pg.nodes) == len(checked.graph.nodes) + len(checked.spec.inputs) + len(checked.graph.outputs)
+    assert len(pg.clusters) == instances
+    assert pg.width < width, pg.width
+    boxes = sorted((n.x, n.y, n.w, n.h) for n in pg.nodes.values())
+    by_layer: dict[float, list] = {}
+    for box in boxes:
+        by_layer.setdefault(box[1], []).append(box)
+    for row in by_layer.values():
+        for a, b in zip(row, row[1:]):
+            assert a[0] + a[2] + gplot.COL_GAP <= b[0] + 1e-6, (a, b)
+    for e in pg.edges:
+        for px, py in e.points[1:-1]:  # the bends of a long edge (a shortcut) lie beside the boxes
+            for row in by_layer.values():
+                for (x, y, w, h) in row:
+                    assert not (x <= px <= x + w and y <= py <= y + h), (e.src, e.dst, (px, py))
+
+
 def test_mermaid_and_dot_text(tmp_path):
     checked = check_file(SPECS / "resnet18.yaml")
     mmd = gplot.to_mermaid(gplot.plot_graph(checked))
@@ -140,6 +164,17 @@ def test_mermaid_and_dot_text(tmp_path):
     assert dot.startswith('digraph "resnet18" {') and dot.rstrip().endswith("}")
     assert dot.count("subgraph cluster_") == mmd.count("subgraph c")
     assert dot.count(" -> ") == len(edges)
+
+
+def test_mermaid_too_large_for_github_is_written_with_a_warning(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "d.mmd"
+    result = runner.invoke(app, ["plot", str(REPO / "tests/fixtures/plot/densenet121.yaml"), "-o", str(out)])
+    assert result.exit_code == 0 and out.read_text().count("-->") == 487
+    assert "warning: the Mermaid text has" in result.stderr and "487 edges" not in result.stderr
+    assert "GitHub will not render it" in result.stderr
+    result = runner.invoke(app, ["plot", str(SPECS / "resnet50.yaml"), "-o", str(tmp_path / "r.mmd")])
+    assert result.exit_code == 0 and "warning" not in result.stderr
 
 
 def test_a_node_called_end_is_no_mermaid_keyword():
