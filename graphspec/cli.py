@@ -646,6 +646,10 @@ def export(
 
             check_with_overrides(target, overrides)  # a spec mistake costs no TensorFlow import
         else:
+            if overrides:
+                raise GraphspecError([Diagnostic(code="bad-option", message="--set and --variant apply to a spec; "
+                                                 f"'{target}' is a trained model (its spec is fixed)",
+                                                 hint="export the spec itself, or train a run with the overrides")])
             _precheck_target(target)
     _import_tensorflow()
     with user_errors():

@@ -134,3 +134,19 @@ def test_cli_refuses_a_spec_mistake_and_an_existing_folder(tmp_path):
     result = runner.invoke(app, ["export", str(SPECS / "seed003_shared_two_outputs.yaml"), "-o", str(tmp_path / "full")])
     assert result.exit_code == 2 and "exists and is not empty" in result.stderr
     assert (tmp_path / "full" / "keep.txt").read_text() == "x"
+
+
+def test_set_on_a_trained_model_is_refused(tmp_path):
+    built = tmp_path / "m.keras"
+    built.write_bytes(b"not read")
+    result = CliRunner().invoke(app, ["export", str(built), "--set", "nodes.x_a.units=4", "-o", str(tmp_path / "sm")])
+    assert result.exit_code == 2 and "error[bad-option]" in result.stderr and not (tmp_path / "sm").exists()
+
+
+@pytest.mark.slow
+def test_cli_warns_of_flex_ops_in_a_tflite_file(tmp_path):
+    out = tmp_path / "s2s.tflite"
+    result = CliRunner().invoke(app, ["export", str(SPECS / "seq2seq_lstm.yaml"), "--format", "tflite", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 0
+    assert "needs the Flex delegate" in result.stderr and "FlexTensorListReserve" in result.stderr

@@ -260,3 +260,16 @@ def test_diagnostics_of_a_1000_node_spec_come_quickly(tmp_path):
         times.append(time.perf_counter() - start)
         assert problems == []
     assert min(times) < 0.2, times
+
+
+def test_hover_on_a_block_call_shows_the_instance(tmp_path):
+    spec = REPO / "tests/fixtures/plot/densenet121.yaml"
+    doc = Document(spec.as_uri())
+    text = spec.read_text()
+    assert doc.update(text) == []
+    line = text.splitlines().index("  conv2: {block: dense, blocks: 6}")
+    value = hover(doc, line, 3)
+    # six conv blocks of seven nodes; 6 * (BN(c) + 1x1 conv (c*128) + BN(128) + 3x3 conv (128*9*32)) for c = 64 + 32k
+    total = sum(4 * c + c * 128 + 4 * 128 + 128 * 9 * 32 for c in range(64, 64 + 6 * 32, 32))
+    assert value.startswith("**conv2 (block 'dense': blocks=6)**") and "- 42 nodes" in value
+    assert f"- params: {total:,}" in value and "conv2_block6_concat" in value and "(None, 56, 56, 256)" in value
