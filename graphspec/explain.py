@@ -98,6 +98,9 @@ EXPLANATIONS: dict[str, Explanation] = {
     "unknown-parameter": E("--set params.NAME names no model parameter.", "graphspec check spec.yaml --set params.clases=10", "Use the suggested parameter name."),
     "bad-override": E("A --set PATH=VALUE cannot be applied (no such path, a value that is not YAML, a list index out of range).",
                       "graphspec train spec.yaml --set nodes.dense9.units=64", "Give a path that exists in the spec (graphspec config shows it) and a YAML value."),
+    "bad-option": E("A command-line option that does not apply to what it was given (e.g. --set or --variant with a "
+                    "run directory or a .keras file, whose spec is fixed).", "graphspec export runs/m/run1 -o out --set nodes.d.units=8",
+                    "Give the spec file instead, or drop the option."),
     "unknown-variant": E("--variant (or variant:) names no entry of 'variants:'.", "graphspec check specs/resnet50.yaml --variant resnet51", "Use one of the variants listed."),
     "bad-expression": E("A ${...} expression cannot be parsed.", "units: \"${4 *}\"", "Fix the expression (Python-like: arithmetic, comparisons, if/else, names of parameters)."),
     "expression-type": E("An expression gives a value of the wrong type here (or omit where it cannot stand).", "units: \"${'four'}\"", "Make the expression give the type the argument takes."),
