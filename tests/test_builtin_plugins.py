@@ -50,6 +50,14 @@ def test_without_the_declaration_the_builtin_plugin_is_still_named() -> None:
     assert f"plugins: [{APPLICATIONS}]" in error.value.diagnostics[0].hint
 
 
+def test_a_malformed_plugins_list_is_a_schema_error_not_a_crash() -> None:
+    """Found by tests/test_fuzz.py: the declared built-ins were read before the schema checked the list."""
+    for bad in ("[[graphspec.plugins.applications]]", "[{a: 1}, graphspec.plugins.applications]"):
+        with pytest.raises(GraphspecError) as error:
+            check_text(DECLARED.replace("[graphspec.plugins.applications]", bad, 1))
+        assert error.value.stage == "schema"
+
+
 def test_enabling_a_builtin_plugin_imports_no_keras() -> None:
     """Declared by the spec, or enabled with --plugin: check stays free of Keras and TensorFlow."""
     probe = ("import sys\nfrom graphspec.pipeline import check_text\nfrom graphspec.plugins import load_plugin, using\n"

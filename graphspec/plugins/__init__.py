@@ -201,7 +201,8 @@ def declared_builtin_plugins(data: Any) -> tuple[Plugin, ...]:
     declared = data.get("plugins") if isinstance(data, dict) else None
     if not isinstance(declared, list):
         return ()
-    return tuple(load_plugin(name) for name in dict.fromkeys(declared) if name in BUILTIN_PLUGINS)
+    names = [name for name in declared if isinstance(name, str) and name in BUILTIN_PLUGINS]  # others: schema's
+    return tuple(load_plugin(name) for name in dict.fromkeys(names))
 
 
 def load_plugins(names: Iterable[str] | None) -> tuple[Plugin, ...]:
