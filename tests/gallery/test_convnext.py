@@ -9,7 +9,8 @@ One difference, by construction: the residual add of each block. Keras writes it
 ``add_17`` in a fresh session; other numbers after any other add was made). graphspec names an op after
 its node, as it names layers (an automatic name could collide with another node's), so these 18
 operations are ``convnext_tiny_stage_<s>_block_<b>_add``. They are operations, not layers (no weights,
-not in ``model.layers``); the test checks that they are exactly these, in the same places.
+not in ``model.layers``); the test checks that they are exactly these, in the same places. The input is
+named ``image`` (Keras' is automatic, ``input_layer``), as in the other gallery specs.
 """
 
 from __future__ import annotations
