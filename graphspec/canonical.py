@@ -33,7 +33,7 @@ def canonical_data(graph: Graph) -> dict[str, Any]:
 def expanded_data(graph: Graph) -> dict[str, Any]:
     """The flat (expanded) spec with graphspec's defaults filled in and every node's input explicit."""
     data = graph.spec.model_dump(mode="json", by_alias=True)
-    for key in _SECTIONS_1_1:  # language 1.1 sections never reach the flat spec (and 1.0 hashes stay)
+    for key in _SECTIONS_1_1 + ("weights",):  # sections not written never reach the flat spec (hashes stay)
         if data.get(key) is None:
             data.pop(key, None)
     for name, node in graph.nodes.items():

@@ -344,6 +344,13 @@ def _emit(checked: CheckedSpec, *, compile: bool) -> Any:
         sink.error("keras-error", f"Keras could not assemble the model: {_first_line(exc)}", ("outputs",))
         raise EmitError(sink.sorted()) from None
 
+    if checked.graph.weights_file is not None:
+        try:
+            model.load_weights(str(checked.graph.weights_file))
+        except Exception as exc:  # a weights file of another model: the user's to fix
+            sink.error("bad-weights-file", f"cannot load the weights '{spec.weights}': {_first_line(exc)}",
+                       ("weights",), "the file must hold the weights of this very model (same layer names)")
+            raise EmitError(sink.sorted()) from None
     check_expectations(checked, model, sink)
     if compile and spec.compile is not None:
         compile_model(checked, model, sink)
@@ -443,6 +450,7 @@ def save_artifact(checked: CheckedSpec, model, path: str | os.PathLike) -> FsPat
                         "spec_hash": spec_hash(graph),
                         "graph_hash": graph_hash(graph),  # the expanded graph, however its nodes were written
                         "saved_models": saved_model_digests(graph),
+                        **({"weights": weights_digest(graph.weights_file)} if graph.weights_file else {}),
                         "canonical_spec": json.loads(canonical_json(graph)),
                         "keras_catalogue": catalogue().keras_version,
                     }
@@ -451,6 +459,17 @@ def save_artifact(checked: CheckedSpec, model, path: str | os.PathLike) -> FsPat
                     data = json.dumps(metadata, indent=1).encode()
                 out.writestr(item, data)
     return target
+
+
+def weights_digest(path: FsPath) -> str:
+    """``sha256:<hex>`` of a spec's weights file (recorded in the artifact beside the spec hash)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
 
 
 def read_artifact_metadata(path: str | os.PathLike) -> dict:

@@ -83,6 +83,8 @@ class Graph:
     """Node name -> node, in a topological order (file order where the file allows it)."""
     outputs: dict[str, TensorRef]
     warnings: list[Diagnostic] = field(default_factory=list)
+    weights_file: FsPath | None = None
+    """The checked absolute path of the spec's ``weights:`` file (loaded by emit after building)."""
     plugins: tuple = ()
     """The enabled plugins whose layers the spec uses (:func:`graphspec.plugins.used_plugins`): they are
     part of the spec hash and of the artifact's metadata, and emit builds their layers."""
@@ -292,6 +294,7 @@ def _resolve(spec: Spec, source: SourceMap, base_dir: FsPath | None, check_files
         # Data files are opened only by `train`, but an escaping path is flagged here, by `check`.
         for where, raw in spec_data_paths(_train_data(spec)):
             confined_path(raw, base_dir, where, sink, what="training data")
+    weights_file = _weights_file(spec.weights, base_dir, sink) if check_files and spec.weights else None
     if sink.has_errors:
         raise ResolveError(sink.sorted())
 
@@ -302,7 +305,22 @@ def _resolve(spec: Spec, source: SourceMap, base_dir: FsPath | None, check_files
 
     _warn_unused(spec, sorted_nodes, outputs, sink)
     return Graph(spec=spec, source=source, nodes=sorted_nodes, outputs=outputs, warnings=sink.sorted(),
-                 plugins=used_plugins(spec))
+                 plugins=used_plugins(spec), weights_file=weights_file)
+
+
+def _weights_file(raw: str, base: FsPath, sink: DiagnosticSink) -> FsPath | None:
+    """The spec's ``weights:`` file, if it is a ``.weights.h5`` file inside the spec's folder and exists."""
+    target = confined_path(raw, base, ("weights",), sink, what="a weights file")
+    if target is None:
+        return None
+    if not target.name.endswith(".weights.h5"):
+        sink.error("bad-weights-file", f"'{raw}' is not a .weights.h5 file", ("weights",),
+                   "Keras 3 weights files end in .weights.h5 (graphspec import --weights writes one)")
+        return None
+    if not target.is_file():
+        sink.error("file-not-found", f"no weights file at '{raw}'", ("weights",))
+        return None
+    return target
 
 
 def _train_data(spec: Spec) -> dict | None:

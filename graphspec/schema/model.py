@@ -300,6 +300,9 @@ class Spec(StrictModel):
     """Plugins whose layer types the spec uses (import names, e.g. ``my_team_layers``): a requirement, never
     imported from the spec. The person running graphspec enables them (``--plugin my_team_layers``);
     without them ``check`` names the plugin to enable. See docs/plugins.md."""
+    weights: str | None = Field(default=None, min_length=1, max_length=1024)
+    """Keras weights (a ``.weights.h5`` file in the spec's folder, relative to it) that ``build`` and ``train``
+    load after building the model, e.g. written by ``graphspec import --weights`` (see docs/import.md)."""
     variant: Name | None = None
     """Language 1.1: the variant (of ``variants:``) built unless the command line or the API chooses another."""
     params: dict[Name, ModelParam] | None = None

@@ -1,0 +1,88 @@
+"""Spec data to readable YAML: sections in block style, one node per line in flow style."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/]*$")
+_RESERVED = {"true", "false", "null", "yes", "no", "on", "off", "y", "n", "~"}
+
+
+def scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ".nan"
+        if math.isinf(value):
+            return ".inf" if value > 0 else "-.inf"
+        text = repr(value)
+        return text
+    text = str(value)
+    if _PLAIN.match(text) and text.lower() not in _RESERVED:
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def flow(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{scalar(k)}: {flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(flow(v) for v in value) + "]"
+    return scalar(value)
+
+
+def dump(data: dict, comment: str | None = None) -> str:
+    lines: list[str] = []
+    if comment:
+        lines.extend(f"# {line}" if line else "#" for line in comment.splitlines())
+    first = True
+    for key, value in data.items():
+        if key in ("inputs", "layers", "nodes", "blocks", "params") and isinstance(value, dict):
+            if not first:
+                lines.append("")
+            lines.append(f"{key}:")
+            for name, item in value.items():
+                lines.append(f"  {scalar(name)}: {flow(item)}")
+            lines.append("")
+            first = True
+            continue
+        if key in ("compile", "expect") and isinstance(value, dict):
+            if not first:
+                lines.append("")
+            lines.append(f"{key}:")
+            for name, item in value.items():
+                lines.append(f"  {scalar(name)}: {flow(item)}")
+            first = False
+            continue
+        if key == "description" and isinstance(value, str):
+            lines.append("description: >")
+            lines.extend("  " + part for part in _wrap(value))
+            first = False
+            continue
+        lines.append(f"{key}: {flow(value)}")
+        first = False
+    text = "\n".join(lines).rstrip("\n") + "\n"
+    return re.sub(r"\n{3,}", "\n\n", text)
+
+
+def _wrap(text: str, width: int = 96) -> list[str]:
+    words, out, line = text.split(), [], ""
+    for word in words:
+        if line and len(line) + 1 + len(word) > width:
+            out.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    if line:
+        out.append(line)
+    return out or [""]
