@@ -1,0 +1,90 @@
+"""Benchmarks of issue 9's bars for the front end (fresh processes, this machine):
+
+    python benchmarks/bench_tools.py               # 5 interleaved rounds, then the 1,000-file runs
+    python benchmarks/bench_tools.py --rounds 9
+
+* ``graphspec check SPEC`` of a gallery spec in a fresh process against ``python -c "import tensorflow"``,
+  measured interleaved (check, import, check, import, ...) so both see the same machine; bar: the
+  import takes >= 25x as long as the check (ratio of the medians);
+* ``graphspec check DIR`` of 1,000 spec files in one invocation: bar <= 3 s;
+* ``graphspec fmt --check DIR`` of the same 1,000 files: bar <= 3 s.
+
+The 1,000 files are the gallery's small specs (``seed*.yaml``, ``digits_*.yaml``) copied round-robin, each
+(those without a saved model) already formatted by ``graphspec fmt`` (so ``fmt --check`` exits 0: the cost measured is reading, formatting
+and comparing). Prints a Markdown table; exits 1 if a bar is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "graphspec"]
+SPEC = REPO / "specs" / "seed000_multimodal.yaml"
+
+
+def timed(argv: list[str], cwd: Path = REPO) -> tuple[float, int]:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    start = time.perf_counter()
+    done = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start, done.returncode
+
+
+def thousand_specs(folder: Path) -> None:
+    sys.path.insert(0, str(REPO))
+    from graphspec.fmt import format_text
+
+    sources = sorted(p for p in list((REPO / "specs").glob("seed*.yaml")) + list((REPO / "specs").glob("digits_*.yaml"))
+                     if "model:" not in p.read_text(encoding="utf-8"))  # no saved-model files to copy
+    texts = [(p.stem, format_text(p.read_text(encoding="utf-8"), str(p))) for p in sources]
+    for i in range(1000):
+        stem, text = texts[i % len(texts)]
+        (folder / f"{i:04d}_{stem}.yaml").write_text(text, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+    check_times, tf_times = [], []
+    for _ in range(args.rounds):
+        seconds, code = timed(CLI + ["check", "-q", str(SPEC)])
+        assert code == 0, "check failed"
+        check_times.append(seconds)
+        seconds, code = timed([sys.executable, "-c", "import tensorflow"])
+        assert code == 0, "import tensorflow failed"
+        tf_times.append(seconds)
+    ratio = statistics.median(tf_times) / statistics.median(check_times)
+    rows = [("check of a gallery spec (fresh process), median", f"{statistics.median(check_times):.3f} s", ""),
+            ("python -c 'import tensorflow', median", f"{statistics.median(tf_times):.3f} s", ""),
+            ("ratio (import / check)", f"{ratio:.1f}x", ">= 25x")]
+    ok = ratio >= 25
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        thousand_specs(folder)
+        seconds, code = timed(CLI + ["check", str(folder)], cwd=folder)
+        assert code == 0, "check of the 1,000 specs failed"
+        rows.append(("check of 1,000 spec files, one invocation", f"{seconds:.2f} s", "<= 3 s"))
+        ok &= seconds <= 3
+        seconds, code = timed(CLI + ["fmt", "--check", str(folder)], cwd=folder)
+        assert code == 0, "fmt --check of the 1,000 specs failed"
+        rows.append(("fmt --check of the same files", f"{seconds:.2f} s", "<= 3 s"))
+        ok &= seconds <= 3
+    print("| measure | value | bar |\n|---|---:|---|")
+    for row in rows:
+        print(f"| {row[0]} | {row[1]} | {row[2]} |")
+    print(f"\n{len(check_times)} interleaved rounds; check times {', '.join(f'{t:.3f}' for t in check_times)}; "
+          f"import times {', '.join(f'{t:.2f}' for t in tf_times)}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
