@@ -730,7 +730,7 @@ def fmt(
     import difflib
 
     from graphspec.files import atomic_write_text
-    from graphspec.fmt import format_text
+    from graphspec.fmt import format_text, is_formatted
 
     files = _spec_files(specs)
     if not files:
@@ -743,6 +743,8 @@ def fmt(
         except (OSError, UnicodeDecodeError) as error:
             _echo_err(f"{file}: error[file-unreadable]: {error}")
             failed += 1
+            continue
+        if is_formatted(text):  # the fast path: sure that the full formatter would leave it as it is
             continue
         try:
             formatted = format_text(text, str(file))

@@ -382,3 +382,217 @@ def spec_hash_of(text: str, file: str | None = None, directory=None) -> str | No
         return spec_hash(check_text(text, file=file, directory=directory).graph)
     except GraphspecError:
         return None
+
+
+# ---- a fast path for ``fmt --check`` -------------------------------------------------------------------------
+#
+# ruamel.yaml's round trip costs about 15 ms a spec. Most specs in a CI run are already formatted, and that
+# can be told without it: emit the data (read by graphspec's libyaml loader) in the canonical layout with a
+# small emitter of graphspec's own, and compare it with the file's lines, comments and blank lines taken out.
+# The emitter answers only where it is sure to write what ruamel.yaml would (plain scalars of a conservative
+# alphabet, flow entries, scalar lists, no multi-line strings); anything else is "not sure", and the full
+# formatter decides. So the fast path can only say "formatted" for text the full formatter leaves as it is
+# (tests/test_fmt.py checks this over the gallery, generated specs and random layouts).
+
+
+class _Unsure(Exception):
+    pass
+
+
+_UNSURE_WORDS = {"true", "false", "null", "~", "yes", "no", "on", "off", "y", "n", ".inf", ".nan", "="}
+_PLAIN_SAFE = re.compile(r"[A-Za-z_$/][A-Za-z0-9_ $./()*+<>=!'\-]*\Z")
+_FLOW_UNSAFE = set(",[]{}")
+
+
+def _scalar(value: Any, flow: bool) -> str:
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise _Unsure
+        return float_text(value)
+    if not isinstance(value, str) or not value or value.lower() in _UNSURE_WORDS:
+        raise _Unsure
+    plain = bool(_PLAIN_SAFE.match(value)) and value == value.strip() and "  " not in value \
+        and not value.startswith(("<", "=")) and not (flow and _FLOW_UNSAFE & set(value))
+    if plain:
+        return value
+    if not value.isascii() or not value.isprintable():
+        raise _Unsure
+    if "{" in value or "[" in value or "," in value or "#" in value or ":" in value:
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    raise _Unsure
+
+
+def _flow(value: Any) -> str:
+    if isinstance(value, dict):
+        if not value:
+            raise _Unsure
+        return "{" + ", ".join(f"{_scalar(k, True)}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        if not value:
+            raise _Unsure
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    return _scalar(value, True)
+
+
+def _ordered(value: Any, named_entry: bool = False) -> Any:
+    """The data in fmt's key order (as :func:`_normalize_scalars` and :func:`_named` put it)."""
+    if isinstance(value, list):
+        return [_ordered(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+
+    def reorder(mapping: dict, first, last=()) -> dict:
+        head = [k for k in first if k in mapping]
+        tail = [k for k in last if k in mapping and k not in head]
+        middle = [k for k in mapping if k not in head and k not in tail]
+        return {k: mapping[k] for k in head + middle + tail}
+
+    mapping = dict(value)
+    if isinstance(mapping.get("type"), str):
+        mapping = reorder(mapping, ("type",) + _argument_order(mapping["type"]), TRAILING_KEYS)
+    if named_entry:
+        mapping = reorder(mapping, FORM_KEYS, TRAILING_KEYS)
+    return {k: _ordered(v) for k, v in mapping.items()}
+
+
+def _block(key: str, value: Any, indent: int, lines: list[str]) -> None:
+    """``key: value`` by the rule of :func:`_layout` (flow when short, else block)."""
+    pad = " " * indent
+    if not isinstance(value, (dict, list)):
+        lines.append(f"{pad}{_scalar(key, False)}: {_scalar(value, False)}")
+        return
+    if not value:
+        raise _Unsure
+    if _compact(value):
+        lines.append(f"{pad}{_scalar(key, False)}: {_flow(value)}")
+        return
+    lines.append(f"{pad}{_scalar(key, False)}:")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _block(k, v, indent + 2, lines)
+    else:
+        for item in value:
+            if isinstance(item, (dict, list)) and not _compact(item):
+                raise _Unsure
+            lines.append(f"{pad}  - {_flow(item) if isinstance(item, (dict, list)) else _scalar(item, False)}")
+
+
+def _named_lines(key: str, section: dict, indent: int, lines: list[str]) -> None:
+    if not section:
+        raise _Unsure
+    pad = " " * indent
+    lines.append(f"{pad}{_scalar(key, False)}:")
+    for name, entry in section.items():
+        entry = _ordered(entry, named_entry=True)
+        text = _flow(entry) if isinstance(entry, (dict, list)) else _scalar(entry, True)
+        lines.append(f"{pad}  {_scalar(name, False)}: {text}")
+
+
+def canonical_lines(data: Any) -> list[str]:
+    """The canonical layout of comment-free ``data``; raises :class:`_Unsure` where not sure."""
+    if not isinstance(data, dict) or not data:
+        raise _Unsure
+    order = [k for k in SECTION_ORDER if k in data] + [k for k in data if k not in SECTION_ORDER]
+    lines: list[str] = []
+    for key in order:
+        value = data[key]
+        if not isinstance(key, str):
+            raise _Unsure
+        if key in NAMED_SECTIONS and isinstance(value, dict):
+            _named_lines(key, value, 0, lines)
+        elif key == "blocks" and isinstance(value, dict):
+            if not value:
+                raise _Unsure
+            lines.append("blocks:")
+            for name, block in value.items():
+                if not isinstance(block, dict) or not block:
+                    raise _Unsure
+                lines.append(f"  {_scalar(name, False)}:")
+                for section, content in block.items():
+                    if section in NAMED_SECTIONS and isinstance(content, dict):
+                        _named_lines(section, content, 4, lines)
+                    else:
+                        _block(section, _ordered(content), 4, lines)
+        elif isinstance(value, list) and value and all(not isinstance(v, (dict, list)) for v in value):
+            lines.append(f"{key}: {_flow(value)}")
+        elif isinstance(value, (dict, list)):
+            if not value:
+                raise _Unsure
+            value = _ordered(value)
+            lines.append(f"{key}:")
+            for k, v in (value.items() if isinstance(value, dict) else ()):
+                _block(k, v, 2, lines)
+            if isinstance(value, list):
+                raise _Unsure
+        elif isinstance(value, str) and "\n" in value:
+            lines.append((key, value))  # a block scalar (> or |): ruamel.yaml keeps it as written
+        else:
+            lines.append(f"{key}: {_scalar(value, False)}")
+    return lines
+
+
+def _block_scalar_matches(key: str, value: str, lines: list[str], at: int) -> int | None:
+    """Where the block scalar ``key: >`` or ``key: |`` at ``lines[at]`` ends, if it holds ``value`` with
+    two-space indentation (as fmt writes it); None if not sure."""
+    style = lines[at][len(key) + 2:] if lines[at].startswith(f"{key}: ") else ""
+    if style not in (">", "|"):
+        return None
+    end = at + 1
+    content = []
+    while end < len(lines) and lines[end].startswith("  "):
+        if lines[end].startswith("   "):
+            return None
+        content.append(lines[end][2:])
+        end += 1
+    if not content or not value.endswith("\n") or value.endswith("\n\n"):
+        return None
+    joined = ("\n" if style == "|" else " ").join(content) + "\n"
+    return end if joined == value else None
+
+
+def is_formatted(text: str) -> bool:
+    """True when ``text`` is sure to be in the canonical layout already (False: not sure, ask format_text)."""
+    from graphspec.loader import loads
+
+    if not text.endswith("\n") or text.startswith("\n") or "\n\n\n" in text or "\t" in text or "\r" in text \
+            or " \n" in text or "\n---" in text or text.startswith("---") or "\n..." in text:
+        return False
+    try:
+        data = loads(text).data
+        expected = canonical_lines(data)
+    except (GraphspecError, _Unsure, RecursionError):
+        return False
+    found = comments(text)
+    by_line: dict[int, int] = {}
+    for line, comment in found:
+        by_line[line] = len(comment)
+    stripped = []
+    for number, line in enumerate(text.split("\n")[:-1], start=1):
+        if number in by_line:
+            line = line[: len(line) - by_line[number]].rstrip()
+            if not line:
+                continue
+        if line:
+            stripped.append(line)
+    at = 0
+    for item in expected:
+        if at >= len(stripped):
+            return False
+        if isinstance(item, tuple):
+            end = _block_scalar_matches(item[0], item[1], stripped, at)
+            if end is None:
+                return False
+            at = end
+        elif stripped[at] != item:
+            return False
+        else:
+            at += 1
+    return at == len(stripped)

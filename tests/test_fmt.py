@@ -17,7 +17,7 @@ from gen_spec import generate  # noqa: E402
 
 from graphspec.cli import app  # noqa: E402
 from graphspec.errors import GraphspecError  # noqa: E402
-from graphspec.fmt import comments, format_text, spec_hash_of  # noqa: E402
+from graphspec.fmt import comments, format_text, is_formatted, spec_hash_of  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 GALLERY = sorted((ROOT / "specs").glob("*.yaml"))
@@ -120,6 +120,7 @@ def test_any_layout_of_a_spec_formats_to_the_same_text(seed, flow):
     text = text.replace("0.001", rng.choice(["0.001", "1e-3", "1.0e-3", "0.0010"]))
     result = format_text(text)
     assert result == canonical
+    assert not is_formatted(text) or text == canonical  # the fast path never says "formatted" wrongly
     assert spec_hash_of(result, "digits_multi.yaml", ROOT / "specs") == \
         spec_hash_of(source, "digits_multi.yaml", ROOT / "specs")
 
@@ -168,3 +169,40 @@ def test_fmt_check_in_a_fresh_process(tmp_path):
                             text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "tensorflow" not in result.stderr.lower()
+
+
+def test_the_fast_path_agrees_with_the_formatter_over_the_gallery():
+    """is_formatted (fmt --check's fast path, no ruamel.yaml) says True only for text format_text leaves as is,
+    and says it for most formatted gallery specs."""
+    sure = 0
+    for path in GALLERY:
+        text = path.read_text(encoding="utf-8")
+        try:
+            formatted = format_text(text, str(path))
+        except GraphspecError:
+            assert not is_formatted(text)
+            continue
+        assert not is_formatted(text) or formatted == text, path.name
+        sure += is_formatted(formatted)
+    assert sure >= 15
+
+
+@pytest.mark.parametrize("text", [
+    FORMATTED,
+    FORMATTED.replace("learning_rate: 0.001", "learning_rate: 1e-3"),
+    FORMATTED.replace("  d1: {type: Dense, units: 4}", "  d1: {units: 4, type: Dense}"),
+    FORMATTED.replace("outputs: [d2]", "outputs:\n  - d2"),
+    FORMATTED.replace("name: m\n", "") + "name: m\n",
+    FORMATTED.replace("\n", "\n\n\n", 1),
+    FORMATTED.replace("{type: Dense, units: 4}", "{type: Dense,  units: 4}"),
+])
+def test_the_fast_path_on_small_changes(text):
+    assert is_formatted(text) == (format_text(text) == text)
+
+
+def test_fmt_check_uses_the_fast_path_and_still_catches_changes(tmp_path):
+    (tmp_path / "ok.yaml").write_text(FORMATTED)
+    (tmp_path / "not.yaml").write_text(FORMATTED.replace("units: 4}", "units: 4 }"))
+    result = runner.invoke(app, ["fmt", "--check", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "1 of 2 specs would be reformatted" in result.output
