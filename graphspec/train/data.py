@@ -9,7 +9,14 @@
 from __future__ import annotations
 
 from graphspec.train.contract import ModelIO, Tensor, check_examples, check_values, model_io
-from graphspec.train.pipeline import backend_batch, eval_dataset, split, steps_per_epoch, training_dataset
+from graphspec.train.pipeline import (
+    backend_batch,
+    eval_dataset,
+    for_keras,
+    split,
+    steps_per_epoch,
+    training_dataset,
+)
 from graphspec.train.sources import (
     DATA_DIR,
     IMAGE_EXTENSIONS,
@@ -23,6 +30,5 @@ from graphspec.train.sources import (
 from graphspec.train.streamerrors import data_errors
 
 __all__ = ["DATA_DIR", "IMAGE_EXTENSIONS", "Examples", "ModelIO", "Tensor", "backend_batch", "check_examples",
-           "check_values",
-           "data_errors", "describe", "digits_arrays", "eval_dataset", "model_io", "open_python", "open_source",
-           "resolve_data_path", "split", "steps_per_epoch", "training_dataset"]
+           "check_values", "data_errors", "describe", "digits_arrays", "eval_dataset", "for_keras", "model_io",
+           "open_python", "open_source", "resolve_data_path", "split", "steps_per_epoch", "training_dataset"]

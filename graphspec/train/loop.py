@@ -522,6 +522,8 @@ def _datasets(run: _Run, examples, validation, io_, distribution):
         prepare_model(run.model, distribution, next(iter(datalib.eval_dataset(examples, io_, batch_size=global_batch))))
         train_ds = distribute_options(train_ds)
         val_ds = distribute_options(val_ds) if val_ds is not None else None
+    else:
+        train_ds = datalib.for_keras(train_ds, global_batch)  # JAX: the same batches, fetched in chunks
     return train_ds, val_ds, steps
 
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from graphspec.train.loop import train
@@ -51,6 +52,25 @@ try:
     out["tf_run"] = None
 except TrainError as error:
     out["tf_run"] = [error.diagnostics[0].code, error.diagnostics[0].message]
+from graphspec.pipeline import check_file
+from graphspec.train import data as datalib
+from graphspec.train.loop import _configure, _emit_in, _open
+from graphspec.train.settings import train_settings
+
+checked = check_file("tiny.yaml")
+settings = train_settings(checked)
+model = _emit_in(_configure(settings, checked), checked, settings)
+io_ = datalib.model_io(checked, model)
+examples, _ = _open(checked, io_, settings, None, None)
+dataset, steps = datalib.training_dataset(examples, io_, batch_size=16, seed=1, shuffle=True, first_epoch=0, epochs=2,
+                                          shuffle_buffer=100, steps=None)
+direct = [tuple(t.numpy() for t in batch) for batch in dataset]
+chunked = datalib.for_keras(dataset, 16)
+out["chunked_is_a_generator"] = not hasattr(chunked, "element_spec")
+chunked = list(chunked)
+out["chunked_sizes"] = [len(batch[0]) for batch in chunked]
+out["chunked_same"] = len(direct) == len(chunked) and all(
+    a.dtype == b.dtype and np.array_equal(a, b) for d, c in zip(direct, chunked) for a, b in zip(d, c))
 print("RESULT" + json.dumps(out))
 """
 
@@ -76,8 +96,20 @@ def test_train_resume_extend_evaluate_and_predict_on_jax(project):
     assert "deterministic: true (TensorFlow's op determinism) needs the TensorFlow backend; Keras runs on 'jax'" \
         in out["deterministic"][1]
     assert out["mirrored"][0] == "needs-tensorflow" and out["mirrored"][2] == ["train", "strategy"]
+    # the training batches reach Keras in chunks on JAX, each batch exactly the pipeline's (150 examples: 9 x 16 + 6)
+    assert out["chunked_is_a_generator"] and out["chunked_same"]
+    assert out["chunked_sizes"] == ([16] * 9 + [6]) * 2
     assert out["tf_run"] == ["resume-changed", f"the run in '{tf_run.run_dir}' was trained with the tensorflow "
                              "backend; Keras now runs on jax"]
+
+
+def test_on_tensorflow_keras_gets_the_pipeline_itself(project):
+    from graphspec.train import data as datalib
+
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices((np.zeros((10, 4), np.float32), np.zeros(10))).batch(4)
+    assert datalib.for_keras(dataset, 4) is dataset
 
 
 def test_a_tensorflow_run_records_its_backend(project):
