@@ -21,7 +21,7 @@ def _noise(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if any(word in line for word in STARTUP_NOISE)]
 
 
-@pytest.mark.parametrize("level", [None, "1", "2", "3"])
+@pytest.mark.parametrize("level", [None, "2"])  # unset (the API default) and what .ci/run exports
 def test_python_api_build_is_quiet(level):
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     if level is not None:
