@@ -330,3 +330,45 @@ def test_cli_import_weights_build_gives_identical_outputs(tmp_path, keras):
     from graphspec.emit import read_artifact_metadata, weights_digest
 
     assert read_artifact_metadata(tmp_path / "rebuilt.keras")["weights"] == weights_digest(tmp_path / "spec.weights.h5")
+
+
+# -- keras.applications: the 13 of the issue -----------------------------------------------------------------
+
+APPLICATIONS = {"ResNet50": 32, "ResNet50V2": 32, "MobileNetV2": 32, "MobileNetV3Small": 32, "DenseNet121": 32,
+                "InceptionV3": 75, "InceptionResNetV2": 75, "Xception": 71, "EfficientNetB0": 32,
+                "EfficientNetV2B0": 32, "ConvNeXtTiny": 32, "NASNetMobile": 32, "VGG16": 32}
+"""Each at the smallest input it accepts (32x32, or its minimum), to keep CI lean."""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(APPLICATIONS))
+def test_application_import_check_build_identical(name, tmp_path, keras):
+    """keras.applications.NAME(weights=None) -> import -> check passes -> build: the same layer names and types in
+    order, parameter counts and weight dtypes, max abs output difference 0.0 with the weights copied."""
+    from graphspec.importer import import_model
+
+    size = APPLICATIONS[name]
+    result = import_model(f"keras.applications.{name}", kwargs={"input_shape": [size, size, 3]})
+    checked, rebuilt = _rebuild(result.text, tmp_path, f"{name}.yaml")
+    assert checked.spec.expect.params == result.model.count_params()
+    _assert_same_model(result.model, rebuilt)
+
+
+def test_docs_migration_example_is_what_import_writes(monkeypatch, keras):
+    """docs/import.md's step 1 shows the spec imported from seed 000's two-branch factory: it is the real output."""
+    from graphspec.importer import import_model
+
+    monkeypatch.syspath_prepend(str(FIXTURES))
+    result = import_model("seed_models:two_branch", allow_code=True, header=False)
+    doc = (REPO / "docs" / "import.md").read_text(encoding="utf-8")
+    shown = doc.split("It writes:\n\n   ```yaml\n")[1].split("   ```")[0]
+    assert "\n".join(line[3:] for line in shown.splitlines()) + "\n" == result.text
+
+
+def test_readme_import_example_is_what_import_prints():
+    """README's `graphspec import specs/encoder.keras` output block is the command's real output."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    shown = readme.split("$ graphspec import specs/encoder.keras\n")[1].split("```")[0]
+    result = run_cli("import", "specs/encoder.keras", cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == shown
