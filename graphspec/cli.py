@@ -782,6 +782,7 @@ def import_(
                                              "(runs that code).")] = False,
     weights: Annotated[bool, typer.Option("--weights", help="Also write the model's weights beside the spec "
                                           "(SPEC.weights.h5) and name them in the spec.")] = False,
+    fold: Annotated[bool, typer.Option("--fold", help="Write repeated sub-graphs as blocks: and repeat:.")] = False,
     plugins: PluginsOption = None,
 ) -> None:
     """Convert an existing Keras model into a spec (see docs/import.md)."""
@@ -789,7 +790,7 @@ def import_(
     from graphspec.importer.command import run_import
 
     with user_errors():
-        run_import(source, output, args or [], allow_code=allow_code, weights=weights, echo=typer.echo)
+        run_import(source, output, args or [], allow_code=allow_code, weights=weights, fold=fold, echo=typer.echo)
 
 
 class DiffFormat(str, enum.Enum):

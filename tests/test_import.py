@@ -372,3 +372,48 @@ def test_readme_import_example_is_what_import_prints():
     result = run_cli("import", "specs/encoder.keras", cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert result.stdout == shown
+
+
+# -- --fold ----------------------------------------------------------------------------------------------------
+
+def _stacked_model(keras):
+    x = keras.Input((8,), name="x")
+    y = x
+    for stage, width in enumerate([16, 16, 32], start=1):
+        for unit in (1, 2):
+            name = f"stage{stage}_unit{unit}"
+            h = keras.layers.Dense(width, activation="relu", name=f"{name}_dense")(y)
+            h = keras.layers.Dense(width, name=f"{name}_proj")(h)
+            y = keras.layers.Add(name=f"{name}_add")([keras.layers.Dense(width, name=f"{name}_skip")(y), h])
+    return keras.Model(x, keras.layers.Dense(2, name="head")(y), name="stacked")
+
+
+def test_fold_writes_blocks_and_repeat_with_the_same_graph(tmp_path, keras):
+    from graphspec.canonical import graph_hash
+    from graphspec.importer import import_model
+
+    model = _stacked_model(keras)
+    path = tmp_path / "stacked.json"
+    path.write_text(model.to_json())
+    flat = import_model(str(path))
+    folded = import_model(str(path), fold=True)
+    assert list(folded.data["blocks"]) == ["unit"]
+    assert folded.data["blocks"]["unit"]["params"] == {"units": {"type": "int"}}
+    calls = folded.data["nodes"]
+    assert calls["stage1_unit2"] == {"block": "unit", "units": 16, "repeat": {"count": 2, "name": "stage1_unit${i + 1}"}}
+    assert len(folded.text.splitlines()) < len(flat.text.splitlines())
+    checked, rebuilt = _rebuild(folded.text, tmp_path)
+    assert graph_hash(checked) == graph_hash(_rebuild(flat.text, tmp_path)[0])
+    _assert_same_model(model, rebuilt)
+
+
+@pytest.mark.slow
+def test_fold_resnet50_is_short_and_the_same_model(tmp_path, keras):
+    """--fold on ResNet-50: <= 80 lines (issue 8's bar), blocks for the two kinds of residual unit, the same model."""
+    from graphspec.importer import import_model
+
+    result = import_model("keras.applications.ResNet50", kwargs={"input_shape": [32, 32, 3]}, fold=True)
+    assert len(result.text.splitlines()) <= 80
+    assert len(result.data["blocks"]) == 2
+    _, rebuilt = _rebuild(result.text, tmp_path)
+    _assert_same_model(result.model, rebuilt)

@@ -55,7 +55,7 @@ class ImportResult:
 
 def import_model(source: str, *, kwargs: dict | None = None, allow_code: bool = False, expect: bool = True,
                  header: bool = True, weights: bool = False, weights_name: str | None = None,
-                 directory: str | FsPath | None = None) -> ImportResult:
+                 directory: str | FsPath | None = None, fold: bool = False) -> ImportResult:
     """Import ``source`` (see the module doc); raises :class:`graphspec.errors.GraphspecError`.
 
     ``directory``: the folder the spec will be written to (where its ``model:`` files are looked up when
@@ -98,13 +98,14 @@ def import_model(source: str, *, kwargs: dict | None = None, allow_code: bool = 
         raise fail("no-weights", f"'{source}' holds no weights", "import the .keras file to take its weights")
     with using(load_plugins(builtin)):
         result = _convert(source, full, metadata, where, model, builtin, expect, header,
-                          (weights_name or "model.weights.h5") if weights else None, directory)
+                          (weights_name or "model.weights.h5") if weights else None, directory, fold)
     if model is None and str(source).endswith(".keras"):
         result.archive = FsPath(source)
     return result
 
 
-def _convert(source, full, metadata, where, model, builtin, expect, header, weights_name, directory) -> ImportResult:
+def _convert(source, full, metadata, where, model, builtin, expect, header, weights_name, directory,
+             fold=False) -> ImportResult:
     from graphspec.plugins import active_plugins
 
     plugin_classes = {cls for plugin in active_plugins() for cls in _plugin_class_names(plugin)}
@@ -119,6 +120,8 @@ def _convert(source, full, metadata, where, model, builtin, expect, header, weig
         data = _after_header(data, "weights", weights_name)
     if expect:
         _fill_expect(data, model, directory)
+    if fold:
+        data = _folded(data, directory)
     comment = f"imported by graphspec import from {source}" if header else None
     return ImportResult(data=data, text=dump(data, comment), model=model)
 
@@ -241,6 +244,26 @@ def _carry_metadata(data: dict, metadata: dict) -> None:
         ordered.update(data)
         data.clear()
         data.update(ordered)
+
+
+def _folded(data: dict, directory) -> dict:
+    """``data`` with repeated sub-graphs as blocks (:mod:`graphspec.importer.fold`), kept only when the folded
+    spec expands to the very same graph (graph hash), else ``data`` unfolded."""
+    from graphspec.canonical import graph_hash
+    from graphspec.importer.fold import fold
+    from graphspec.pipeline import check_text
+
+    folded = fold(data)
+    if folded is data:
+        return data
+    plain = {k: v for k, v in data.items() if k != "weights"}
+    try:
+        same = graph_hash(check_text(dump(plain), file="imported.yaml", directory=directory)) == graph_hash(
+            check_text(dump({k: v for k, v in folded.items() if k != "weights"}), file="imported.yaml",
+                       directory=directory))
+    except Exception:  # a fold the spec language cannot say: keep the flat spec
+        same = False
+    return folded if same else data
 
 
 def _fill_expect(data: dict, model, directory) -> None:

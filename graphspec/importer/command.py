@@ -26,7 +26,7 @@ def parse_args(pairs: list[str]) -> dict:
 
 
 def run_import(source: str, output: Path | None, args: list[str], *, allow_code: bool, weights: bool,
-               echo: Callable[[str], None]) -> None:
+               echo: Callable[[str], None], fold: bool = False) -> None:
     from graphspec.files import atomic_write_text
     from graphspec.pipeline import check_text
 
@@ -36,7 +36,7 @@ def run_import(source: str, output: Path | None, args: list[str], *, allow_code:
         raise fail("bad-output-path", f"'{output}' must end in .yaml")
     result = import_model(source, kwargs=parse_args(args), allow_code=allow_code, weights=weights,
                           weights_name=(output.name.rsplit(".", 1)[0] + ".weights.h5") if output else None,
-                          directory=output.parent if output is not None else None)
+                          directory=output.parent if output is not None else None, fold=fold)
     if output is None:
         echo(result.text.rstrip("\n"))
         return

@@ -47,7 +47,22 @@ def dump(data: dict, comment: str | None = None) -> str:
         lines.extend(f"# {line}" if line else "#" for line in comment.splitlines())
     first = True
     for key, value in data.items():
-        if key in ("inputs", "layers", "nodes", "blocks", "params") and isinstance(value, dict):
+        if key == "blocks" and isinstance(value, dict):
+            if not first:
+                lines.append("")
+            lines.append("blocks:")
+            for name, block in value.items():
+                lines.append(f"  {scalar(name)}:")
+                for part, content in block.items():
+                    if isinstance(content, dict):
+                        lines.append(f"    {part}:")
+                        lines.extend(f"      {scalar(k)}: {flow(v)}" for k, v in content.items())
+                    else:
+                        lines.append(f"    {part}: {flow(content)}")
+            lines.append("")
+            first = True
+            continue
+        if key in ("inputs", "layers", "nodes", "params") and isinstance(value, dict):
             if not first:
                 lines.append("")
             lines.append(f"{key}:")
