@@ -417,3 +417,26 @@ def test_fold_resnet50_is_short_and_the_same_model(tmp_path, keras):
     assert len(result.data["blocks"]) == 2
     _, rebuilt = _rebuild(result.text, tmp_path)
     _assert_same_model(result.model, rebuilt)
+
+
+def test_nested_functional_model_is_refused_with_a_way_out(tmp_path, keras):
+    from graphspec.importer import import_model
+
+    inner_in = keras.Input((4,), name="inner_in")
+    inner = keras.Model(inner_in, keras.layers.Dense(2, name="inner_dense")(inner_in), name="inner")
+    x = keras.Input((4,), name="x")
+    model = keras.Model(x, keras.layers.Dense(1, name="out")(inner(x)), name="outer")
+    path = tmp_path / "outer.json"
+    path.write_text(model.to_json())
+    _, diagnostics = diagnostics_of(import_model, str(path))
+    assert codes(diagnostics) == ["nested-functional"] and "'inner'" in diagnostics[0].message
+    assert "model:" in diagnostics[0].hint
+
+
+def test_arg_values_are_yaml_and_malformed_ones_are_refused():
+    from graphspec.importer.command import parse_args
+
+    assert parse_args(["input_shape=[96,96,3]", "include_top=false", "classes=10"]) == {
+        "input_shape": [96, 96, 3], "include_top": False, "classes": 10}
+    _, diagnostics = diagnostics_of(parse_args, ["input_shape"])
+    assert codes(diagnostics) == ["bad-argument"]

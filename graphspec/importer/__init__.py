@@ -91,7 +91,7 @@ def import_model(source: str, *, kwargs: dict | None = None, allow_code: bool = 
             raise fail("bad-argument", "--arg applies to keras.applications and factories only", file=where)
     if not isinstance(full, dict):
         raise fail("bad-config", f"{where}: the config is not a JSON object", file=where)
-    from graphspec.plugins import active_plugins, load_plugins, using
+    from graphspec.plugins import load_plugins, using
 
     builtin = _builtin_plugins_needed(full)
     if weights and model is None and not str(source).endswith(".keras"):

@@ -143,7 +143,6 @@ def _sequential_node(config: dict, conv: Converter, hint: dict | None = None) ->
 def _functional_to_spec(config: dict, where: str, conv: Converter,
                         call_names: dict[tuple[str, int], str]) -> dict:
     layers = list(config.get("layers") or [])
-    by_name = {item.get("name") or item.get("config", {}).get("name"): item for item in layers}
     inputs: dict[str, Any] = {}
     # Calls: (layer name, call index) -> node name; layers called more than once become shared layers.
     call_of: dict[tuple[str, int], str] = {}

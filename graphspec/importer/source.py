@@ -127,7 +127,7 @@ def check_classes(config: Any, where: str, plugin_classes: set[str]) -> None:
                     module == "keras" or module.startswith("keras.") or module.startswith("tf_keras."))):
                 raise fail("unknown-class", f"{where}: layer '{_layer_name(item)}' is a '{class_name}' from module "
                            f"'{module}', which is not a Keras class",
-                           f"enable the plugin that provides it: graphspec import ... --plugin MODULE "
+                           "enable the plugin that provides it: graphspec import ... --plugin MODULE "
                            "(see docs/plugins.md)", file=where)
             registered = item.get("registered_name")
             if registered not in (None, class_name) and not plugin and not _is_op(item):
