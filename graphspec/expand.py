@@ -66,7 +66,7 @@ class ExpandError(SchemaError):
 
 
 class _Sections(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
+    model_config = ConfigDict(extra="ignore", strict=True, defer_build=True)  # built for 1.1 specs only
 
     variant: Name | None = None
     params: dict[Name, ModelParam] | None = None

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, model_validator
 
-from graphspec.schema.model import ArgValue, Name
+from graphspec.schema.model import ArgValue, Name, document_fields
 
 LocalName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]+$", max_length=128)]
 """A node name inside a block: letters, digits and '_' (it may start with a digit, ``1_conv``: the
@@ -27,7 +27,7 @@ RESERVED_BLOCK_CALL_KEYS = ("block", "input", "repeat", "when")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
 
 class ParamSpec(_Strict):
@@ -111,7 +111,7 @@ class BlockCall(_Strict):
     """A node instantiating a block: ``{block: bottleneck, filters: 64, strides: 2, input: x}``; every key but
     ``block``, ``input``, ``repeat`` and ``when`` is an argument of the block."""
 
-    model_config = ConfigDict(extra="allow", strict=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="allow", strict=True, defer_build=True)
 
     block: str
     """Name of the block under ``blocks:`` (or an expression choosing one)."""
@@ -124,6 +124,8 @@ class BlockCall(_Strict):
     """A condition (``${strides != 1}``): without it being true the node does not exist, and references to
     it mean its input."""
 
+
+document_fields(globals())  # the models above: descriptions for the JSON Schema
 
 VariantSpec = dict[Name, ArgValue]
 """A named variant: values of model parameters (``{depth: 0.33, width: 0.25}``)."""

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Discriminator, Field, Tag, field_validator, model_validator
 
-from graphspec.schema.model import NAME_PATTERN, ArgValue, Name, StrictModel, keyed_form
+from graphspec.schema.model import NAME_PATTERN, ArgValue, Name, StrictModel, document_fields, keyed_form
 
 PathText = Annotated[str, Field(min_length=1, max_length=1024)]
 """A file or folder path, relative to the spec's folder (it may not leave that folder)."""
@@ -302,6 +302,8 @@ class TrainSpec(StrictModel):
             raise ValueError("cpu_devices is only used with strategy: mirrored")
         return self
 
+
+document_fields(globals())  # the models above: descriptions for the JSON Schema
 
 TRAIN_FIELDS = tuple(TrainSpec.model_fields)
 """Top-level keys of the train section (for ``--set`` hints)."""
