@@ -7,7 +7,6 @@ Rendering (``spec.yaml:3:5: error[code]: message``) is written once, here.
 
 from __future__ import annotations
 
-import difflib
 import re
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -189,6 +188,8 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     exact: str | None = None
     # A ratio of 0.6 needs the shorter name at least 3/7 of the longer one: others cannot match.
     low, high = (3 * len(word)) // 7, (7 * len(word)) // 3 + 1
+    import difflib  # only when a name is misspelt (not at every start)
+
     matcher = difflib.SequenceMatcher()
     matcher.set_seq2(word)
     best: tuple[float, str] | None = None

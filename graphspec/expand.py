@@ -40,8 +40,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from graphspec import expr
 from graphspec.errors import Diagnostic, DiagnosticSink, Path, SchemaError, did_you_mean, suggestion_budget
 from graphspec.loader import LoadedSpec
-from graphspec.schema.blocks import RESERVED_BLOCK_CALL_KEYS, BlockSpec, ModelParam, ParamSpec, RepeatSpec, \
-    VariantSpec
+from graphspec.schema.blocks import (  # noqa: F401 (NODE_KEYS_1_1, needs_expansion: importable from here as before)
+    NODE_KEYS_1_1, RESERVED_BLOCK_CALL_KEYS, SECTIONS_1_1, BlockSpec, ModelParam, ParamSpec, RepeatSpec, VariantSpec,
+    needs_expansion)
 from graphspec.schema.model import Name
 from graphspec.source import SourceMap
 
@@ -52,8 +53,6 @@ MAX_REPEAT = 10_000
 MAX_BLOCK_DEPTH = 16
 """Deepest nesting of block calls."""
 
-SECTIONS_1_1 = ("params", "blocks", "variants", "variant")
-NODE_KEYS_1_1 = ("block", "repeat", "when")
 _UNEVALUATED = ("params", "blocks", "variants", "variant", "description", "nodes", "graphspec", "plugins")
 """Top-level sections whose strings are not expressions (nodes are expanded; plugins name code, never computed)."""
 _REF = re.compile(r"^([A-Za-z0-9_]+)(?:\[([0-9]+)\])?$")
@@ -110,20 +109,6 @@ def _show(value: Any) -> str:
     text = "true" if value is True else "false" if value is False else "null" if value is None else \
         (repr(value) if isinstance(value, str) and not re.fullmatch(r"[A-Za-z0-9_.\-]*", value) else str(value))
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def needs_expansion(data: Any) -> bool:
-    """Whether the data uses any language 1.1 key (else it is left exactly as loaded)."""
-    if not isinstance(data, dict):
-        return False
-    if any(key in data for key in SECTIONS_1_1):
-        return True
-    nodes = data.get("nodes")
-    if isinstance(nodes, dict):
-        for node in nodes.values():
-            if isinstance(node, dict) and ("block" in node or "repeat" in node or "when" in node):
-                return True
-    return False
 
 
 class _TooLarge(Exception):

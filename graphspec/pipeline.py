@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path as FsPath
 
 from graphspec.errors import Diagnostic
-from graphspec.expand import expand
 from graphspec.infer import InferredGraph, infer
 from graphspec.infer.expect import check_expectations
 from graphspec.loader import LoadedSpec, load, loads
 from graphspec.plugins import declared_builtin_plugins, using
 from graphspec.resolve import Graph, resolve
 from graphspec.schema import Spec, validate
+from graphspec.schema.blocks import needs_expansion
 
 
 @dataclass
@@ -48,7 +48,10 @@ def check_loaded(loaded: LoadedSpec, path: FsPath | None = None, *, check_files:
     ``params`` (model parameter values) and ``variant`` apply to a language 1.1 spec (see
     :mod:`graphspec.expand`); ``loaded`` is the spec as written, ``CheckedSpec.loaded`` the expanded data."""
     with using(declared_builtin_plugins(loaded.data)):  # graphspec's own plugins, if the spec declares them
-        loaded = expand(loaded, params=params, variant=variant, param_origin=param_origin)
+        if params or variant is not None or needs_expansion(loaded.data):
+            from graphspec.expand import expand  # imported for the specs that use blocks, repeat or parameters
+
+            loaded = expand(loaded, params=params, variant=variant, param_origin=param_origin)
         spec = validate(loaded)
         graph = resolve(spec, loaded.source, base_dir=path.parent if path is not None else None,
                         check_files=check_files)

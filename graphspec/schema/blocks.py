@@ -25,6 +25,26 @@ ParamType = Literal["int", "float", "bool", "string", "list", "choice"]
 RESERVED_BLOCK_CALL_KEYS = ("block", "input", "repeat", "when")
 """Keys of a ``block:`` node that are not arguments of the block (block parameters may not use them)."""
 
+SECTIONS_1_1 = ("params", "blocks", "variants", "variant")
+NODE_KEYS_1_1 = ("block", "repeat", "when")
+
+
+def needs_expansion(data: Any) -> bool:
+    """Whether the data uses any language 1.1 key (else the expand stage leaves it exactly as loaded).
+
+    Here rather than in :mod:`graphspec.expand`, so that the pipeline imports the expand stage only for the
+    specs that need it."""
+    if not isinstance(data, dict):
+        return False
+    if any(key in data for key in SECTIONS_1_1):
+        return True
+    nodes = data.get("nodes")
+    if isinstance(nodes, dict):
+        for node in nodes.values():
+            if isinstance(node, dict) and ("block" in node or "repeat" in node or "when" in node):
+                return True
+    return False
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
