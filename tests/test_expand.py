@@ -120,6 +120,19 @@ def test_a_1_0_spec_is_not_touched() -> None:
     assert d.code == "unknown-variant"
 
 
+def test_checking_a_1_0_spec_imports_neither_the_expand_stage_nor_difflib() -> None:
+    """Start-up time of ``graphspec check`` (issue 9): what a plain spec does not need is not imported."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    spec = Path(__file__).resolve().parents[1] / "specs" / "seed000_multimodal.yaml"
+    code = ("import sys, graphspec; graphspec.load(sys.argv[1]); "
+            "print(sorted(m for m in ('graphspec.expand', 'graphspec.expr', 'difflib') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code, str(spec)], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
 def test_error_inside_a_block_points_at_the_block_and_notes_the_call() -> None:
     text = BLOCKS.replace('b: {type: Dense, units: "${units}"}', 'b: {type: Dense, units: "${units - 8}"}')
     diagnostics = _errors(text)
