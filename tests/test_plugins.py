@@ -284,7 +284,9 @@ def test_a_third_party_plugin_from_the_command_line(team_plugin, tmp_path):
     assert record == [{"name": name, "version": "1.2.0", "sha256": record[0]["sha256"]}]
     # Plain Keras loads it once the plugin's classes are registered: `import the plugin` first.
     load = (f"import keras, numpy as np\n{{}}m = keras.saving.load_model({str(target)!r})\n"
-            "print(float(m(np.ones((1, 4), 'float32'))[0, 0]) == 3 * float(m.get_layer('d')(np.ones((1, 4)))[0, 0]))")
+            # the model scales in float32; compare with the float32 product, not Python's float64 one
+            "print(bool(np.float32(m(np.ones((1, 4), 'float32'))[0, 0]) == np.float32(3) * "
+            "np.float32(m.get_layer('d')(np.ones((1, 4), 'float32'))[0, 0])))")
     runs = [subprocess.run([sys.executable, "-c", load.format(prefix)], capture_output=True, text=True, timeout=120,
                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **env))
             for prefix in (f"import {name}\n", "")]
