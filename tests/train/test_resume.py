@@ -108,14 +108,19 @@ def test_sigkill_in_epoch_3_after_callbacks_fired_then_resume_gives_the_uninterr
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     meta = read_state(run / "checkpoint.npz")[0]
-    assert meta["epoch"] == 2, "killed during epoch 3"
-    assert meta["callbacks"]["reduce_lr"]["wait"] == 0 and meta["callbacks"]["early_stopping"]["wait"] == 1
+    # Aimed at the middle of epoch 3; on a loaded machine the kill can land an epoch later, which
+    # attacks the same promise (callbacks have fired and hold state), so only the states differ.
+    assert meta["epoch"] in (2, 3), "killed during epoch 3 (or 4)"
+    killed_after = meta["epoch"]
+    if killed_after == 2:
+        assert meta["callbacks"]["reduce_lr"]["wait"] == 0 and meta["callbacks"]["early_stopping"]["wait"] == 1
+    assert meta["callbacks"]["early_stopping"]["wait"] >= 1, "early stopping holds state at the kill"
     assert not (run / "model.keras").exists()
 
     resumed = subprocess.run([*GRAPHSPEC, "train", "--resume", str(run)], env=_env(), capture_output=True, text=True,
                              timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming" in resumed.stderr and "epoch 3 of 8" in resumed.stderr
+    assert "resuming" in resumed.stderr and f"epoch {killed_after + 1} of 8" in resumed.stderr
     history = _history(run)
     assert history == full_history, "same epochs, losses, metrics and learning rates"
     for name in ("model.keras", "best.keras"):
