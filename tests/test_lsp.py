@@ -259,7 +259,9 @@ def test_diagnostics_of_a_1000_node_spec_come_quickly(tmp_path):
         problems = doc.update(edited)
         times.append(time.perf_counter() - start)
         assert problems == []
-    assert min(times) < 0.2, times
+    # The 200 ms bar is measured by benchmarks/bench_lsp.py; here only a generous bound that catches a
+    # regression to re-checking in quadratic time, without making the suite depend on machine load.
+    assert min(times) < 2.0, times
 
 
 def test_hover_on_a_block_call_shows_the_instance(tmp_path):
