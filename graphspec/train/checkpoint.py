@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 
@@ -91,6 +92,12 @@ def _value(v) -> np.ndarray:
 
 
 def save_state(path: FsPath, model, meta: dict, extra: dict[str, np.ndarray] | None = None) -> None:
+    write_state(path, state_arrays(model, meta, extra))
+
+
+def state_arrays(model, meta: dict, extra: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The checkpoint's arrays: host copies of every variable taken now (``Variable.numpy()`` copies), so
+    they can be written while training goes on."""
     arrays: dict[str, np.ndarray] = {}
     for i, v in enumerate(_model_variables(model)):
         arrays[f"model/{i}"] = _value(v)
@@ -101,9 +108,57 @@ def save_state(path: FsPath, model, meta: dict, extra: dict[str, np.ndarray] | N
     meta = dict(meta, model_variables=[v.path for v in _model_variables(model)],
                 optimizer_variables=[v.path for v in _optimizer_variables(model)])
     arrays[_META_KEY] = np.frombuffer(json.dumps(meta, allow_nan=True).encode(), dtype=np.uint8)
+    return arrays
+
+
+def write_state(path: FsPath, arrays: dict[str, np.ndarray]) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     rundir.atomic_write_bytes(path, buffer.getvalue())
+
+
+class StateWriter:
+    """Writes checkpoints one at a time on a background thread, so that an epoch's checkpoint (the
+    npz, its fsync, the rename and the folder's fsync: most of a small model's per-epoch cost) overlaps
+    the next epoch's training instead of holding it up. The arrays are host copies taken at the epoch's
+    end (:func:`state_arrays`); each write is atomic, so a kill during one leaves the previous
+    checkpoint whole (the resumed run replays from it exactly). :meth:`wait` joins the write in flight
+    and raises its error (a full disk); it is called before the next write, when training ends, and
+    before anything reports which checkpoint is kept."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def write(self, path: FsPath, arrays: dict[str, np.ndarray], done) -> None:
+        """Write ``arrays`` to ``path`` in the background; ``done()`` is called once it is on disk."""
+        self.wait()
+
+        def work() -> None:
+            try:
+                write_state(path, arrays)
+                done()
+            except BaseException as exc:  # raised again by wait(), in the training thread
+                self._error = exc
+
+        self._thread = threading.Thread(target=work, name="graphspec-checkpoint")
+        self._thread.start()
+
+    def wait(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def settle(self) -> None:
+        """Wait for the write in flight, dropping its error: for paths that already report another error
+        (or an interruption); a failed write keeps the previous checkpoint, which is what they report."""
+        try:
+            self.wait()
+        except Exception:
+            pass
 
 
 def read_state(path: FsPath) -> tuple[dict, dict[str, np.ndarray]]:

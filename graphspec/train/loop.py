@@ -46,8 +46,9 @@ from graphspec.train.checkpoint import (  # noqa: F401  (read_state: public, tes
     model_hash,
     read_state,
     restore_state,
-    save_state,
+    StateWriter,
     saved_epoch,
+    state_arrays,
     settings_hash,
 )
 from graphspec.train.settings import TrainSettings, check_with_overrides, train_settings
@@ -113,6 +114,8 @@ class _Run:
     epochs_run: list = field(default_factory=list)
     saved_epochs: int | None = None
     """The epoch of the last checkpoint written (None: none written by this call)."""
+    writer: StateWriter = field(default_factory=StateWriter)
+    """Writes the checkpoints in the background (``run.writer.wait()``: the last one is on disk)."""
     epoch: int = 0
     batch: int = -1
     """The last batch (0-based) of ``epoch`` that finished."""
@@ -177,8 +180,13 @@ class _Run:
         meta = {**self.progress.meta(), "callbacks": state, "data_sha256": self.data_fingerprint,
                 "spec_hash": self.spec_hash, "model_hash": model_hash(self.checked), "settings_hash": settings_hash(self.settings),
                 "seed": self.settings.seed, "time": time.time()}
-        save_state(self.run_dir / STATE_FILE, model, meta, extra)
-        self.saved_epochs = self.progress.epochs
+        arrays = state_arrays(model, meta, extra)  # host copies now: the next step changes the variables
+        epochs = self.progress.epochs
+
+        def written() -> None:
+            self.saved_epochs = epochs
+
+        self.writer.write(self.run_dir / STATE_FILE, arrays, written)
 
 
 @dataclass
@@ -239,19 +247,25 @@ def train(spec: str | os.PathLike | CheckedSpec | None = None, *, overrides: lis
             keras_callbacks = _start(run, request, meta, arrays, distribution, callbacks, echo)
             train_ds, val_ds, steps = _datasets(run, examples, validation, io_, distribution)
             _fit(run, train_ds, val_ds, steps, keras_callbacks, bool(meta))
+            run.writer.wait()  # the last epoch's checkpoint is on disk (or its write error is raised here)
             run.final_phase = True
             _stop_if_abnormal(run)
             return _finish(run, val_ds, echo)
         except (TrainInterrupted, _StopNow):
             raise  # run.json already says interrupted (or completed, for a signal during the final save)
         except KeyboardInterrupt:  # a second SIGINT: stopped at once, still resumable
+            run.writer.settle()
             raise _stopped_at_once(run) from None
         except GraphspecError as error:
+            run.writer.settle()  # a checkpoint write failing too leaves the previous one, which is reported
             raise _failed(run, error, echo) from None
         except BaseException as exc:
+            run.writer.settle()
             if directory is not None:
                 directory.failed(f"{type(exc).__name__}: {str(exc)[:500]}")
             raise
+        finally:
+            run.writer.settle()  # no write outlives the call (the lock is released next)
     finally:
         for signum, handler in previous_handlers.items():
             try:
@@ -498,6 +512,7 @@ def _start(run: _Run, request: _Request, meta: dict, arrays: dict, distribution,
             echo(f"resuming {run_dir}: it holds no checkpoint (it stopped before its first epoch began); "
                  f"starting at epoch 1 of {settings.epochs}")
         run.save_checkpoint(model)  # epoch 0: a run stopped in its first epoch restarts from the same weights
+        run.writer.wait()  # on disk before training starts (a full disk is reported before any epoch)
     return callbacks
 
 
