@@ -373,12 +373,16 @@ def make_callbacks(run: "_Run") -> list:
 
 
 class _EpochScalars(keras.callbacks.Callback):
-    """Epoch scalars written with TensorFlow's own summary writer, in TensorBoard's layout."""
+    """Epoch scalars written with TensorFlow's own summary writer, in TensorBoard's layout. The writers
+    are flushed (TensorFlow's flush also fsyncs the event file) at most every HISTORY_SECONDS, like the
+    history files, and closed at the end: a flush after every epoch held up a small model's training,
+    and Keras' own ``TensorBoard`` callback leaves flushing to the writer (every 2 minutes) too."""
 
     def __init__(self, log_dir: FsPath):
         super().__init__()
         self.log_dir = log_dir
         self.writers: dict = {}
+        self.flushed = 0.0
 
     def _writer(self, name):
         import tensorflow as tf
@@ -402,8 +406,10 @@ class _EpochScalars(keras.callbacks.Callback):
             tag = "epoch_" + (key[4:] if split == "validation" else key)
             with self._writer(split).as_default():
                 tf.summary.write(tag, tf.constant(number, tf.float32), step=epoch, metadata=metadata)
-        for writer in self.writers.values():
-            writer.flush()
+        if time.monotonic() - self.flushed > HISTORY_SECONDS:
+            for writer in self.writers.values():
+                writer.flush()
+            self.flushed = time.monotonic()
 
     def on_train_end(self, logs=None):
         for writer in self.writers.values():
