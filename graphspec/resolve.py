@@ -19,6 +19,7 @@ from typing import Any, Literal, Union
 
 from graphspec.errors import Diagnostic, DiagnosticSink, Path, ResolveError, did_you_mean, suggestion_budget
 from graphspec.files import confined_path, spec_data_paths
+from graphspec.keras_config import MAX_CONFIG_BYTES, first_refusal
 from graphspec.plugins import used_plugins
 from graphspec.schema import LayerNode, ModelNode, OpNode, SequentialNode, SharedCall, Spec
 from graphspec.source import SourceMap
@@ -130,10 +131,6 @@ def saved_model_file(raw: str, base: FsPath, where: Path, sink: DiagnosticSink) 
     return target if _saved_model_is_plain_keras(target, raw, where, sink) else None
 
 
-MAX_SAVED_CONFIG_BYTES = 64 * 1024 * 1024
-_UNSAFE_CLASSES = {"Lambda", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer"}
-
-
 def _saved_model_is_plain_keras(path: FsPath, raw: str, where: Path, sink: DiagnosticSink) -> bool:
     """Whether a ``.keras`` archive names only Keras' own classes, none that runs code or reads files.
 
@@ -148,33 +145,20 @@ def _saved_model_is_plain_keras(path: FsPath, raw: str, where: Path, sink: Diagn
     try:
         with zipfile.ZipFile(path) as archive:
             info = archive.getinfo("config.json")
-            if info.file_size > MAX_SAVED_CONFIG_BYTES:
+            if info.file_size > MAX_CONFIG_BYTES:
                 return refuse("its config.json is too large")
             config = json.loads(archive.read(info))
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
         return refuse(f"it is not a Keras 3 archive ({exc})")
-    stack = [config]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(item)
-            continue
-        if not isinstance(item, dict):
-            continue
-        module, class_name = item.get("module"), item.get("class_name")
-        if isinstance(class_name, str) and module is not None:
-            if not isinstance(module, str) or not (module == "keras" or module.startswith("keras.")):
-                return refuse(f"it names the class '{class_name}' from module '{module}'")
-            if class_name in _UNSAFE_CLASSES:
-                return refuse(f"it holds a '{class_name}' layer, which runs code or reads files")
-            if item.get("registered_name") not in (None, class_name):  # a custom registered object
-                return refuse(f"it names the registered object '{item.get('registered_name')}'")
-            layer_config = item.get("config")
-            if class_name in ("StringLookup", "IntegerLookup", "TextVectorization") and isinstance(layer_config, dict) \
-                    and isinstance(layer_config.get("vocabulary"), str):
-                return refuse(f"its {class_name} reads its vocabulary from a file")
-        stack.extend(item.values())
-    return True
+    refusal = first_refusal(config)
+    if refusal is None:
+        return True
+    return refuse({
+        "unsafe-class": f"it holds a '{refusal.class_name}' layer, which runs code or reads files",
+        "foreign-class": f"it names the class '{refusal.class_name}' from module '{refusal.module}'",
+        "registered-object": f"it names the registered object '{refusal.registered_name}'",
+        "vocabulary-file": f"its {refusal.class_name} reads its vocabulary from a file",
+    }[refusal.kind])
 
 
 def resolve(spec: Spec, source: SourceMap, base_dir: FsPath | None = None, *, check_files: bool = True) -> Graph:

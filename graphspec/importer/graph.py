@@ -8,6 +8,7 @@ from typing import Any
 from graphspec.catalogue import catalogue
 from graphspec.importer.convert import ALIASES, Converter, _auto_name, snake
 from graphspec.importer.source import fail
+from graphspec.keras_config import is_op
 
 _TENSOR = "__keras_tensor__"
 _FUNCTIONAL = ("Functional", "Model")
@@ -210,15 +211,15 @@ def _functional_to_spec(config: dict, where: str, conv: Converter,
             node_name = call_of[(layer, call)]
             if layer in shared:
                 node: dict[str, Any] = {"shared": layer}
-            elif _is_op(item):
+            elif is_op(item):
                 node = _op_node(item, conv)
                 written = (_hint(conv, "nodes", node_name) or {}).get("op")
                 if isinstance(written, str) and ALIASES.get(written) == node["op"]:
                     node["op"] = written
             else:
                 node = _layer_node(item, conv, _hint(conv, "nodes", node_name))
-            node_input, call_args = _inputs(item, parts, ref, conv, op=_is_op(item))
-            if _is_op(item):
+            node_input, call_args = _inputs(item, parts, ref, conv, op=is_op(item))
+            if is_op(item):
                 node.update(call_args)
                 call_args = {}
             if node.get("type") == "MultiHeadAttention" and "attention_axes" in node \
@@ -272,11 +273,6 @@ def _call_parts(inbound: Any, item: dict, where: str) -> dict:
         return {"args": [tensors[0] if len(tensors) == 1 else tensors], "kwargs": kwargs}
     raise fail("bad-config", f"{where}: layer '{item.get('name')}' has an inbound node graphspec cannot read",
                file=where)
-
-
-def _is_op(item: dict) -> bool:
-    module = item.get("module")
-    return isinstance(module, str) and module.startswith("keras.src.ops.")
 
 
 def _op_name(item: dict, conv: Converter) -> str:

@@ -15,13 +15,11 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from graphspec.errors import Diagnostic, GraphspecError
+from graphspec.keras_config import LEGACY_MODULES, MAX_CONFIG_BYTES, first_refusal
 
-MAX_CONFIG_BYTES = 64 * 1024 * 1024
-"""config.json larger than this (uncompressed) is refused (as for ``model:`` nodes)."""
 MAX_MEMBERS = 10_000
 MAX_RATIO = 200
 """A member inflating more than this many times its stored size is treated as a zip bomb."""
-UNSAFE_CLASSES = {"Lambda", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer"}
 
 
 class ImportSourceError(GraphspecError):
@@ -107,45 +105,24 @@ def read_json_config(path: FsPath) -> dict:
 
 
 def check_classes(config: Any, where: str, plugin_classes: set[str]) -> None:
-    """Refuse a config naming a class that runs code or is not Keras' own (or an enabled plugin's)."""
-    stack = [config]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(item)
-            continue
-        if not isinstance(item, dict):
-            continue
-        class_name, module = item.get("class_name"), item.get("module")
-        if isinstance(class_name, str) and class_name != "__keras_tensor__":
-            if class_name in UNSAFE_CLASSES:
-                raise fail("unsafe-model", f"{where}: layer '{_layer_name(item)}' is a {class_name}, which runs "
-                           "code or reads files", "rewrite it as layers or op: nodes; graphspec never imports it",
-                           file=where)
-            plugin = class_name in plugin_classes
-            if module is not None and not plugin and (not isinstance(module, str) or not (
-                    module == "keras" or module.startswith("keras.") or module.startswith("tf_keras."))):
-                raise fail("unknown-class", f"{where}: layer '{_layer_name(item)}' is a '{class_name}' from module "
-                           f"'{module}', which is not a Keras class",
-                           "enable the plugin that provides it: graphspec import ... --plugin MODULE "
-                           "(see docs/plugins.md)", file=where)
-            registered = item.get("registered_name")
-            if registered not in (None, class_name) and not plugin and not _is_op(item):
-                raise fail("unknown-class", f"{where}: layer '{_layer_name(item)}' is the registered object "
-                           f"'{registered}', not a Keras class",
-                           "enable the plugin that provides it: --plugin MODULE (see docs/plugins.md)", file=where)
-        stack.extend(item.values())
-
-
-def _is_op(item: dict) -> bool:
-    module = item.get("module")
-    return isinstance(module, str) and module.startswith("keras.src.ops.")
-
-
-def _layer_name(item: dict) -> str:
-    name = item.get("name") or (item.get("config") or {}).get("name") if isinstance(item.get("config"), dict) \
-        else item.get("name")
-    return str(name)
+    """Refuse a config naming a class that runs code or is not Keras' own (or an enabled plugin's):
+    the policy of ``model:`` nodes (:mod:`graphspec.keras_config`), Keras 2 modules included."""
+    refusal = first_refusal(config, allowed_classes=plugin_classes, module_roots=LEGACY_MODULES)
+    if refusal is None:
+        return
+    layer, class_name = refusal.layer_name, refusal.class_name
+    if refusal.kind in ("unsafe-class", "vocabulary-file"):
+        what = "runs code or reads files" if refusal.kind == "unsafe-class" else "reads its vocabulary from a file"
+        raise fail("unsafe-model", f"{where}: layer '{layer}' is a {class_name}, which {what}",
+                   "rewrite it as layers or op: nodes; graphspec never imports it", file=where)
+    if refusal.kind == "foreign-class":
+        raise fail("unknown-class", f"{where}: layer '{layer}' is a '{class_name}' from module "
+                   f"'{refusal.module}', which is not a Keras class",
+                   "enable the plugin that provides it: graphspec import ... --plugin MODULE "
+                   "(see docs/plugins.md)", file=where)
+    raise fail("unknown-class", f"{where}: layer '{layer}' is the registered object "
+               f"'{refusal.registered_name}', not a Keras class",
+               "enable the plugin that provides it: --plugin MODULE (see docs/plugins.md)", file=where)
 
 
 MAX_WEIGHTS_BYTES = 8 * 1024 ** 3
