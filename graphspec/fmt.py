@@ -284,6 +284,9 @@ def format_text(text: str, file: str | None = None) -> str:
     original = loads(text, file=file)  # the project's own loader decides what the spec is (and its errors)
     yaml = _shared_yaml()
     try:
+        # Safe: ruamel's round-trip loader (typ="rt") builds only its own comment-keeping containers and
+        # scalars, never Python objects; and the hardened loader above has already refused non-core tags,
+        # anchors and aliases, and text past the size and depth caps.
         doc = yaml.load(text)
     except Exception as error:  # ruamel's YAML errors: the loader accepted it, so this is a ruamel limit
         raise FormatError([Diagnostic(code="fmt-unsupported", file=file,
