@@ -215,15 +215,9 @@ def _spec_files(paths: list[Path]) -> list[Path]:
     return files
 
 
-def _shape_text(info) -> str:
-    if info is None:
-        return "? (Keras infers at build)"
-    if isinstance(info, list):
-        return ", ".join(str(t) for t in info)
-    return str(info)
-
-
 def _table(checked) -> str:
+    from graphspec.infer.tensor import outputs_text
+
     rows = [("node", "layer", "output shape", "params")]
     for name, spec in checked.spec.inputs.items():
         rows.append((name, "Input", str(checked.inferred.inputs[name]), "0"))
@@ -256,7 +250,7 @@ def _table(checked) -> str:
         params = "?" if info.params is None else f"{info.params + (info.non_trainable_params or 0):,}"
         if not info.counted:
             params = "(shared)"
-        rows.append((indent + name, kind or "?", _shape_text(info.outputs), params))
+        rows.append((indent + name, kind or "?", outputs_text(info.outputs), params))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(w) if i < 3 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
              for row in rows]

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from graphspec.errors import Diagnostic, GraphspecError
+from graphspec.infer.tensor import outputs_text
 
 __all__ = ["Document", "diagnostics", "hover", "completions", "server", "main"]
 
@@ -105,14 +106,6 @@ def _word_at(text: str, line: int, character: int) -> str | None:
     return None
 
 
-def _shape(info) -> str:
-    if info is None:
-        return "? (Keras infers it at build)"
-    if isinstance(info, list):
-        return ", ".join(str(t) for t in info)
-    return str(info)
-
-
 def hover(doc: Document, line: int, character: int) -> str | None:
     """Markdown for the name under the cursor (0-based position), from the last spec that checked."""
     word = _word_at(doc.text, line, character)
@@ -134,12 +127,12 @@ def hover(doc: Document, line: int, character: int) -> str | None:
             if info.non_trainable_params:
                 params += f" ({info.non_trainable_params:,} non-trainable)"
         inputs = ", ".join(str(r) for r in node.input_refs())
-        return (f"**{word}**: `{kind}`\n\n- output shape: `{_shape(info.outputs)}`\n- params: {params}\n"
+        return (f"**{word}**: `{kind}`\n\n- output shape: `{outputs_text(info.outputs)}`\n- params: {params}\n"
                 f"- input: {inputs}")
     if word in inferred.inputs:
-        return f"**{word}**: model input\n\n- shape: `{_shape(inferred.inputs[word])}`"
+        return f"**{word}**: model input\n\n- shape: `{outputs_text(inferred.inputs[word])}`"
     if word in graph.outputs:
-        return f"**{word}**: model output (`{graph.outputs[word]}`)\n\n- shape: `{_shape(inferred.outputs.get(word))}`"
+        return f"**{word}**: model output (`{graph.outputs[word]}`)\n\n- shape: `{outputs_text(inferred.outputs.get(word))}`"
     expansion = getattr(graph.source, "expansion", None)
     if expansion is not None:
         for instance in expansion.instances:
@@ -153,7 +146,7 @@ def hover(doc: Document, line: int, character: int) -> str | None:
                         break
                     total += (info.params + (info.non_trainable_params or 0)) if info.counted else 0
                 last = members[-1] if members else None
-                shape = _shape(inferred.nodes[last].outputs) if last in inferred.nodes else "?"
+                shape = outputs_text(inferred.nodes[last].outputs) if last in inferred.nodes else "?"
                 return (f"**{instance.label()}**\n\n- {len(members)} nodes\n- params: "
                         f"{'?' if total is None else f'{total:,}'}\n- last node: `{last}` `{shape}`")
     return None

@@ -47,6 +47,15 @@ class TensorInfo:
 Inputs = Union[TensorInfo, list[TensorInfo], dict[str, Union[TensorInfo, list[TensorInfo]]]]
 
 
+def outputs_text(outputs: "TensorInfo | list[TensorInfo] | None") -> str:
+    """A node's inferred output(s) for people: ``(None, 32)``, several comma-separated, or ``?``."""
+    if outputs is None:
+        return "? (Keras infers it at build)"
+    if isinstance(outputs, list):
+        return ", ".join(str(t) for t in outputs)
+    return str(outputs)
+
+
 class ShapeError(Exception):
     """Raised by a shape rule: what does not fit, and optionally the argument to blame.
 
