@@ -373,12 +373,7 @@ def _mq(text: str) -> str:
 def to_mermaid(pg: PlotGraph) -> str:
     """A Mermaid ``flowchart`` (renders in GitHub Markdown inside a ```` ```mermaid ```` fence)."""
     out = [f"---\ntitle: {pg.name}\n---", "flowchart TB"]
-    children: dict[int | None, list[int]] = {}
-    for i, c in enumerate(pg.clusters):
-        children.setdefault(c.parent, []).append(i)
-    members: dict[int | None, list[PNode]] = {}
-    for n in pg.nodes.values():
-        members.setdefault(n.cluster, []).append(n)
+    children, members = _cluster_tree(pg)
 
     def node_line(n: PNode, indent: str) -> str:
         label = "<br/>".join(_mq(line) for line in n.lines)
@@ -402,6 +397,17 @@ def to_mermaid(pg: PlotGraph) -> str:
         dash = ",stroke-dasharray:6 3" if kind == "shared" else ""
         out.append(f"  classDef {kind} fill:{fill},stroke:{stroke}{dash}")
     return "\n".join(out) + "\n"
+
+
+def _cluster_tree(pg: PlotGraph) -> tuple[dict[int | None, list[int]], dict[int | None, list[PNode]]]:
+    """Block-instance clusters by parent (None: the top level), and the nodes directly in each."""
+    children: dict[int | None, list[int]] = {}
+    for i, c in enumerate(pg.clusters):
+        children.setdefault(c.parent, []).append(i)
+    members: dict[int | None, list[PNode]] = {}
+    for n in pg.nodes.values():
+        members.setdefault(n.cluster, []).append(n)
+    return children, members
 
 
 MERMAID_MAX_TEXT = 50_000
@@ -428,12 +434,7 @@ def to_dot(pg: PlotGraph) -> str:
     """Graphviz DOT text (block instances as ``cluster`` subgraphs)."""
     out = [f'digraph "{_dq(pg.name)}" {{', "  rankdir=TB;",
            '  node [shape=box, style="rounded,filled", fontname="monospace", fontsize=10];']
-    children: dict[int | None, list[int]] = {}
-    for i, c in enumerate(pg.clusters):
-        children.setdefault(c.parent, []).append(i)
-    members: dict[int | None, list[PNode]] = {}
-    for n in pg.nodes.values():
-        members.setdefault(n.cluster, []).append(n)
+    children, members = _cluster_tree(pg)
 
     def emit(cluster: int | None, indent: str) -> None:
         for n in members.get(cluster, []):
