@@ -148,9 +148,10 @@ def _overrides(sets: Optional[list[str]], variant: Optional[str] = None) -> list
     return result
 
 
-def _precheck_train(spec: Optional[Path], resume: Optional[Path], overrides: list) -> None:
+def _precheck_train(spec: Optional[Path], resume: Optional[Path], overrides: list):
     """The pure-Python stages of what ``train`` will check (the spec, or the resumed run's spec, with the
-    recorded and the new overrides), before TensorFlow is imported; raises GraphspecError."""
+    recorded and the new overrides), before TensorFlow is imported; raises GraphspecError. Returns the
+    checked spec, which ``train`` then uses rather than checking it again (None: nothing to check)."""
     from graphspec.overrides import Override, check_with_overrides
 
     if resume is not None:
@@ -161,8 +162,8 @@ def _precheck_train(spec: Optional[Path], resume: Optional[Path], overrides: lis
             spec = Path(recorded.get("spec_path") or Path(resume) / "spec.yaml")
         overrides = [Override(p, v) for p, v in recorded.get("overrides", [])] + list(overrides)
     if spec is None:
-        return  # train says what is missing
-    check_with_overrides(spec, overrides)
+        return None  # train says what is missing
+    return check_with_overrides(spec, overrides)
 
 
 def _precheck_target(target: Path) -> None:
@@ -472,14 +473,14 @@ def train(
         overrides = override_list(sets, epochs=epochs, batch_size=batch_size, seed=seed, deterministic=deterministic)
         if variant is not None:
             overrides.append(Override(("variant",), variant, f"--variant {variant}"))
-        _precheck_train(spec, resume, overrides)
+        checked = _precheck_train(spec, resume, overrides)
     _import_tensorflow()
     with user_errors():
         from graphspec.train.loop import TrainInterrupted, train as run_training
 
         try:
             result = run_training(spec, overrides=overrides, runs_root=runs, run_name=name, resume=resume,
-                                  verbose=verbose, echo=_echo_err)
+                                  verbose=verbose, echo=_echo_err, checked=checked)
         except TrainInterrupted as stopped:
             for diagnostic in stopped.diagnostics:
                 _echo_err(render(diagnostic))

@@ -207,7 +207,7 @@ def train(spec: str | os.PathLike | CheckedSpec | None = None, *, overrides: lis
           validation_data: Any = None, runs_root: str | os.PathLike = "runs", run_name: str | None = None,
           resume: str | os.PathLike | None = None, verbose: int | None = None, handle_signals: bool = True,
           write_run_dir: bool = True, callbacks: list | None = None,
-          echo: Callable[[str], None] | None = None) -> RunResult:
+          echo: Callable[[str], None] | None = None, checked: CheckedSpec | None = None) -> RunResult:
     """Train a spec's model; returns the fitted model, its history and the run directory.
 
     ``spec`` is a spec file (or a :class:`CheckedSpec`); ``overrides`` come from
@@ -225,8 +225,9 @@ def train(spec: str | os.PathLike | CheckedSpec | None = None, *, overrides: lis
     echo = echo or (lambda text: print(text, file=sys.stderr))
     try:
         request = _request(spec, overrides, resume)
-        checked = request.spec if isinstance(request.spec, CheckedSpec) else \
-            check_with_overrides(request.spec, request.overrides)
+        if checked is None:  # (the CLI passes the spec it checked, with these overrides, before TensorFlow)
+            checked = request.spec if isinstance(request.spec, CheckedSpec) else \
+                check_with_overrides(request.spec, request.overrides)
         settings = train_settings(checked, seed=request.recorded.get("seed"), verbose=verbose)
         distribution = _configure(settings, checked)  # TensorFlow (and the Keras backend) from here on
         model = _emit_in(distribution, checked, settings)
