@@ -231,3 +231,82 @@ def test_explain_in_a_fresh_process():
     fresh = subprocess.run([sys.executable, "-m", "graphspec", "explain", "cycle"], capture_output=True, text=True,
                            timeout=60)
     assert fresh.returncode == 0 and fresh.stdout.startswith("cycle\n")
+
+
+# --- a fresh process: only the command run is built; the exit skips the interpreter's teardown ---
+
+FRESH = [sys.executable, "-c", "from graphspec.cli import main; main()"]
+
+
+def test_a_fresh_check_keeps_every_line_and_the_exit_code_when_it_skips_teardown(tmp_path):
+    """The fast exit must flush first: a redirected, long output arrives whole, with the right code."""
+    good, bad = _specs(tmp_path)
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(300):
+        (many / f"s{i:03d}.yaml").write_text(GOOD)
+    out = tmp_path / "out.txt"
+    with open(out, "w") as handle:
+        done = subprocess.run(FRESH + ["check", "--tables", str(many)], stdout=handle, stderr=subprocess.PIPE)
+    assert done.returncode == 0, done.stderr
+    lines = out.read_text().splitlines()
+    assert sum(line.endswith("ok  (m, 1 nodes, sha256:" + line.rsplit("sha256:", 1)[-1]) for line in lines) == 300
+    assert lines[-1] == "300 of 300 specs ok"
+    failing = subprocess.run(FRESH + ["check", str(good), str(bad)], capture_output=True, text=True)
+    assert failing.returncode == 2
+    assert "error[unknown-reference]" in failing.stderr and "1 of 2 specs ok" in failing.stdout
+
+
+def test_exit_handlers_still_run_before_a_fast_exit(tmp_path):
+    """Anything registered with atexit (a plugin's, a library's) runs before the process ends."""
+    good, _ = _specs(tmp_path)
+    marker = tmp_path / "ran"
+    code = ("import atexit, pathlib, sys\n"
+            f"atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text('yes'))\n"
+            "from graphspec.cli import main\n"
+            "main()\n")
+    done = subprocess.run([sys.executable, "-c", code, "check", "-q", str(good)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert marker.read_text() == "yes"
+
+
+def test_a_fast_exit_is_not_taken_while_another_thread_runs(tmp_path):
+    """A thread still running (non-daemon) is waited for, as Python's normal exit does."""
+    good, _ = _specs(tmp_path)
+    marker = tmp_path / "thread"
+    code = ("import pathlib, threading, time\n"
+            f"def late(): time.sleep(0.5); pathlib.Path({str(marker)!r}).write_text('done')\n"
+            "threading.Thread(target=late).start()\n"
+            "from graphspec.cli import main\n"
+            "main()\n")
+    done = subprocess.run([sys.executable, "-c", code, "check", "-q", str(good)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert marker.read_text() == "done"
+
+
+@pytest.mark.parametrize("argv, listed", [
+    (["--help"], True),       # the command table: every command
+    ([], True),               # no command: help, every command
+    (["chek"], True),         # a misspelt command: Typer's "did you mean" needs the others
+    (["check", "--help"], False),
+])
+def test_only_the_command_run_is_built_but_lists_and_guesses_see_them_all(argv, listed):
+    done = subprocess.run(FRESH + argv, capture_output=True, text=True, env={**__import__("os").environ,
+                                                                              "COLUMNS": "200"})
+    text = done.stdout + done.stderr
+    if argv == ["chek"]:
+        assert "Did you mean 'check'" in text
+    elif listed:
+        for command in ("check", "build", "train", "fmt", "diff", "import", "explain", "runs"):
+            assert f" {command} " in text, (command, text)
+    else:
+        assert "Validate specs, resolve references and infer shapes" in text
+
+
+def test_shell_completion_of_a_command_sees_every_command():
+    """Completion starts with argv naming a command too; Typer's _..._COMPLETE variable keeps them all."""
+    env = {**__import__("os").environ, "_GRAPHSPEC_COMPLETE": "complete_bash", "COMP_WORDS": "graphspec ex",
+           "COMP_CWORD": "1"}
+    done = subprocess.run([sys.executable, "-c", "import sys; sys.argv[0] = 'graphspec'\n"
+                           "from graphspec.cli import main; main()", "explain"], capture_output=True, text=True, env=env)
+    assert "explain" in done.stdout and "export" in done.stdout, (done.stdout, done.stderr)
