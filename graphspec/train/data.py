@@ -13,6 +13,7 @@ from graphspec.train.pipeline import (
     backend_batch,
     eval_dataset,
     for_keras,
+    numpy_training_batches,
     split,
     steps_per_epoch,
     training_dataset,
@@ -31,4 +32,5 @@ from graphspec.train.streamerrors import data_errors
 
 __all__ = ["DATA_DIR", "IMAGE_EXTENSIONS", "Examples", "ModelIO", "Tensor", "backend_batch", "check_examples",
            "check_values", "data_errors", "describe", "digits_arrays", "eval_dataset", "for_keras", "model_io",
-           "open_python", "open_source", "resolve_data_path", "split", "steps_per_epoch", "training_dataset"]
+           "numpy_training_batches", "open_python", "open_source", "resolve_data_path", "split", "steps_per_epoch",
+           "training_dataset"]

@@ -538,8 +538,11 @@ def _datasets(run: _Run, examples, validation, io_, distribution):
         prepare_model(run.model, distribution, next(iter(datalib.eval_dataset(examples, io_, batch_size=global_batch))))
         train_ds = distribute_options(train_ds)
         val_ds = distribute_options(val_ds) if val_ds is not None else None
-    else:
-        train_ds = datalib.for_keras(train_ds, global_batch)  # JAX: the same batches, fetched in chunks
+    elif _backend() != "tensorflow":  # JAX: the pipeline's batches as NumPy arrays, from Python
+        in_memory = datalib.numpy_training_batches(
+            examples, io_, batch_size=global_batch, seed=settings.seed, shuffle=settings.shuffle,
+            first_epoch=run.progress.epochs, epochs=settings.epochs, steps=settings.steps_per_epoch)
+        train_ds = in_memory if in_memory is not None else datalib.for_keras(train_ds, global_batch)
     return train_ds, val_ds, steps
 
 

@@ -38,23 +38,28 @@ def split(examples: Examples, fraction: float, seed: int, shuffle: bool) -> tupl
             replace(examples, skip=examples.skip + n - held, take=held))
 
 
+def _cast_to(name: str, dtype, io_: ModelIO):
+    """The dtype the value named ``name`` (of ``dtype``, a ``tf.DType``) is cast to for the model, or None
+    to leave it as it is: inputs take the spec's dtype; targets the output's, except strings and the
+    class indices of sparse losses."""
+    import tensorflow as tf
+
+    if name in io_.inputs:
+        wanted = tf.as_dtype(io_.inputs[name].dtype)
+    elif name in io_.outputs and dtype != tf.string and name not in io_.sparse:
+        wanted = tf.as_dtype(io_.outputs[name].dtype)
+    else:
+        return None
+    return wanted if dtype != wanted else None
+
+
 def _cast(values: dict, io_: ModelIO):
     import tensorflow as tf
 
     out = {}
     for name, value in values.items():
-        if name in io_.inputs:
-            out[name] = tf.cast(value, io_.inputs[name].dtype) if value.dtype != io_.inputs[name].dtype else value
-        elif name in io_.outputs:
-            wanted = io_.outputs[name].dtype
-            if value.dtype == tf.string:
-                out[name] = value
-            elif name in io_.sparse:
-                out[name] = value
-            else:
-                out[name] = tf.cast(value, wanted) if value.dtype != tf.as_dtype(wanted) else value
-        else:
-            out[name] = value
+        wanted = _cast_to(name, value.dtype, io_)
+        out[name] = value if wanted is None else tf.cast(value, wanted)
     return out
 
 
@@ -148,10 +153,7 @@ def training_dataset(examples: Examples, io_: ModelIO, *, batch_size: int, seed:
         element = examples.element
 
         def epoch_indices(epoch):
-            if shuffle:
-                seeds = tf.stack([tf.constant(seed, tf.int64), epoch])
-                return tf.gather(subset, tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seeds))
-            return subset
+            return _epoch_order(subset, n, seed, epoch) if shuffle else subset
 
         decode = _decoder(examples, tensors)
         if element is None:
@@ -193,6 +195,61 @@ def training_dataset(examples: Examples, io_: ModelIO, *, batch_size: int, seed:
     if examples.size is not None:
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps * max(epochs - first_epoch, 0)))
     return dataset.prefetch(autotune), steps
+
+
+def _epoch_order(subset, n: int, seed: int, epoch):
+    """The examples of epoch ``epoch`` (``subset``'s entries, shuffled with the seed (seed, epoch))."""
+    import tensorflow as tf
+
+    seeds = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    return tf.gather(subset, tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seeds))
+
+
+def numpy_training_batches(examples: Examples, io_: ModelIO, *, batch_size: int, seed: int, shuffle: bool,
+                           first_epoch: int, epochs: int, steps: int | None, drop_remainder: bool = False):
+    """The batches of :func:`training_dataset`, the same ones in the same order, gathered in NumPy from
+    in-memory arrays: a generator of ``(x, y)``, or None where the batches need ``tf.data`` (files decoded
+    per example, streams, text).
+
+    For a backend other than TensorFlow (JAX), which takes NumPy batches from Python: no pipeline
+    thread competes with the backend's for the CPU, and a batch costs one gather per array. Exactly the
+    pipeline's batches: each epoch's order is the same stateless shuffle, computed by TensorFlow once per
+    epoch, and every array is cast once, up front, with TensorFlow's own cast (a cast commutes with a
+    gather), so no value is converted differently (tested against the pipeline)."""
+    if examples.arrays is None or examples.element is not None or examples.batched or not examples.size:
+        return None
+    import tensorflow as tf
+
+    names = [name for name in list(io_.inputs) + list(io_.targets) if name in examples.arrays]
+    arrays = {}
+    for name in names:
+        array = examples.arrays[name]
+        if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
+            return None
+        wanted = _cast_to(name, tf.as_dtype(array.dtype), io_)
+        arrays[name] = array if wanted is None else tf.cast(tf.constant(array), wanted).numpy()
+    n = examples.size
+    per_pass = steps_per_epoch(examples, batch_size, drop_remainder)
+    repeat = steps is not None and steps != per_pass
+    steps = steps or per_pass
+    subset = examples.indices if examples.indices is not None else np.arange(n)
+
+    def structured(values: dict):
+        x = io_.x(values)
+        return (x,) if not io_.targets else (x, io_.y(values))
+
+    def batches():
+        for epoch in range(first_epoch, epochs):
+            order = _epoch_order(tf.constant(subset, tf.int64), n, seed, epoch).numpy() if shuffle else subset
+            if repeat:  # the pipeline's order repeated without end, cut into full batches
+                order = np.resize(order, steps * batch_size)
+            for step in range(steps):
+                part = order[step * batch_size:(step + 1) * batch_size]
+                if len(part) < batch_size and drop_remainder:
+                    break
+                yield structured({name: array[part] for name, array in arrays.items()})
+
+    return batches()
 
 
 def eval_dataset(examples: Examples, io_: ModelIO, *, batch_size: int, with_targets: bool = True):

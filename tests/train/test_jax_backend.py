@@ -125,3 +125,77 @@ def test_jax_extra_is_in_the_test_extra():
     extras = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert any(d.startswith("jax[cpu]") for d in extras["jax"])
     assert any(d.startswith("jax[cpu]") for d in extras["test"])
+
+
+# --- on JAX, in-memory arrays reach Keras as NumPy batches: exactly the tf.data pipeline's ---
+
+def _two_in_two_out():
+    from graphspec.train.contract import ModelIO, Tensor
+
+    io_ = ModelIO(inputs={"a": Tensor((3,), "float32"), "b": Tensor((2,), "int32")},
+                  outputs={"p": Tensor((1,), "float32"), "q": Tensor((4,), "float32")}, targets=["p", "q"],
+                  sparse={"q"})
+    rng = np.random.default_rng(3)
+    n = 53
+    data = {"a": rng.normal(size=(n, 3)),                        # float64: cast to the input's float32
+            "b": rng.integers(-5, 5, size=(n, 2)),               # int64: cast to int32
+            "p": rng.integers(0, 9, size=(n, 1)),                # int64 targets of a float output: cast
+            "q": rng.integers(0, 4, size=(n,))}                  # class indices of a sparse loss: kept
+    return io_, data
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("steps", [None, 3, 11])
+@pytest.mark.parametrize("first_epoch", [0, 2])
+@pytest.mark.parametrize("held_out", [False, True])
+def test_numpy_batches_are_the_pipelines_batches(shuffle, steps, first_epoch, held_out):
+    import tensorflow as tf
+
+    from graphspec.train import data as datalib
+
+    io_, data = _two_in_two_out()
+    examples = datalib.open_python(data, io_)
+    if held_out:  # a validation split: the training examples are a shuffled subset (indices)
+        examples, _ = datalib.split(examples, 0.2, seed=4, shuffle=True)
+    kwargs = dict(batch_size=8, seed=7, shuffle=shuffle, first_epoch=first_epoch, epochs=4, steps=steps)
+    dataset, _ = datalib.training_dataset(examples, io_, shuffle_buffer=100, **kwargs)
+    expected = list(dataset.as_numpy_iterator())
+    got = list(datalib.numpy_training_batches(examples, io_, **kwargs))
+    assert len(got) == len(expected) > 0
+    for mine, theirs in zip(got, expected):
+        assert tf.nest.map_structure(lambda _: 0, mine) == tf.nest.map_structure(lambda _: 0, theirs)
+        for a, b in zip(tf.nest.flatten(mine), tf.nest.flatten(theirs)):
+            assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+    x, y = got[0]
+    assert set(x) == {"a", "b"} and x["a"].dtype == np.float32 and x["b"].dtype == np.int32
+    assert y[0].dtype == np.float32 and y[1].dtype == np.int64
+
+
+def test_numpy_batches_of_one_input_and_one_output_are_plain_arrays():
+    from graphspec.train import data as datalib
+    from graphspec.train.contract import ModelIO, Tensor
+
+    io_ = ModelIO(inputs={"x": Tensor((4,), "float32")}, outputs={"y": Tensor((3,), "float32")}, targets=["y"],
+                  sparse={"y"})
+    arrays = {"x": np.arange(40, dtype=np.float32).reshape(10, 4), "y": np.arange(10) % 3}
+    examples = datalib.open_python(arrays, io_)
+    batches = list(datalib.numpy_training_batches(examples, io_, batch_size=4, seed=1, shuffle=False, first_epoch=0,
+                                                  epochs=1, steps=None))
+    assert [len(x) for x, _ in batches] == [4, 4, 2]
+    assert np.array_equal(batches[2][0], arrays["x"][8:]) and np.array_equal(batches[2][1], arrays["y"][8:])
+
+
+def test_numpy_batches_leave_streams_and_text_to_the_pipeline():
+    import tensorflow as tf
+
+    from graphspec.train import data as datalib
+    from graphspec.train.contract import ModelIO, Tensor
+
+    io_ = ModelIO(inputs={"x": Tensor((4,), "float32")}, outputs={"y": Tensor((), "float32")}, targets=["y"])
+    kwargs = dict(batch_size=4, seed=1, shuffle=True, first_epoch=0, epochs=1, steps=None)
+    stream = datalib.open_python(tf.data.Dataset.from_tensor_slices(
+        {"x": np.zeros((8, 4), np.float32), "y": np.zeros(8, np.float32)}), io_)
+    assert datalib.numpy_training_batches(stream, io_, **kwargs) is None
+    text_io = ModelIO(inputs={"x": Tensor((), "string")}, outputs={"y": Tensor((), "float32")}, targets=["y"])
+    text = datalib.open_python({"x": np.array(["a", "b", "c", "d"]), "y": np.zeros(4, np.float32)}, text_io)
+    assert datalib.numpy_training_batches(text, text_io, **kwargs) is None
