@@ -48,7 +48,7 @@ def graphspec_command() -> list[str]:
     script = Path(sys.executable).with_name("graphspec")
     if script.exists():
         return [str(script)]  # the console script users run
-    return [sys.executable, "-c", "from graphspec.cli import main; main()"]
+    return [sys.executable, "-c", "from graphspec.cli import console_main; console_main()"]
 
 
 def _limit():
@@ -182,7 +182,7 @@ def profile(cli: list[str], spec: Path) -> None:
     print("\n## Where the time goes: `python -X importtime` (top 15 cumulative, microseconds)\n")
     result = subprocess.run([sys.executable, "-X", "importtime", "-c",
                              "import sys; sys.argv=['graphspec','check','-q',sys.argv[1]]\n"
-                             "from graphspec.cli import main\nmain()", str(spec)],
+                             "from graphspec.cli import console_main\nconsole_main()", str(spec)],
                             capture_output=True, text=True)
     rows = []
     for line in result.stderr.splitlines():

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OLD = "fe552cf"
 """The last commit before `train`/`build`/`evaluate`/`predict` checked the spec before importing TensorFlow."""
 
-RUNNER = "import sys\nsys.argv = ['graphspec'] + sys.argv[1:]\nfrom graphspec.cli import main\nmain()\n"
+RUNNER = "import sys\nsys.argv = ['graphspec'] + sys.argv[1:]\nfrom graphspec.cli import console_main\nconsole_main()\n"
 
 
 def export(rev: str, into: Path) -> Path:

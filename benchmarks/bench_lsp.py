@@ -46,7 +46,7 @@ def chain_spec(n: int) -> str:
 
 class _Client:
     def __init__(self):
-        self.proc = subprocess.Popen([sys.executable, "-c", "from graphspec.cli import main; main()", "lsp"],
+        self.proc = subprocess.Popen([sys.executable, "-c", "from graphspec.cli import console_main; console_main()", "lsp"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO)
         self.id = 0
 

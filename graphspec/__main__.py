@@ -1,5 +1,5 @@
 """``python -m graphspec`` runs the command line."""
 
-from graphspec.cli import main
+from graphspec.cli import console_main
 
-main()
+console_main()

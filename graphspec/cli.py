@@ -851,12 +851,28 @@ def explain(
 
 
 def main() -> None:
+    """Run the command line on ``sys.argv``; it ends, as Click does, in ``SystemExit`` with the exit code.
+
+    For programs that embed graphspec: the interpreter goes on after it, and calling it again in the
+    same process runs another command.
+    """
     # TensorFlow's C++ log lines after start-up (warnings about retracing, oneDNN notes) are not
     # for graphspec's users; its real errors reach Python as exceptions. Set it to see them.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    app()  # standalone mode: always ends in SystemExit
+
+
+def console_main() -> None:
+    """The ``graphspec`` executable and ``python -m graphspec``: :func:`main` for a process of its own.
+
+    The process ends with the command, so two start-up costs that matter when pre-commit or an editor
+    starts one per file can go: Typer builds only the command run, and a front-end command skips the
+    interpreter's teardown. Neither is right for a program that calls :func:`main` and goes on.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     _register_only_the_command_run(sys.argv[1:])
     try:
-        app()  # standalone mode: always ends in SystemExit
+        app()
     except SystemExit as done:
         _exit_without_teardown(done.code)
         raise
@@ -916,4 +932,4 @@ def _exit_without_teardown(code: object) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    console_main()

@@ -54,6 +54,26 @@ def diagnostics_of(func, *args, **kwargs):
     return info.value, info.value.diagnostics
 
 
+def assert_grows_linearly(seconds_at, small: int, large: int, repeats: int = 3, slack: float = 3.0) -> None:
+    """Fail if the work ``seconds_at(n)`` measures grows faster than linearly from ``small`` to ``large``.
+
+    A bound on wall-clock seconds fails whenever the machine is slow or busy (CI's once took 1.26 s for
+    a 1.0 s bound); a ratio of two sizes on the same machine does not. Each size's best of ``repeats``
+    runs is taken, and ``slack`` times the linear ratio is allowed: a quadratic walk grows by the
+    ratio squared (here 100x for 10x the nodes), far past it.
+    """
+    import math
+
+    def best(n: int) -> float:
+        return min(seconds_at(n) for _ in range(repeats))
+
+    small_s, large_s = best(small), best(large)
+    allowed = slack * (large / small) * small_s + 0.02  # + 20 ms: timer and allocator noise at the small size
+    assert large_s <= allowed, (f"{small:,} -> {large:,}: {small_s * 1e3:.1f} ms -> {large_s * 1e3:.1f} ms, "
+                                f"more than {slack:g}x linear growth ({allowed * 1e3:.1f} ms); log-log slope "
+                                f"{math.log(large_s / max(small_s, 1e-9)) / math.log(large / small):.2f}")
+
+
 def codes(diagnostics) -> list[str]:
     return [d.code for d in diagnostics]
 

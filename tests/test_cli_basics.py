@@ -235,7 +235,7 @@ def test_explain_in_a_fresh_process():
 
 # --- a fresh process: only the command run is built; the exit skips the interpreter's teardown ---
 
-FRESH = [sys.executable, "-c", "from graphspec.cli import main; main()"]
+FRESH = [sys.executable, "-c", "from graphspec.cli import console_main; console_main()"]
 
 
 def test_a_fresh_check_keeps_every_line_and_the_exit_code_when_it_skips_teardown(tmp_path):
@@ -263,8 +263,8 @@ def test_exit_handlers_still_run_before_a_fast_exit(tmp_path):
     marker = tmp_path / "ran"
     code = ("import atexit, pathlib, sys\n"
             f"atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text('yes'))\n"
-            "from graphspec.cli import main\n"
-            "main()\n")
+            "from graphspec.cli import console_main\n"
+            "console_main()\n")
     done = subprocess.run([sys.executable, "-c", code, "check", "-q", str(good)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert marker.read_text() == "yes"
@@ -277,8 +277,8 @@ def test_a_fast_exit_is_not_taken_while_another_thread_runs(tmp_path):
     code = ("import pathlib, threading, time\n"
             f"def late(): time.sleep(0.5); pathlib.Path({str(marker)!r}).write_text('done')\n"
             "threading.Thread(target=late).start()\n"
-            "from graphspec.cli import main\n"
-            "main()\n")
+            "from graphspec.cli import console_main\n"
+            "console_main()\n")
     done = subprocess.run([sys.executable, "-c", code, "check", "-q", str(good)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert marker.read_text() == "done"
@@ -308,5 +308,20 @@ def test_shell_completion_of_a_command_sees_every_command():
     env = {**__import__("os").environ, "_GRAPHSPEC_COMPLETE": "complete_bash", "COMP_WORDS": "graphspec ex",
            "COMP_CWORD": "1"}
     done = subprocess.run([sys.executable, "-c", "import sys; sys.argv[0] = 'graphspec'\n"
-                           "from graphspec.cli import main; main()", "explain"], capture_output=True, text=True, env=env)
+                           "from graphspec.cli import console_main; console_main()", "explain"], capture_output=True, text=True, env=env)
     assert "explain" in done.stdout and "export" in done.stdout, (done.stdout, done.stderr)
+
+
+def test_main_called_from_a_program_returns_control_and_runs_again(tmp_path):
+    """``graphspec.cli.main`` is for programs that embed graphspec: it ends in SystemExit (never a hard
+    exit, even for a front-end command) and a second call runs another command with every command
+    still registered. Regression: the fast exit once ended an embedding program inside ``main()``."""
+    good, bad = _specs(tmp_path)
+    code = ("import sys\nfrom graphspec.cli import main\ncodes = []\n"
+            "for argv in (['check', '-q', sys.argv[1]], ['fmt', '--check', sys.argv[1]], ['check', '-q', sys.argv[2]]):\n"
+            "    sys.argv = ['graphspec', *argv]\n"
+            "    try:\n        main()\n    except SystemExit as done:\n        codes.append(done.code)\n"
+            "print('AFTER', codes)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(good), str(bad)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] in ("AFTER [0, 0, 2]", "AFTER [0, 1, 2]"), done.stdout

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -252,14 +251,11 @@ def test_spec_errors_are_reported_without_importing_tensorflow(command, tmp_path
             "evaluate": ["evaluate", str(run)],
             "predict": ["predict", str(run), "-o", str(tmp_path / "p.npz")],
             "train-resume": ["train", "--resume", str(run)]}[command]
-    started = time.perf_counter()
     result = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=120)
-    elapsed = time.perf_counter() - started
     assert result.returncode == 2, result.stderr[-2000:]
     assert "error[unknown-layer-type]: unknown layer type 'Dropuot'" in result.stderr
     assert "did you mean 'Dropout'?" in result.stderr
     assert "HEAVY=\n" in result.stderr, result.stderr[-2000:]  # neither TensorFlow nor Keras was imported
-    assert elapsed < 20  # a TensorFlow import alone takes ~7 s here; generous for a loaded CI machine
     assert not (tmp_path / "out").exists() and not (tmp_path / "m.keras").exists()
 
 
