@@ -502,7 +502,11 @@ def test_fuzz_the_front_end():
         if outcome.problem:
             failures.append(describe(case, outcome))
         if outcome.seconds > CASE_SECONDS:
-            slow.append(describe(case, outcome))
+            # A pause of the machine (another job, a garbage collection) is not a slow case: only
+            # one that is slow again when rerun at once is reported.
+            outcome = min(outcome, run_case(case), key=lambda o: o.seconds)
+            if outcome.seconds > CASE_SECONDS:
+                slow.append(describe(case, outcome))
     elapsed = time.perf_counter() - started
     summary = (f"{ran:,} cases in {elapsed:.1f} s, longest {longest * 1000:.0f} ms; outcomes: "
                + ", ".join(f"{k} {v:,}" for k, v in sorted(stages.items())))
