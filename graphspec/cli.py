@@ -148,22 +148,31 @@ def _overrides(sets: Optional[list[str]], variant: Optional[str] = None) -> list
     return result
 
 
-def _precheck_train(spec: Optional[Path], resume: Optional[Path], overrides: list):
+def _precheck_train(spec: Optional[Path], resume: Optional[Path], overrides: list,
+                    runs: Optional[Path] = None, name: Optional[str] = None):
     """The pure-Python stages of what ``train`` will check (the spec, or the resumed run's spec, with the
-    recorded and the new overrides), before TensorFlow is imported; raises GraphspecError. Returns the
-    checked spec, which ``train`` then uses rather than checking it again (None: nothing to check)."""
+    recorded and the new overrides), and whether another ``train`` holds the run's folder, before
+    TensorFlow is imported; raises GraphspecError. Returns the checked spec, which ``train`` then uses
+    rather than checking it again (None: nothing to check)."""
     from graphspec.overrides import Override, check_with_overrides
 
     if resume is not None:
-        from graphspec.train.rundir import read_run
+        from graphspec.train.rundir import RunLock, read_run
 
+        RunLock(Path(resume)).refuse_if_held()
         recorded = read_run(Path(resume))
         if spec is None:
             spec = Path(recorded.get("spec_path") or Path(resume) / "spec.yaml")
         overrides = [Override(p, v) for p, v in recorded.get("overrides", [])] + list(overrides)
     if spec is None:
         return None  # train says what is missing
-    return check_with_overrides(spec, overrides)
+    checked = check_with_overrides(spec, overrides)
+    if resume is None and runs is not None and name is not None:
+        from graphspec.train.rundir import RunLock, check_run_name
+
+        check_run_name(name)
+        RunLock(Path(runs) / checked.spec.name / name).refuse_if_held()
+    return checked
 
 
 def _precheck_target(target: Path) -> None:
@@ -473,7 +482,7 @@ def train(
         overrides = override_list(sets, epochs=epochs, batch_size=batch_size, seed=seed, deterministic=deterministic)
         if variant is not None:
             overrides.append(Override(("variant",), variant, f"--variant {variant}"))
-        checked = _precheck_train(spec, resume, overrides)
+        checked = _precheck_train(spec, resume, overrides, runs, name)
     _import_tensorflow()
     with user_errors():
         from graphspec.train.loop import TrainInterrupted, train as run_training

@@ -13,7 +13,10 @@ import pytest
 from testkit import REPO, codes, diagnostics_of, run_cli
 
 FIXTURES = Path(__file__).parent / "importer"
-GALLERY = sorted((REPO / "specs").glob("*.yaml"))
+SAME_BLOCKS_DEEPER = {"resnet101", "resnet152"}
+"""Round-tripped through resnet50, whose blocks they repeat more often (the same import, fold and rebuild code,
+~25 s more for nothing new); their specs are still compared with keras.applications in tests/gallery."""
+GALLERY = sorted(spec for spec in (REPO / "specs").glob("*.yaml") if spec.stem not in SAME_BLOCKS_DEEPER)
 BIG = {"resnet50", "resnet101", "resnet152", "resnet34", "resnet18", "mobilenet_v3_small", "convnext_tiny",
        "transformer_encoder_classifier", "digits_cnn", "digits_multi"}
 """Gallery specs that take seconds to build: their round trips are slow tests (CI runs them)."""
@@ -69,8 +72,10 @@ def _assert_same_model(original, rebuilt, *, atol: float = 0.0) -> None:
         inputs.append(rng.randint(0, 20, shape).astype(tensor.dtype) if "int" in str(tensor.dtype)
                       else rng.rand(*shape).astype(tensor.dtype))
     feed = inputs[0] if len(inputs) == 1 else inputs
-    want = original.predict(feed, verbose=0)
-    got = rebuilt.predict(feed, verbose=0)
+    # Called eagerly, not through predict(): the same layers' computation without tracing a tf.function
+    # of a few hundred layers per model (about 5 s each for NASNetMobile; the suite runs 30 of these).
+    want = original(feed, training=False)
+    got = rebuilt(feed, training=False)
     want = want if isinstance(want, (list, tuple)) else list(want.values()) if isinstance(want, dict) else [want]
     got = got if isinstance(got, (list, tuple)) else list(got.values()) if isinstance(got, dict) else [got]
     for a, b in zip(want, got):

@@ -101,15 +101,9 @@ class RunLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            try:
-                holder = os.read(fd, 64).decode("ascii", "replace").strip()
-            except OSError:
-                holder = ""
+            error = self._locked_error(fd)
             os.close(fd)
-            raise TrainError([Diagnostic(
-                code="run-locked", file=str(self.run_dir),
-                message=f"another graphspec train{f' (pid {holder})' if holder.isdigit() else ''} is writing "
-                f"'{self.run_dir}'", hint="wait for it to finish (or stop it), or train under another --name")]) from None
+            raise error from None
         try:
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
@@ -122,6 +116,38 @@ class RunLock:
         if self.fd is not None:
             os.close(self.fd)  # closing the descriptor drops the flock
             self.fd = None
+
+    def refuse_if_held(self) -> None:
+        """Raise ``run-locked`` if another process holds the lock now; creates and changes nothing.
+
+        ``train`` asks this before importing TensorFlow, so a second ``train`` into a running run's
+        folder is refused in a fraction of a second; :meth:`acquire` still decides, later."""
+        try:
+            fd = os.open(self.run_dir / LOCK_FILE, os.O_RDONLY)
+        except OSError:
+            return  # no lock file (a new folder) or unreadable: acquire() reports what matters
+        try:
+            import fcntl
+
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # conflicts with a writer's exclusive lock
+            except OSError:
+                raise self._locked_error(fd) from None
+        except ImportError:  # pragma: no cover - not POSIX: no locking
+            pass
+        finally:
+            os.close(fd)
+
+    def _locked_error(self, fd: int) -> TrainError:
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            holder = os.read(fd, 64).decode("ascii", "replace").strip()
+        except OSError:
+            holder = ""
+        return TrainError([Diagnostic(
+            code="run-locked", file=str(self.run_dir),
+            message=f"another graphspec train{f' (pid {holder})' if holder.isdigit() else ''} is writing "
+            f"'{self.run_dir}'", hint="wait for it to finish (or stop it), or train under another --name")])
 
 
 def is_temp_file(name: str) -> bool:
@@ -160,7 +186,8 @@ def _status(run_dir: FsPath) -> str | None:
         return None
 
 
-def _check_name(run_name: str | None) -> None:
+def check_run_name(run_name: str | None) -> None:
+    """Refuse a run name that is not one folder name (``bad-run-name``)."""
     if run_name is not None and not _RUN_NAME.fullmatch(run_name):
         # A run name often comes from a branch or PR title: it must not steer the path.
         raise TrainError([Diagnostic(code="bad-run-name", message=f"'{run_name}' is not a run name",
@@ -191,7 +218,7 @@ def open_run_dir(root: str | os.PathLike, spec_name: str, run_name: str | None) 
     checkpoint, no model: a run stopped before its first epoch began) and only graphspec's
     run files; its leftovers are then overwritten. Otherwise it is ``run-exists``, with a hint
     that fits its state (resume it, or it completed)."""
-    _check_name(run_name)
+    check_run_name(run_name)
     base = FsPath(root) / spec_name
     name = run_name or time.strftime("%Y%m%d-%H%M%S")
     candidate = base / name

@@ -19,6 +19,14 @@ from graphspec.train.loop import read_state, train
 from trainhelpers import TINY_SPEC, tiny_arrays
 
 GRAPHSPEC = [sys.executable, "-m", "graphspec.cli"]
+LOADS_REPORTED = [sys.executable, "-c", (
+    "import atexit, sys\n"
+    "atexit.register(lambda: sys.stderr.write('HEAVY=' + ','.join(sorted({m.split('.')[0] for m in sys.modules}\n"
+    "                                         & {'tensorflow', 'keras', 'jax'})) + '\\n'))\n"
+    "sys.argv = ['graphspec'] + sys.argv[1:]\n"
+    "from graphspec.cli import main\n"
+    "main()\n")]
+"""``graphspec ARGS`` that also prints ``HEAVY=`` and the heavy frameworks it imported, at exit."""
 
 SLOW_SPEC = TINY_SPEC.replace("epochs: 3", "epochs: 5").replace("batch_size: 16", "batch_size: 4") \
     .replace("  verbose: 0\n", "  verbose: 0\n  deterministic: true\n")
@@ -162,13 +170,15 @@ def test_two_trains_with_the_same_name_one_is_refused(slow_project):
     process = _start(spec, runs, "same")
     try:
         _wait_for_epochs(process, run, 1)
-        second = subprocess.run([*GRAPHSPEC, "train", str(spec), "--runs", str(runs), "--name", "same"], env=_env(),
-                                capture_output=True, text=True, timeout=120)
+        # Both refused before TensorFlow is imported (the lock is asked first): in a fraction of a second.
+        second = subprocess.run([*LOADS_REPORTED, "train", str(spec), "--runs", str(runs), "--name", "same"],
+                                env=_env(), capture_output=True, text=True, timeout=120)
         assert second.returncode == 2 and "error[run-locked]" in second.stderr, second.stderr
-        assert f"(pid {process.pid})" in second.stderr
-        resumed = subprocess.run([*GRAPHSPEC, "train", "--resume", str(run)], env=_env(), capture_output=True,
+        assert f"(pid {process.pid})" in second.stderr and "HEAVY=\n" in second.stderr
+        resumed = subprocess.run([*LOADS_REPORTED, "train", "--resume", str(run)], env=_env(), capture_output=True,
                                  text=True, timeout=120)
         assert resumed.returncode == 2 and "error[run-locked]" in resumed.stderr, resumed.stderr
+        assert f"(pid {process.pid})" in resumed.stderr and "HEAVY=\n" in resumed.stderr
         assert process.poll() is None, "the first run is unaffected"
     finally:
         process.kill()
