@@ -103,6 +103,12 @@ def _tokens(ca_entry) -> list:
     return [ca_entry]
 
 
+def _blank(token: Any) -> bool:
+    """A token that holds only blank lines (ruamel keeps a blank line after a block collection as a comment
+    at its end): it is spacing, not a comment, and must not decide the layout."""
+    return token is None or not str(getattr(token, "value", token)).strip()
+
+
 def _last_chain(node: Any) -> list[tuple[Any, Any]]:
     """(container, key) of the last item of ``node``, of that item's last item, and so on: an end-of-line
     comment there follows the closing bracket of a flow collection, and flow style keeps it."""
@@ -127,16 +133,21 @@ def _inner_comments(node: Any, allowed: set | None = None, outer: set[int] = fro
         allowed = set(_last_chain(node))
     ca = getattr(node, "ca", None)
     if ca is not None:
-        if any(t is not None and id(t) not in outer for t in _tokens(ca.comment)) or ca.end:
+        if any(not _blank(t) and id(t) not in outer for t in _tokens(ca.comment)) \
+                or any(not _blank(t) for t in _tokens(ca.end)):
             return True
         for key, entry in ca.items.items():
-            tokens = _tokens(entry)
+            tokens = [t for t in _tokens(entry) if not _blank(t)]
             if not tokens:
                 continue
             if (id(node), key) not in allowed:
                 return True
-            if isinstance(node, dict) and any(t is not None and i != 2 for i, t in enumerate(entry or [])):
+            if isinstance(node, dict) and any(not _blank(t) and i != 2 for i, t in enumerate(entry or [])
+                                              if not isinstance(t, list)):
                 return True  # a comment before the key or the value, not after it
+            if isinstance(node, dict) and any(not _blank(t) for t in _tokens([x for x in entry or []
+                                                                              if isinstance(x, list)])):
+                return True
     children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
     items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
     return any(_inner_comments(child, allowed, _outer(node, key)) for key, child in items
@@ -158,6 +169,89 @@ def _set_flow_all(node: Any) -> None:
     for child in (node.values() if isinstance(node, dict) else node):
         if isinstance(child, (dict, list)):
             _set_flow_all(child)
+
+
+def _eol_slot(container: Any) -> int:
+    """Where ruamel keeps the comment after an item on its line: slot 2 of a mapping's, 0 of a sequence's."""
+    return 2 if isinstance(container, dict) else 0
+
+
+def _flow_entry(parent: Any, key: Any) -> bool:
+    """Write ``parent[key]`` in flow style, with what followed its last line (an end-of-line comment, a
+    blank line) moved after the closing bracket, and blank lines inside it dropped. False (nothing
+    changed) where the entry's own line already has a comment that the moved one would collide with."""
+    node = parent[key]
+    chain = []
+    inner = node
+    while isinstance(inner, (dict, list)) and len(inner):
+        last = list(inner.keys())[-1] if isinstance(inner, dict) else len(inner) - 1
+        chain.append((inner, last))
+        inner = inner[last]
+    trailing = None
+    for container, last in chain:
+        slots = container.ca.items.get(last)
+        inner_slot = _eol_slot(container)
+        token = slots[inner_slot] if slots and len(slots) > inner_slot else None
+        if token is not None and not isinstance(token, list) and not _blank(token):
+            trailing = token
+    parent_ca = getattr(parent, "ca", None)
+    if parent_ca is None:
+        return False
+    parent_slots = parent_ca.items.get(key)
+    slot = _eol_slot(parent)
+    occupied = parent_slots[slot] if parent_slots and len(parent_slots) > slot else None
+    if trailing is not None and occupied is not None and not _blank(occupied) and occupied is not trailing:
+        return False
+    blank_after = False
+    for container, last in chain:  # what ends the entry's last line: a blank line after the entry
+        slots = container.ca.items.get(last)
+        inner_slot = _eol_slot(container)
+        token = slots[inner_slot] if slots and len(slots) > inner_slot else None
+        if token is not None and not isinstance(token, list):
+            blank_after |= token.value.endswith("\n\n")
+            slots[inner_slot] = None
+        blank_after |= any(_blank(t) for t in _tokens(container.ca.end))
+
+    def drop_blank_tokens(slots: list | None, keep: int | None = None) -> None:
+        for index, token in enumerate(slots or []):
+            if index == keep:
+                continue
+            if isinstance(token, list):
+                slots[index] = [t for t in token if not _blank(t)] or None
+            elif token is not None and _blank(token):
+                slots[index] = None
+
+    def drop_blanks(value: Any) -> None:
+        ca = getattr(value, "ca", None)
+        if ca is not None:
+            ca.end = [t for t in _tokens(ca.end) if not _blank(t)] if ca.end else ca.end
+            drop_blank_tokens(ca.comment)  # a blank line after the entry's key line
+            for slots in ca.items.values():
+                drop_blank_tokens(slots)
+        for child in (value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()):
+            drop_blanks(child)
+
+    drop_blanks(node)
+    if isinstance(parent, dict) and parent_slots and len(parent_slots) > 3:
+        # blank lines after the key's line go (the entry becomes one line); one before the key (slot 1) stays
+        parent_slots[3] = [t for t in _tokens(parent_slots[3]) if not _blank(t)] or None
+    _set_flow_all(node)
+    if occupied is not None and _blank(occupied):
+        blank_after |= occupied.value.endswith("\n\n")
+        trailing = trailing or occupied
+    if trailing is None and blank_after:
+        from ruamel.yaml.error import CommentMark
+        from ruamel.yaml.tokens import CommentToken
+
+        trailing = CommentToken("\n\n", CommentMark(0))
+    if trailing is not None:
+        trailing.value = trailing.value.rstrip("\n") + ("\n\n" if blank_after else "\n")
+        if parent_slots is None:
+            parent_slots = parent_ca.items[key] = [None] * (4 if isinstance(parent, dict) else 2)
+        while len(parent_slots) <= slot:
+            parent_slots.append(None)
+        parent_slots[slot] = trailing
+    return True
 
 
 def _reorder(mapping: Any, first: tuple[str, ...], last: tuple[str, ...] = ()) -> None:
@@ -207,20 +301,21 @@ def _compact(node: Any) -> bool:
         return False
 
 
-def _layout(node: Any, outer: set[int] = frozenset()) -> None:
-    """Flow style when short and no comment is inside; otherwise block style, children by the same rule."""
+def _layout(parent: Any, key: Any) -> None:
+    """``parent[key]`` in flow style when short and no comment is inside; otherwise block style, children by
+    the same rule."""
+    node = parent[key]
     if not isinstance(node, (dict, list)):
         return
-    if _compact(node) and not _inner_comments(node, outer=outer):
-        _set_flow_all(node)
+    if _compact(node) and not _inner_comments(node, outer=_outer(parent, key)) and _flow_entry(parent, key):
         return
     _set_flow(node, False)
     _layout_children(node)
 
 
 def _layout_children(node: Any) -> None:
-    for key, child in (node.items() if isinstance(node, dict) else enumerate(node)):
-        _layout(child, _outer(node, key))
+    for key in (list(node.keys()) if isinstance(node, dict) else range(len(node))):
+        _layout(node, key)
 
 
 def _named(section: Any) -> None:
@@ -230,11 +325,9 @@ def _named(section: Any) -> None:
         if isinstance(entry, dict):
             _reorder(entry, FORM_KEYS, TRAILING_KEYS)
         if isinstance(entry, (dict, list)):
-            if _inner_comments(entry, outer=_outer(section, name)):
+            if _inner_comments(entry, outer=_outer(section, name)) or not _flow_entry(section, name):
                 _set_flow(entry, False)
                 _layout_children(entry)
-            else:
-                _set_flow_all(entry)
 
 
 def _format_document(doc: Any) -> None:
@@ -250,19 +343,19 @@ def _format_document(doc: Any) -> None:
             _named(value)
         elif key == "blocks" and isinstance(value, dict):
             _set_flow(value, False)
-            for block in value.values():
+            for block_name, block in value.items():
                 if not isinstance(block, dict):
-                    _layout(block)
+                    _layout(value, block_name)
                     continue
                 _set_flow(block, False)
                 for section, content in block.items():
                     if section in NAMED_SECTIONS and isinstance(content, dict):
                         _named(content)
                     else:
-                        _layout(content, _outer(block, section))
+                        _layout(block, section)
         elif isinstance(value, list) and all(not isinstance(v, (dict, list)) for v in value) \
-                and not _inner_comments(value, outer=_outer(doc, key)):
-            _set_flow(value, True)  # outputs: [a, b], plugins: [x]
+                and not _inner_comments(value, outer=_outer(doc, key)) and _flow_entry(doc, key):
+            pass  # outputs: [a, b], plugins: [x]
         else:
             _set_flow(value, False)  # a top-level section is a block
             _layout_children(value)
@@ -402,7 +495,11 @@ class _Unsure(Exception):
     pass
 
 
-_UNSURE_WORDS = {"true", "false", "null", "~", "yes", "no", "on", "off", "y", "n", ".inf", ".nan", "="}
+_QUOTED_WORDS = {"null", "Null", "NULL", "~", "true", "True", "TRUE", "false", "False", "FALSE",
+                 ".inf", ".Inf", ".INF", ".nan", ".NaN", ".NAN", "="}
+"""Strings ruamel.yaml writes in double quotes (YAML 1.2 spellings of other types); YAML 1.1's
+y/n/yes/no/on/off it leaves plain. Other spellings of these words: not sure."""
+_UNSURE_WORDS = {word.lower() for word in _QUOTED_WORDS}
 _PLAIN_SAFE = re.compile(r"[A-Za-z_$/][A-Za-z0-9_ $./()*+<>=!'\-]*\Z")
 _FLOW_UNSAFE = set(",[]{}")
 
@@ -420,6 +517,8 @@ def _scalar(value: Any, flow: bool) -> str:
         if value != value or value in (float("inf"), float("-inf")):
             raise _Unsure
         return float_text(value)
+    if isinstance(value, str) and value in _QUOTED_WORDS:
+        return f'"{value}"'
     if not isinstance(value, str) or not value or value.lower() in _UNSURE_WORDS:
         raise _Unsure
     plain = bool(_PLAIN_SAFE.match(value)) and value == value.strip() and "  " not in value \

@@ -125,6 +125,46 @@ def test_any_layout_of_a_spec_formats_to_the_same_text(seed, flow):
         spec_hash_of(source, "digits_multi.yaml", ROOT / "specs")
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1))
+def test_blank_lines_anywhere_do_not_change_the_layout(seed):
+    """Blank lines (which ruamel.yaml keeps as comments at the end of the item before them) are spacing: a
+    block-style entry followed by one still becomes one flow line, and the blank line stays after it
+    (it once ended up inside the braces: ``{type: Dense, units: 3<blank>}``)."""
+    rng = random.Random(seed)
+    source = (ROOT / "specs" / "digits_multi.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(source)
+    del data["description"]  # a blank line inside a multi-line string is a newline in its value, not spacing
+    canonical = format_text(yaml.safe_dump(data, sort_keys=False))
+    lines = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=10_000).splitlines()
+    spaced = []
+    for line in lines:
+        spaced.append(line)
+        if rng.random() < 0.3:
+            spaced.append("")
+    result = format_text("\n".join(spaced) + "\n")
+    assert [line for line in result.splitlines() if line] == canonical.splitlines()
+    assert format_text(result) == result
+    assert not is_formatted(result) or format_text(result) == result
+
+
+@pytest.mark.parametrize("written, formatted", [
+    ("nodes:\n  a:\n    type: Dense\n    units: 3\n\n  b: {type: Dense, units: 3}\n",
+     "nodes:\n  a: {type: Dense, units: 3}\n\n  b: {type: Dense, units: 3}\n"),
+    ("nodes:\n  a:\n    type: Dense\n    units: 3  # three\n\n  b: {type: Dense, units: 3}\n",
+     "nodes:\n  a: {type: Dense, units: 3} # three\n\n  b: {type: Dense, units: 3}\n"),
+    ("nodes:\n  a:\n    type: Dense\n    units: 3\n  # about b\n  b: {type: Dense, units: 3}\n",
+     "nodes:\n  a: {type: Dense, units: 3}\n  # about b\n  b: {type: Dense, units: 3}\n"),
+    ("nodes:\n  m:\n    sequential:\n      - {type: Dense, units: 4}\n\n      - {type: Dense, units: 1}\n\n"
+     "outputs:\n  - m\n\ncompile:\n  optimizer:\n    type: Adam\n    learning_rate: 0.01\n\n  loss: mse\n",
+     "nodes:\n  m: {sequential: [{type: Dense, units: 4}, {type: Dense, units: 1}]}\n\noutputs: [m]\n\n"
+     "compile:\n  optimizer: {type: Adam, learning_rate: 0.01}\n\n  loss: mse\n"),
+], ids=["blank-after", "comment-and-blank-after", "comment-above-next", "blank-inside-and-after"])
+def test_what_follows_a_block_entry_stays_after_its_flow_line(written, formatted):
+    assert format_text(written) == formatted
+    assert format_text(formatted) == formatted
+
+
 def test_a_comment_inside_a_flow_mapping_is_refused_not_dropped():
     text = "graphspec: 1\nname: m\ninputs: {x: {shape: [8]}}\nnodes:\n  d: {type: Dense,  # why\n    units: 4}\noutputs: [d]\n"
     with pytest.raises(GraphspecError) as caught:
@@ -195,6 +235,11 @@ def test_the_fast_path_agrees_with_the_formatter_over_the_gallery():
     FORMATTED.replace("name: m\n", "") + "name: m\n",
     FORMATTED.replace("\n", "\n\n\n", 1),
     FORMATTED.replace("{type: Dense, units: 4}", "{type: Dense,  units: 4}"),
+    FORMATTED.replace("d2", "y"),  # YAML 1.1's booleans are plain strings to ruamel.yaml: formatted
+    FORMATTED.replace("d2", "on").replace("units: 2", "units: 2, name: off"),
+    FORMATTED.replace("d2", '"y"'),
+    FORMATTED.replace("d2", '"true"'),
+    FORMATTED.replace("d2", "'n'"),
 ])
 def test_the_fast_path_on_small_changes(text):
     assert is_formatted(text) == (format_text(text) == text)
