@@ -31,6 +31,8 @@ class RunInfo:
     name: str
     spec: str | None = None
     spec_hash: str | None = None
+    graph_hash: str | None = None
+    """The expanded graph's hash (equal for specs that build the same model); None for runs before 2026-12."""
     status: str = "damaged"
     epochs: int | None = None
     started: str | None = None
@@ -44,7 +46,7 @@ class RunInfo:
 
     def to_dict(self) -> dict:
         return {"path": str(self.path), "name": self.name, "spec": self.spec, "spec_hash": self.spec_hash,
-                "status": self.status, "epochs": self.epochs, "started": self.started, "finished": self.finished,
+                "graph_hash": self.graph_hash, "status": self.status, "epochs": self.epochs, "started": self.started, "finished": self.finished,
                 "duration_s": self.duration_s, "best": self.best, "final": self.final, "overrides": self.overrides,
                 "problem": self.problem}
 
@@ -84,6 +86,7 @@ def read_run_info(run_dir: str | os.PathLike, name: str | None = None, *, histor
         return info
     info.spec = run.get("spec") if isinstance(run.get("spec"), str) else None
     info.spec_hash = run.get("spec_hash") if isinstance(run.get("spec_hash"), str) else None
+    info.graph_hash = run.get("graph_hash") if isinstance(run.get("graph_hash"), str) else None
     info.status = str(run.get("status") or "unknown")
     info.started, info.finished = run.get("started"), run.get("finished")
     start, end = _time(info.started), _time(info.finished)
@@ -237,6 +240,7 @@ def format_compare(runs: list[RunInfo]) -> str:
     rows = [["", *heads],
             ["spec", *[r.spec or "?" for r in runs]],
             ["hash", *[(r.spec_hash or "?").removeprefix("sha256:")[:12] for r in runs]],
+            ["graph", *[(r.graph_hash or "?").removeprefix("sha256:")[:12] for r in runs]],
             ["status", *[r.status for r in runs]],
             ["epochs", *[_fmt(r.epochs) for r in runs]],
             ["duration", *[_duration(r.duration_s) for r in runs]],

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from graphspec.cli import app
-from graphspec.runs import compare, format_compare, list_runs
+from graphspec.runs import compare, format_compare, list_runs, read_run_info
 
 runner = CliRunner()
 
@@ -23,12 +23,14 @@ def history(epochs: int, start_loss: float, acc_step: float) -> list[dict]:
 
 
 def make_run(root: Path, spec: str, name: str, *, status="completed", epochs=3, start="2026-01-01T10:00:00+0000",
-             end="2026-01-01T10:01:05+0000", start_loss=1.0, acc_step=0.1, overrides=()) -> Path:
+             end="2026-01-01T10:01:05+0000", start_loss=1.0, acc_step=0.1, overrides=(), graph_hash=None) -> Path:
     run = root / spec / name
     run.mkdir(parents=True)
     rows = history(epochs, start_loss, acc_step)
     info = {"status": status, "spec": spec, "spec_hash": "sha256:" + ("ab" * 32), "started": start,
             "overrides": [[list(p), v] for p, v in overrides]}
+    if graph_hash is not None:
+        info["graph_hash"] = graph_hash
     if status == "completed":
         info.update(finished=end, epochs=epochs)
         best = max(rows, key=lambda r: r["val_accuracy"])
@@ -91,6 +93,16 @@ def test_compare_side_by_side_marks_the_best(runs_root):
     assert rows["val_accuracy"] == ["0.7500", "0.9000", "*"]
     assert rows["overrides"] == ["-", "nodes.hidden.units=256"]
     assert rows["epochs"] == ["3", "3"]
+    assert rows["graph"] == ["?", "?"]  # runs recorded before run.json had the graph hash
+
+
+def test_compare_shows_the_graph_hash_of_each_run(tmp_path):
+    first = make_run(tmp_path, "digits", "a", graph_hash="sha256:" + "12" * 32)
+    second = make_run(tmp_path, "digits_blocks", "b", graph_hash="sha256:" + "12" * 32)
+    rows = {line.split()[0]: line.split()[1:] for line in format_compare(compare([first, second])).splitlines()[2:]
+            if line.strip()}
+    assert rows["graph"] == ["12" * 6, "12" * 6]  # two specs, one model
+    assert read_run_info(first).to_dict()["graph_hash"] == "sha256:" + "12" * 32
 
 
 def test_compare_command_draws_the_curves_together(runs_root, tmp_path):

@@ -111,9 +111,10 @@ class Guard(keras.callbacks.Callback):
         self.run = run
 
     def on_train_batch_begin(self, batch, logs=None):
-        # Called on the main thread at the start of every batch: after a signal, leave fit here, at
-        # the end of the batch that was running, before Keras validates or records a partial epoch.
-        if self.run.signal_received:
+        # Called on the main thread at the start of every batch: after a signal or a NaN loss, leave
+        # fit here, at the end of the batch that was running, before Keras validates or records a
+        # partial epoch (stop_training alone ends the epoch, then Keras validates it).
+        if self.run.signal_received or self.run.nan_at is not None:
             from graphspec.train.loop import _StopNow
 
             raise _StopNow()
@@ -126,8 +127,17 @@ class Guard(keras.callbacks.Callback):
             run.nan_at = (run.epoch, batch, float(loss))
             self.model.stop_training = True
 
+    def on_test_begin(self, logs=None):
+        # fit's validation of the epoch a NaN ended: with this callback on Keras' callback thread, the
+        # NaN can be seen only after the main thread began the next batches, so fit ends the epoch on
+        # stop_training and goes on to validate it; leave here instead (that epoch is dropped).
+        if self.run.nan_at is not None:
+            from graphspec.train.loop import _StopNow
+
+            raise _StopNow()
+
     def on_epoch_begin(self, epoch, logs=None):
-        if self.run.signal_received:  # the signal came after an epoch's end: that epoch is saved
+        if self.run.signal_received or self.run.nan_at is not None:  # after an epoch's end: that epoch is saved
             from graphspec.train.loop import _StopNow
 
             raise _StopNow()

@@ -68,7 +68,8 @@ class TrainInterrupted(TrainError):
 
 
 class _StopNow(Exception):
-    """Raised at the start of the batch after a signal: leaves ``fit`` without validating the partial epoch."""
+    """Raised at the start of the batch after a signal or a NaN loss (or at the start of the validation
+    that would follow a NaN): leaves ``fit`` without validating the partial epoch."""
 
 
 def __getattr__(name: str):
@@ -460,7 +461,7 @@ def _handle_signals(run: _Run, echo, previous_handlers: dict) -> None:
 
 
 def _write_header(run: _Run, request: _Request, examples, validation, distribution) -> None:
-    from graphspec.canonical import canonical_json
+    from graphspec.canonical import canonical_json, graph_hash
 
     checked, settings, spec = run.checked, run.settings, request.spec
     run.directory.write_header(
@@ -468,8 +469,8 @@ def _write_header(run: _Run, request: _Request, examples, validation, distributi
         settings=settings.as_json(), info={
             "spec": checked.spec.name, "spec_path": str(FsPath(str(spec)).resolve())
             if not isinstance(spec, CheckedSpec) and spec is not None else None,
-            "spec_hash": run.spec_hash, "model_hash": model_hash(checked), "settings_hash": settings_hash(settings),
-            "seed": settings.seed, "overrides": [[list(p), v] for p, v in request.overrides],
+            "spec_hash": run.spec_hash, "graph_hash": graph_hash(checked), "model_hash": model_hash(checked),
+            "settings_hash": settings_hash(settings), "seed": settings.seed, "overrides": [[list(p), v] for p, v in request.overrides],
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": sys.argv, "data": datalib.describe(examples),
             "validation": datalib.describe(validation) if validation is not None else None,
             "data_sha256": run.data_fingerprint, "strategy": distribution.kind, "replicas": distribution.replicas,

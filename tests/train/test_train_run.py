@@ -24,6 +24,10 @@ def test_run_directory_holds_every_artifact(project):
     assert not list(run.glob(".*tmp")), "no temporary files are left behind"
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "completed" and info["epochs"] == 3
+    from graphspec.canonical import graph_hash
+    from graphspec.pipeline import check_file
+
+    assert info["graph_hash"] == graph_hash(check_file(project / "tiny.yaml"))
     history = json.loads((run / "history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2, 3]
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history[0])
@@ -139,6 +143,36 @@ def test_nan_loss_stops_with_an_error_and_keeps_the_last_good_checkpoint(project
     assert all(np.isfinite(v).all() for k, v in arrays.items() if v.dtype.kind == "f")
     assert json.loads((run / "run.json").read_text())["status"] == "failed"
     assert not (run / "model.keras").exists()
+
+
+def test_a_nan_loss_part_way_through_an_epoch_is_not_validated(project, monkeypatch):
+    """The epoch a NaN stops is dropped, as an interrupted one is: Keras must not go on to validate it
+    (time spent on NaN weights, and Keras' own epoch-end callbacks fed NaN metrics)."""
+    import keras
+
+    arrays = tiny_arrays()
+    x = arrays["x"].copy()
+    x[40:] *= np.float32(1e20)  # batches 1-2 of 150 training examples are finite, the third overflows
+    np.savez(project / "nan.npz", x=x, y=arrays["y"].astype(np.float32).reshape(-1, 1))
+    path = project / "nan.yaml"
+    path.write_text(TINY_SPEC.replace("data.npz", "nan.npz").replace("units: 3, activation: softmax", "units: 1")
+                    .replace("sparse_categorical_crossentropy", "mse").replace("metrics: [accuracy]", "metrics: [mae]")
+                    .replace("  seed: 1\n", "  seed: 1\n  shuffle: false\n")
+                    .replace("{split: 0.25}", "{split: 0.25, shuffle_before_split: false}"))
+    evaluated = []
+    evaluate = keras.Model.evaluate
+
+    def counted(self, *args, **kwargs):
+        logs = evaluate(self, *args, **kwargs)
+        evaluated.append(logs)  # a validation that ran to its end
+        return logs
+
+    monkeypatch.setattr(keras.Model, "evaluate", counted)
+    with pytest.raises(TrainError) as info:
+        train(path, runs_root=project / "runs", run_name="n")
+    (diagnostic,) = info.value.diagnostics
+    assert diagnostic.code == "nan-loss" and "epoch 1, batch 3" in diagnostic.message, diagnostic.message
+    assert evaluated == [], "the partial epoch was validated"
 
 
 def test_lr_schedule_precision_and_xla(project):
