@@ -431,8 +431,11 @@ def schema(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
     spec: Annotated[Optional[Path], typer.Option("--spec", help="Specialize the schema for this spec's blocks: "
                                                  "editors complete and check each block call's parameters.")] = None,
+    plugins: PluginsOption = None,
 ) -> None:
-    """Print the JSON Schema of the spec language (for editors and CI)."""
+    """Print the JSON Schema of the spec language (for editors and CI); with --plugin, the plugins' layer types
+    and their arguments too."""
+    _enable_plugins(plugins)
     from graphspec.schema import json_schema
 
     document = json_schema()

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import jsonschema
+import yaml
 import pytest
 
 from graphspec.loader import loads
@@ -57,3 +58,23 @@ def test_fields_have_descriptions():
             if name in ("LayerNode", "LayerConfig") and field not in ("type", "input", "call"):
                 continue
             assert prop.get("description"), f"{name}.{field} has no description"
+
+
+def test_schema_with_a_plugin_knows_its_layer_types_and_arguments(tmp_path):
+    """Editors flag a plugin's layer types as unknown unless the schema was made with the plugin enabled."""
+    from typer.testing import CliRunner
+
+    from graphspec.cli import app
+
+    spec = yaml.safe_load(VALID)
+    spec["nodes"]["scale"] = {"type": "LayerScale", "init_values": 0.1, "projection_dim": 8, "input": "flat"}
+    out = tmp_path / "with_plugin.json"
+    result = CliRunner().invoke(app, ["schema", "--plugin", "graphspec.plugins.applications", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    with_plugin = jsonschema.Draft202012Validator(json.loads(out.read_text()))
+    assert list(with_plugin.iter_errors(spec)) == []
+    spec["nodes"]["scale"]["init_valeus"] = spec["nodes"]["scale"].pop("init_values")  # a misspelt plugin argument
+    assert any("init_valeus" in error.message for error in with_plugin.iter_errors(spec))
+    plain = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
+    spec["nodes"]["scale"]["init_values"] = spec["nodes"]["scale"].pop("init_valeus")
+    assert any("LayerScale" in error.message for error in plain.iter_errors(spec))
