@@ -672,12 +672,19 @@ def export(
 
 
 @app.command()
-def lsp() -> None:
+def lsp(plugins: PluginsOption = None) -> None:
     """Run the language server over stdio (for editors: diagnostics, hover, completion; see docs/tools.md)."""
     from graphspec.lsp import main as serve
 
+    loaded: tuple = ()
+    if plugins:
+        _import_tensorflow()  # a plugin imports Keras: quietly
+        from graphspec.plugins import load_plugins
+
+        with user_errors():
+            loaded = load_plugins(plugins)
     with user_errors():
-        serve()
+        serve(loaded)
 
 
 @app.command()

@@ -44,6 +44,8 @@ class Document:
     data: Any = None
     """The last loaded data (kept while later text does not parse)."""
     problems: list[Diagnostic] = field(default_factory=list)
+    plugins: tuple = ()
+    """The plugins the server was started with (``graphspec lsp --plugin NAME``), enabled while checking."""
 
     @property
     def path(self) -> Path | None:
@@ -54,6 +56,7 @@ class Document:
         """Check ``text``; returns (and keeps) its diagnostics, errors and warnings."""
         from graphspec.loader import loads
         from graphspec.pipeline import check_loaded
+        from graphspec.plugins import using
 
         self.text = text
         path = self.path
@@ -61,7 +64,8 @@ class Document:
         try:
             loaded = loads(text, file=file)
             self.data = loaded.data
-            checked = check_loaded(loaded, path)
+            with using(self.plugins):
+                checked = check_loaded(loaded, path)
         except GraphspecError as error:
             self.problems = [d for d in error.diagnostics if d.file in (None, file)]
             return self.problems
@@ -256,14 +260,16 @@ def completions(doc: Document, line: int, character: int) -> list[dict]:
     return []
 
 
-def server():
-    """The pygls server (imported here: the ``lsp`` extra)."""
+def server(plugins: tuple = ()):
+    """The pygls server (imported here: the ``lsp`` extra); ``plugins`` are enabled for every document."""
     try:
         from lsprotocol import types as lsp
         from pygls.lsp.server import LanguageServer
     except ImportError:
         raise GraphspecError([Diagnostic(code="missing-extra", message="graphspec lsp needs pygls",
                                          hint="pip install 'graphspec[lsp]'")]) from None
+    from graphspec.plugins import using
+
     ls = LanguageServer("graphspec", "1")
     docs: dict[str, Document] = {}
 
@@ -280,7 +286,7 @@ def server():
 
     def refresh(uri: str, version: int | None) -> None:
         text = ls.workspace.get_text_document(uri).source
-        docs.setdefault(uri, Document(uri)).update(text)
+        docs.setdefault(uri, Document(uri, plugins=plugins)).update(text)
         publish(uri, version)
 
     @ls.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
@@ -299,7 +305,8 @@ def server():
     @ls.feature(lsp.TEXT_DOCUMENT_HOVER)
     def on_hover(params: lsp.HoverParams):
         doc = docs.get(params.text_document.uri)
-        text = hover(doc, params.position.line, params.position.character) if doc else None
+        with using(plugins):
+            text = hover(doc, params.position.line, params.position.character) if doc else None
         if text is None:
             return None
         return lsp.Hover(contents=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=text))
@@ -310,7 +317,8 @@ def server():
         if doc is None:
             return lsp.CompletionList(is_incomplete=False, items=[])
         doc.text = ls.workspace.get_text_document(params.text_document.uri).source
-        found = completions(doc, params.position.line, params.position.character)
+        with using(plugins):
+            found = completions(doc, params.position.line, params.position.character)
         return lsp.CompletionList(is_incomplete=False, items=[
             lsp.CompletionItem(label=i["label"], kind=lsp.CompletionItemKind(i["kind"]), detail=i["detail"])
             for i in found])
@@ -318,6 +326,6 @@ def server():
     return ls
 
 
-def main() -> None:
-    """Serve over stdio (what editors start)."""
-    server().start_io()
+def main(plugins: tuple = ()) -> None:
+    """Serve over stdio (what editors start), with ``plugins`` (loaded :class:`graphspec.plugins.Plugin`) enabled."""
+    server(tuple(plugins)).start_io()

@@ -33,8 +33,8 @@ outputs: [score]
 class Client:
     """A minimal LSP client: requests with ids, notifications, and the server's messages collected."""
 
-    def __init__(self, cwd: Path):
-        self.proc = subprocess.Popen([sys.executable, "-c", "from graphspec.cli import main; main()", "lsp"],
+    def __init__(self, cwd: Path, *options: str):
+        self.proc = subprocess.Popen([sys.executable, "-c", "from graphspec.cli import main; main()", "lsp", *options],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd)
         self.next_id = 0
         self.notifications: list[dict] = []
@@ -275,3 +275,30 @@ def test_hover_on_a_block_call_shows_the_instance(tmp_path):
     total = sum(4 * c + c * 128 + 4 * 128 + 128 * 9 * 32 for c in range(64, 64 + 6 * 32, 32))
     assert value.startswith("**conv2 (block 'dense': blocks=6)**") and "- 42 nodes" in value
     assert f"- params: {total:,}" in value and "conv2_block6_concat" in value and "(None, 56, 56, 256)" in value
+
+
+PLUGIN_SPEC = SPEC.replace("  score: {type: Dense, units: 1, activation: sigmoid}\n",
+                           "  scaled: {type: LayerScale, init_values: 0.1, projection_dim: 25152}\n"
+                           "  score: {type: Dense, units: 1, activation: sigmoid}\n")
+
+
+def test_a_plugin_given_to_the_server_is_enabled_for_every_document(tmp_path):
+    """``graphspec lsp --plugin NAME``: its layer types check, hover and complete as Keras' own do; without it,
+    the editor shows what ``check`` says (the plugin to enable)."""
+    assert [d.code for d in Document((tmp_path / "a.yaml").as_uri()).update(PLUGIN_SPEC)] == ["plugin-not-enabled"]
+    client = Client(tmp_path, "--plugin", "graphspec.plugins.applications")
+    try:
+        client.request("initialize", {"processId": None, "rootUri": tmp_path.as_uri(), "capabilities": {}})
+        client.notify("initialized", {})
+        uri = _open(client, tmp_path / "m.yaml", PLUGIN_SPEC)
+        assert client.diagnostics(uri, 1) == []
+        line = PLUGIN_SPEC.splitlines().index("  scaled: {type: LayerScale, init_values: 0.1, projection_dim: 25152}")
+        shown = client.request("textDocument/hover", {"textDocument": {"uri": uri}, "position": {"line": line, "character": 4}})
+        assert "25152" in json.dumps(shown)  # its output shape (None, 25152) and its 25,152 parameters
+        typed = PLUGIN_SPEC.replace("{type: LayerScale,", "{type: LayerSc,")
+        _edit(client, uri, 2, typed)
+        found = client.request("textDocument/completion", {"textDocument": {"uri": uri},
+                                                           "position": {"line": line, "character": 23}})
+        assert "LayerScale" in [item["label"] for item in found["items"]]
+    finally:
+        client.close()
