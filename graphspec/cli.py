@@ -59,11 +59,20 @@ def _enable_plugins(plugins: Optional[list[str]]) -> None:
     """Import the plugins named on the command line and enable them for this command."""
     if not plugins:
         return
-    _import_tensorflow()  # a plugin imports Keras: quietly, as the commands that need it do
+    _import_tensorflow_for(plugins)
     from graphspec.plugins import enable
 
     with user_errors():
         enable(plugins)
+
+
+def _import_tensorflow_for(plugins: list[str]) -> None:
+    """A plugin imports Keras (quietly, as the commands that need it do); graphspec's built-in plugins do not
+    until a model is built, so ``check --plugin graphspec.plugins.applications`` stays free of TensorFlow."""
+    from graphspec.plugins import BUILTIN_PLUGINS
+
+    if any(name not in BUILTIN_PLUGINS for name in plugins):
+        _import_tensorflow()
 
 
 class OutputFormat(str, enum.Enum):
@@ -678,7 +687,7 @@ def lsp(plugins: PluginsOption = None) -> None:
 
     loaded: tuple = ()
     if plugins:
-        _import_tensorflow()  # a plugin imports Keras: quietly
+        _import_tensorflow_for(plugins)
         from graphspec.plugins import load_plugins
 
         with user_errors():

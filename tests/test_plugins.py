@@ -130,6 +130,19 @@ def test_check_without_plugins_imports_neither_keras_nor_the_plugin(tmp_path):
     assert "error[plugin-not-enabled]" in rest
 
 
+def test_check_with_the_builtin_plugin_imports_no_keras(tmp_path):
+    """docs/plugins.md: the built-in plugin imports Keras only when a model is built (the CLI imported
+    TensorFlow for any --plugin, ~5 s for check)."""
+    (tmp_path / "convnext.yaml").write_text(CONVNEXT)
+    probe = ("import sys\nfrom graphspec.cli import app\nfrom typer.testing import CliRunner\n"
+             f"result = CliRunner().invoke(app, ['check', '--plugin', {APPLICATIONS!r}, {str(tmp_path / 'convnext.yaml')!r}])\n"
+             "print(result.exit_code, sorted({m.split('.')[0] for m in sys.modules} & {'keras', 'tensorflow'}))\n"
+             "print(result.output)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert done.stdout.split("\n", 1)[0] == "0 []", done.stdout + done.stderr
+
+
 def test_the_builtin_provider_table_lists_the_builtin_plugins_layers():
     plugin = load_plugin(APPLICATIONS)
     assert {name: APPLICATIONS for name in plugin.classes} == BUILTIN_PROVIDERS
