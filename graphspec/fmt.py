@@ -193,6 +193,8 @@ def _flow_entry(parent: Any, key: Any) -> bool:
         inner_slot = _eol_slot(container)
         token = slots[inner_slot] if slots and len(slots) > inner_slot else None
         if token is not None and not isinstance(token, list) and not _blank(token):
+            if trailing is not None and token is not trailing:
+                return False  # two comments after the entry's last items: one line cannot hold both
             trailing = token
     parent_ca = getattr(parent, "ca", None)
     if parent_ca is None:
@@ -236,7 +238,8 @@ def _flow_entry(parent: Any, key: Any) -> bool:
         # blank lines after the key's line go (the entry becomes one line); one before the key (slot 1) stays
         parent_slots[3] = [t for t in _tokens(parent_slots[3]) if not _blank(t)] or None
     _set_flow_all(node)
-    if occupied is not None and _blank(occupied):
+    if occupied is not None and (trailing is None or _blank(occupied)):
+        # the comment (or blank line) already after the entry's key line stays there, after the flow line
         blank_after |= occupied.value.endswith("\n\n")
         trailing = trailing or occupied
     if trailing is None and blank_after:

@@ -85,3 +85,20 @@ def check_errors(text: str, file: str = "spec.yaml"):
     with pytest.raises(GraphspecError) as info:
         check_text(text, file=file)
     return info.value
+
+
+@pytest.fixture(autouse=True)
+def _no_plugin_outlives_its_test():
+    """The command line enables plugins for the rest of its process (one command per process); a test that runs
+    a command in-process must not leave them enabled for the tests after it (the leak fails them only by order)."""
+    from graphspec.plugins import active_plugins
+
+    before = active_plugins()
+    yield
+    leaked = active_plugins()
+    if leaked != before:
+        from graphspec.plugins import _ACTIVE
+
+        _ACTIVE.set(before)
+        pytest.fail(f"the test left plugins enabled: {[p.name for p in leaked]} (run the command in "
+                    "contextvars.copy_context().run(...))")

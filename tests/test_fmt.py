@@ -165,6 +165,21 @@ def test_what_follows_a_block_entry_stays_after_its_flow_line(written, formatted
     assert format_text(formatted) == formatted
 
 
+@pytest.mark.parametrize("written", [
+    "name: x\nlayers:\n  a:  # about a\n    type: Dense\n    units: 3\n\n  b: {type: Dense, units: 4}\n",
+    "name: x\noutputs:  # outs\n  - x\n\ncompile: {loss: mse}\n",
+    "name: x\ncompile:\n  optimizer:  # opt\n    type: Adam\n    learning_rate: 0.01\n\n  loss: mse\n",
+    "name: x\nlayers:\n  a:\n    type: Dense\n    kernel:  # k\n      - 1\n      - 2  # two\n  b: {type: Dense}\n",
+], ids=["key-line-comment-then-blank", "section-key-comment-then-blank", "nested-key-comment-then-blank",
+        "two-comments-in-the-last-items"])
+def test_comments_around_a_block_entry_are_kept(written):
+    """Found in review: a comment on the entry's key line was overwritten by the blank line after the entry,
+    and of two comments after the entry's last items one was dropped (fmt refused both files)."""
+    formatted = format_text(written)
+    assert sorted(c for _, c in comments(formatted)) == sorted(c for _, c in comments(written))
+    assert format_text(formatted) == formatted
+
+
 def test_a_comment_inside_a_flow_mapping_is_refused_not_dropped():
     text = "graphspec: 1\nname: m\ninputs: {x: {shape: [8]}}\nnodes:\n  d: {type: Dense,  # why\n    units: 4}\noutputs: [d]\n"
     with pytest.raises(GraphspecError) as caught:

@@ -11,6 +11,7 @@ Imports Keras: imported by :mod:`.loop` only after the backend is configured.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Any
@@ -109,6 +110,9 @@ class Guard(keras.callbacks.Callback):
     def __init__(self, run: "_Run"):
         super().__init__()
         self.run = run
+        self._batches = threading.Condition()
+        self._begun = 0
+        self._ended = 0
 
     def on_train_batch_begin(self, batch, logs=None):
         # Called on the main thread at the start of every batch: after a signal or a NaN loss, leave
@@ -119,18 +123,29 @@ class Guard(keras.callbacks.Callback):
 
             raise _StopNow()
         self.run.batch = batch  # the batch now running: when the next one begins, it has finished
+        with self._batches:
+            self._begun += 1
 
     def on_train_batch_end(self, batch, logs=None):
         run = self.run
         loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            run.nan_at = (run.epoch, batch, float(loss))
-            self.model.stop_training = True
+        with self._batches:
+            if loss is not None and not math.isfinite(float(loss)):
+                # Keras' callback threads may run batch ends out of order: keep the first NaN batch
+                where = (run.epoch, batch)
+                if run.nan_at is None or where < run.nan_at[:2]:
+                    run.nan_at = (*where, float(loss))
+                self.model.stop_training = True
+            self._ended += 1
+            self._batches.notify_all()
 
     def on_test_begin(self, logs=None):
-        # fit's validation of the epoch a NaN ended: with this callback on Keras' callback thread, the
-        # NaN can be seen only after the main thread began the next batches, so fit ends the epoch on
-        # stop_training and goes on to validate it; leave here instead (that epoch is dropped).
+        # The start of fit's validation, on the main thread. With this callback on Keras' callback
+        # threads, a NaN in the epoch's last batches may not have been seen yet (Keras waits for those
+        # threads only at the epoch's end, after validating): wait for every batch end of the epoch,
+        # then leave fit if one was NaN (that epoch is dropped, not validated on NaN weights).
+        with self._batches:
+            self._batches.wait_for(lambda: self._ended >= self._begun, timeout=600)
         if self.run.nan_at is not None:
             from graphspec.train.loop import _StopNow
 

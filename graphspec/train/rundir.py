@@ -98,12 +98,18 @@ class RunLock:
         except ImportError:  # pragma: no cover - not POSIX: no locking
             self.fd = fd
             return self
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            error = self._locked_error(fd)
-            os.close(fd)
-            raise error from None
+        for attempt in range(6):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if attempt < 5:
+                    # another command's refuse_if_held() may hold a shared lock for an instant: not a writer
+                    time.sleep(0.02)
+                    continue
+                error = self._locked_error(fd)
+                os.close(fd)
+                raise error from None
         try:
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())

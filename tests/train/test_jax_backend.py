@@ -71,6 +71,36 @@ chunked = list(chunked)
 out["chunked_sizes"] = [len(batch[0]) for batch in chunked]
 out["chunked_same"] = len(direct) == len(chunked) and all(
     a.dtype == b.dtype and np.array_equal(a, b) for d, c in zip(direct, chunked) for a, b in zip(d, c))
+# A NaN in the epoch's last batch, with Keras' callback thread behind (async on JAX): the epoch is not validated.
+import time
+from graphspec.train.callbacks import Guard
+
+batch_end = Guard.on_train_batch_end
+def lagging(self, index, logs=None):
+    if index == 9:
+        time.sleep(0.5)
+    return batch_end(self, index, logs)
+Guard.on_train_batch_end = lagging
+x = np.load("data.npz")["x"].copy()
+x[144:] *= np.float32(1e20)
+np.savez("nan.npz", x=x, y=np.load("data.npz")["y"].astype(np.float32).reshape(-1, 1))
+open("nan.yaml", "w").write(open("tiny.yaml").read().replace("data.npz", "nan.npz")
+                            .replace("units: 3, activation: softmax", "units: 1")
+                            .replace("sparse_categorical_crossentropy", "mse").replace("metrics: [accuracy]", "metrics: [mae]")
+                            .replace("  seed: 1\n", "  seed: 1\n  shuffle: false\n")
+                            .replace("{split: 0.25}", "{split: 0.25, shuffle_before_split: false}"))
+validated = []
+evaluate_ = keras.Model.evaluate
+def counted(self, *args, **kwargs):
+    logs = evaluate_(self, *args, **kwargs)
+    validated.append(1)
+    return logs
+keras.Model.evaluate = counted
+try:
+    train("nan.yaml", write_run_dir=False)
+    out["nan"] = None
+except TrainError as error:
+    out["nan"] = [error.diagnostics[0].code, error.diagnostics[0].message, len(validated)]
 print("RESULT" + json.dumps(out))
 """
 
@@ -99,6 +129,8 @@ def test_train_resume_extend_evaluate_and_predict_on_jax(project):
     # the training batches reach Keras in chunks on JAX, each batch exactly the pipeline's (150 examples: 9 x 16 + 6)
     assert out["chunked_is_a_generator"] and out["chunked_same"]
     assert out["chunked_sizes"] == ([16] * 9 + [6]) * 2
+    assert out["nan"][0] == "nan-loss" and "epoch 1, batch 10;" in out["nan"][1]
+    assert out["nan"][2] == 0, "the epoch a NaN stopped was validated"
     assert out["tf_run"] == ["resume-changed", f"the run in '{tf_run.run_dir}' was trained with the tensorflow "
                              "backend; Keras now runs on jax"]
 

@@ -176,6 +176,28 @@ def test_run_exists_hint_fits_the_folder(project):
     assert diagnostic.code == "run-exists" and "completed" in diagnostic.hint and "--resume" not in diagnostic.hint
 
 
+def test_the_lock_probe_of_another_command_does_not_refuse_a_writer(tmp_path):
+    """refuse_if_held() takes a shared lock for an instant; a writer's acquire() in that instant waits it out
+    (found in review: it was refused as 'run-locked', naming whatever pid the file held)."""
+    import fcntl
+    import os
+    import threading
+
+    (tmp_path / rundir.LOCK_FILE).write_text("12345\n")
+    probe = os.open(tmp_path / rundir.LOCK_FILE, os.O_RDONLY)
+    fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)  # what a probe holds
+    threading.Timer(0.03, os.close, (probe,)).start()
+    lock = rundir.RunLock(tmp_path).acquire()
+    try:
+        assert (tmp_path / rundir.LOCK_FILE).read_text().strip() == str(os.getpid())
+        with pytest.raises(TrainError) as info:
+            rundir.RunLock(tmp_path).refuse_if_held()  # and a writer's lock is seen by the probe
+        assert info.value.diagnostics[0].code == "run-locked" and f"pid {os.getpid()}" in info.value.diagnostics[0].message
+    finally:
+        lock.release()
+    rundir.RunLock(tmp_path).refuse_if_held()  # released: nothing held
+
+
 def test_a_second_train_into_a_locked_run_directory_is_refused(project):
     run = project / "runs" / "tiny" / "busy"
     run.mkdir(parents=True)
