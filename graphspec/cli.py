@@ -937,13 +937,10 @@ def _exit_without_teardown(code: object) -> None:
 
     if code is None:
         code = 0
-    if not isinstance(code, int) or threading.active_count() > 1 or \
-            any(name in sys.modules for name in ("tensorflow", "jax", "keras")):
+    if not isinstance(code, int) or threading.active_count() > 1 or sys.flags.inspect \
+            or os.environ.get("PYTHONINSPECT") or any(name in sys.modules for name in ("tensorflow", "jax", "keras")):
         return
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (OSError, ValueError):
+    if not _flushed():
         return
     import atexit
 
@@ -951,12 +948,21 @@ def _exit_without_teardown(code: object) -> None:
     if run_exit_handlers is None:
         return
     run_exit_handlers()
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        return
-    os._exit(code)
+    if _flushed():
+        os._exit(code)
+
+
+def _flushed() -> bool:
+    """Flush the standard streams (also the original ones, if a library replaced them); a stream that is
+    None (its descriptor was closed when Python started) has nothing to flush. False where a flush fails."""
+    for stream in dict.fromkeys((sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)):
+        if stream is None:
+            continue
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            return False
+    return True
 
 
 if __name__ == "__main__":

@@ -257,6 +257,21 @@ def test_a_fresh_check_keeps_every_line_and_the_exit_code_when_it_skips_teardown
     assert "error[unknown-reference]" in failing.stderr and "1 of 2 specs ok" in failing.stdout
 
 
+@pytest.mark.parametrize("closed", [">&-", "2>&-"], ids=["stdout-closed", "stderr-closed"])
+def test_a_fresh_command_with_a_closed_standard_stream_keeps_its_exit_code(tmp_path, closed):
+    """Python starts with sys.stdout (or sys.stderr) None when that descriptor is closed; the fast exit's flush
+    raised AttributeError then, turning a passing check into exit code 1 (found in review)."""
+    import shlex
+
+    good, bad = _specs(tmp_path)
+    command = " ".join(shlex.quote(part) for part in FRESH)
+    for spec, code in ((good, 0), (bad, 2)):
+        done = subprocess.run(["bash", "-c", f"{command} check -q {shlex.quote(str(spec))} {closed}"],
+                              capture_output=True, text=True)
+        assert done.returncode == code, done.stdout + done.stderr
+        assert "Traceback" not in done.stdout + done.stderr
+
+
 def test_exit_handlers_still_run_before_a_fast_exit(tmp_path):
     """Anything registered with atexit (a plugin's, a library's) runs before the process ends."""
     good, _ = _specs(tmp_path)

@@ -528,22 +528,27 @@ def _record_extension(run: _Run, request: _Request) -> dict:
 def _datasets(run: _Run, examples, validation, io_, distribution):
     settings = run.settings
     global_batch = settings.batch_size * distribution.replicas
+    val_ds = datalib.eval_dataset(validation, io_, batch_size=global_batch) if validation is not None else None
+    if distribution.kind == "default" and _backend() != "tensorflow":
+        # JAX: in-memory arrays as the pipeline's batches in NumPy, from Python; the tf.data pipeline (and
+        # its copies of the arrays) is not built then
+        in_memory = datalib.numpy_training_batches(
+            examples, io_, batch_size=global_batch, seed=settings.seed, shuffle=settings.shuffle,
+            first_epoch=run.progress.epochs, epochs=settings.epochs, steps=settings.steps_per_epoch)
+        if in_memory is not None:
+            return in_memory, val_ds, settings.steps_per_epoch or datalib.steps_per_epoch(examples, global_batch)
     train_ds, steps = datalib.training_dataset(
         examples, io_, batch_size=global_batch, seed=settings.seed, shuffle=settings.shuffle,
         first_epoch=run.progress.epochs, epochs=settings.epochs, shuffle_buffer=settings.shuffle_buffer,
         steps=settings.steps_per_epoch, drop_remainder=distribution.kind == "multi-worker")
-    val_ds = datalib.eval_dataset(validation, io_, batch_size=global_batch) if validation is not None else None
     if distribution.kind != "default":
         from graphspec.train.distribute import distribute_options, prepare_model
 
         prepare_model(run.model, distribution, next(iter(datalib.eval_dataset(examples, io_, batch_size=global_batch))))
         train_ds = distribute_options(train_ds)
         val_ds = distribute_options(val_ds) if val_ds is not None else None
-    elif _backend() != "tensorflow":  # JAX: the pipeline's batches as NumPy arrays, from Python
-        in_memory = datalib.numpy_training_batches(
-            examples, io_, batch_size=global_batch, seed=settings.seed, shuffle=settings.shuffle,
-            first_epoch=run.progress.epochs, epochs=settings.epochs, steps=settings.steps_per_epoch)
-        train_ds = in_memory if in_memory is not None else datalib.for_keras(train_ds, global_batch)
+    elif _backend() != "tensorflow":
+        train_ds = datalib.for_keras(train_ds, global_batch)
     return train_ds, val_ds, steps
 
 

@@ -208,8 +208,8 @@ def _epoch_order(subset, n: int, seed: int, epoch):
 def numpy_training_batches(examples: Examples, io_: ModelIO, *, batch_size: int, seed: int, shuffle: bool,
                            first_epoch: int, epochs: int, steps: int | None, drop_remainder: bool = False):
     """The batches of :func:`training_dataset`, the same ones in the same order, gathered in NumPy from
-    in-memory arrays: a generator of ``(x, y)``, or None where the batches need ``tf.data`` (files decoded
-    per example, streams, text).
+    in-memory arrays: a generator of ``(x, y)`` (``(x,)`` without targets), or None where the batches need
+    ``tf.data`` (files decoded per example, streams, text).
 
     For a backend other than TensorFlow (JAX), which takes NumPy batches from Python: no pipeline
     thread competes with the backend's for the CPU, and a batch costs one gather per array. Exactly the
@@ -241,12 +241,14 @@ def numpy_training_batches(examples: Examples, io_: ModelIO, *, batch_size: int,
     def batches():
         for epoch in range(first_epoch, epochs):
             order = _epoch_order(tf.constant(subset, tf.int64), n, seed, epoch).numpy() if shuffle else subset
-            if repeat:  # the pipeline's order repeated without end, cut into full batches
-                order = np.resize(order, steps * batch_size)
             for step in range(steps):
-                part = order[step * batch_size:(step + 1) * batch_size]
-                if len(part) < batch_size and drop_remainder:
-                    break
+                if repeat:  # the pipeline's order repeated without end, cut into full batches (indexed, not
+                    # materialised: steps_per_epoch may ask for far more batches than the data has)
+                    part = order[np.arange(step * batch_size, (step + 1) * batch_size) % len(order)]
+                else:
+                    part = order[step * batch_size:(step + 1) * batch_size]
+                    if len(part) < batch_size and drop_remainder:
+                        break
                 yield structured({name: array[part] for name, array in arrays.items()})
 
     return batches()

@@ -203,6 +203,24 @@ def test_numpy_batches_are_the_pipelines_batches(shuffle, steps, first_epoch, he
     assert y[0].dtype == np.float32 and y[1].dtype == np.int64
 
 
+def test_numpy_batches_for_many_more_steps_than_the_data_need_no_memory_for_them():
+    """steps_per_epoch far beyond one pass cycles the epoch's order by index: the repeated order was once
+    materialised (np.resize to steps x batch_size: 4e12 entries here), found in review."""
+    import itertools
+
+    from graphspec.train import data as datalib
+    from graphspec.train.contract import ModelIO, Tensor
+
+    io_ = ModelIO(inputs={"x": Tensor((4,), "float32")}, outputs={"y": Tensor((3,), "float32")}, targets=["y"],
+                  sparse={"y"})
+    arrays = {"x": np.arange(40, dtype=np.float32).reshape(10, 4), "y": np.arange(10) % 3}
+    examples = datalib.open_python(arrays, io_)
+    batches = datalib.numpy_training_batches(examples, io_, batch_size=4, seed=1, shuffle=False, first_epoch=0,
+                                             epochs=1, steps=10**12)
+    first = [x[:, 0] // 4 for x, _ in itertools.islice(batches, 3)]
+    assert [list(b) for b in first] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 0, 1]]
+
+
 def test_numpy_batches_of_one_input_and_one_output_are_plain_arrays():
     from graphspec.train import data as datalib
     from graphspec.train.contract import ModelIO, Tensor
