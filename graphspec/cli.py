@@ -59,20 +59,13 @@ def _enable_plugins(plugins: Optional[list[str]]) -> None:
     """Import the plugins named on the command line and enable them for this command."""
     if not plugins:
         return
-    _import_tensorflow_for(plugins)
-    from graphspec.plugins import enable
-
-    with user_errors():
-        enable(plugins)
-
-
-def _import_tensorflow_for(plugins: list[str]) -> None:
-    """A plugin imports Keras (quietly, as the commands that need it do); graphspec's built-in plugins do not
-    until a model is built, so ``check --plugin graphspec.plugins.applications`` stays free of TensorFlow."""
-    from graphspec.plugins import BUILTIN_PLUGINS
+    from graphspec.plugins import BUILTIN_PLUGINS, enable
 
     if any(name not in BUILTIN_PLUGINS for name in plugins):
-        _import_tensorflow()
+        _import_tensorflow()  # a plugin imports Keras: quietly, as the commands that need it do (the built-in
+        # ones only when a model is built, so check --plugin graphspec.plugins.applications stays without it)
+    with user_errors():
+        enable(plugins)
 
 
 class OutputFormat(str, enum.Enum):
@@ -684,16 +677,11 @@ def export(
 def lsp(plugins: PluginsOption = None) -> None:
     """Run the language server over stdio (for editors: diagnostics, hover, completion; see docs/tools.md)."""
     from graphspec.lsp import main as serve
+    from graphspec.plugins import active_plugins
 
-    loaded: tuple = ()
-    if plugins:
-        _import_tensorflow_for(plugins)
-        from graphspec.plugins import load_plugins
-
-        with user_errors():
-            loaded = load_plugins(plugins)
+    _enable_plugins(plugins)
     with user_errors():
-        serve(loaded)
+        serve(active_plugins())  # passed on: the server's handlers may run outside this context
 
 
 @app.command()

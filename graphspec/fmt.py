@@ -109,13 +109,13 @@ def _blank(token: Any) -> bool:
     return token is None or not str(getattr(token, "value", token)).strip()
 
 
-def _last_chain(node: Any) -> list[tuple[Any, Any]]:
+def _last_items(node: Any) -> list[tuple[Any, Any]]:
     """(container, key) of the last item of ``node``, of that item's last item, and so on: an end-of-line
     comment there follows the closing bracket of a flow collection, and flow style keeps it."""
     chain = []
     while isinstance(node, (dict, list)) and len(node):
         key = list(node.keys())[-1] if isinstance(node, dict) else len(node) - 1
-        chain.append((id(node), key))
+        chain.append((node, key))
         node = node[key]
     return chain
 
@@ -130,7 +130,7 @@ def _inner_comments(node: Any, allowed: set | None = None, outer: set[int] = fro
     """Whether a comment is inside ``node`` where flow style would lose or misplace it (``outer``: the
     tokens of the comment after ``node`` on its line, which flow style keeps)."""
     if allowed is None:
-        allowed = set(_last_chain(node))
+        allowed = {(id(container), key) for container, key in _last_items(node)}
     ca = getattr(node, "ca", None)
     if ca is not None:
         if any(not _blank(t) and id(t) not in outer for t in _tokens(ca.comment)) \
@@ -177,47 +177,38 @@ def _eol_slot(container: Any) -> int:
 
 
 def _flow_entry(parent: Any, key: Any) -> bool:
-    """Write ``parent[key]`` in flow style, with what followed its last line (an end-of-line comment, a
-    blank line) moved after the closing bracket, and blank lines inside it dropped. False (nothing
-    changed) where the entry's own line already has a comment that the moved one would collide with."""
+    """Write ``parent[key]`` in flow style if no comment inside it would be lost: what followed its last
+    line (an end-of-line comment, a blank line) moves after the closing bracket, blank lines inside it go.
+    False (nothing changed) where a comment is inside, or two comments would have to share its line."""
     node = parent[key]
-    chain = []
-    inner = node
-    while isinstance(inner, (dict, list)) and len(inner):
-        last = list(inner.keys())[-1] if isinstance(inner, dict) else len(inner) - 1
-        chain.append((inner, last))
-        inner = inner[last]
-    trailing = None
+    parent_ca = getattr(parent, "ca", None)
+    if parent_ca is None or _inner_comments(node, outer=_outer(parent, key)):
+        return False
+    chain = _last_items(node)
+    ends = []  # (slots, index, token): what follows each of the entry's last items on its line
     for container, last in chain:
         slots = container.ca.items.get(last)
-        inner_slot = _eol_slot(container)
-        token = slots[inner_slot] if slots and len(slots) > inner_slot else None
-        if token is not None and not isinstance(token, list) and not _blank(token):
-            if trailing is not None and token is not trailing:
-                return False  # two comments after the entry's last items: one line cannot hold both
-            trailing = token
-    parent_ca = getattr(parent, "ca", None)
-    if parent_ca is None:
-        return False
+        index = _eol_slot(container)
+        token = slots[index] if slots and len(slots) > index else None
+        if token is not None and not isinstance(token, list):
+            ends.append((slots, index, token))
+    comments = list({id(t): t for _, _, t in ends if not _blank(t)}.values())
     parent_slots = parent_ca.items.get(key)
     slot = _eol_slot(parent)
     occupied = parent_slots[slot] if parent_slots and len(parent_slots) > slot else None
-    if trailing is not None and occupied is not None and not _blank(occupied) and occupied is not trailing:
-        return False
-    blank_after = False
-    for container, last in chain:  # what ends the entry's last line: a blank line after the entry
-        slots = container.ca.items.get(last)
-        inner_slot = _eol_slot(container)
-        token = slots[inner_slot] if slots and len(slots) > inner_slot else None
-        if token is not None and not isinstance(token, list):
-            blank_after |= token.value.endswith("\n\n")
-            slots[inner_slot] = None
-        blank_after |= any(_blank(t) for t in _tokens(container.ca.end))
+    if occupied is not None and not _blank(occupied):
+        comments = list({id(t): t for t in (*comments, occupied)}.values())
+    if len(comments) > 1:
+        return False  # one line cannot hold both
+    trailing = comments[0] if comments else None
+    blank_after = any(t.value.endswith("\n\n") for _, _, t in ends) \
+        or any(_blank(t) for container, _ in chain for t in _tokens(container.ca.end)) \
+        or (occupied is not None and occupied.value.endswith("\n\n"))
+    for slots, index, _ in ends:
+        slots[index] = None
 
-    def drop_blank_tokens(slots: list | None, keep: int | None = None) -> None:
+    def drop_blank_tokens(slots: list | None) -> None:
         for index, token in enumerate(slots or []):
-            if index == keep:
-                continue
             if isinstance(token, list):
                 slots[index] = [t for t in token if not _blank(t)] or None
             elif token is not None and _blank(token):
@@ -238,15 +229,14 @@ def _flow_entry(parent: Any, key: Any) -> bool:
         # blank lines after the key's line go (the entry becomes one line); one before the key (slot 1) stays
         parent_slots[3] = [t for t in _tokens(parent_slots[3]) if not _blank(t)] or None
     _set_flow_all(node)
-    if occupied is not None and (trailing is None or _blank(occupied)):
-        # the comment (or blank line) already after the entry's key line stays there, after the flow line
-        blank_after |= occupied.value.endswith("\n\n")
-        trailing = trailing or occupied
-    if trailing is None and blank_after:
-        from ruamel.yaml.error import CommentMark
-        from ruamel.yaml.tokens import CommentToken
+    if trailing is None and (occupied is not None or blank_after):
+        if occupied is not None:
+            trailing = occupied  # a blank line already after the entry's key line
+        else:
+            from ruamel.yaml.error import CommentMark
+            from ruamel.yaml.tokens import CommentToken
 
-        trailing = CommentToken("\n\n", CommentMark(0))
+            trailing = CommentToken("\n\n", CommentMark(0))
     if trailing is not None:
         trailing.value = trailing.value.rstrip("\n") + ("\n\n" if blank_after else "\n")
         if parent_slots is None:
@@ -310,7 +300,7 @@ def _layout(parent: Any, key: Any) -> None:
     node = parent[key]
     if not isinstance(node, (dict, list)):
         return
-    if _compact(node) and not _inner_comments(node, outer=_outer(parent, key)) and _flow_entry(parent, key):
+    if _compact(node) and _flow_entry(parent, key):
         return
     _set_flow(node, False)
     _layout_children(node)
@@ -328,7 +318,7 @@ def _named(section: Any) -> None:
         if isinstance(entry, dict):
             _reorder(entry, FORM_KEYS, TRAILING_KEYS)
         if isinstance(entry, (dict, list)):
-            if _inner_comments(entry, outer=_outer(section, name)) or not _flow_entry(section, name):
+            if not _flow_entry(section, name):
                 _set_flow(entry, False)
                 _layout_children(entry)
 
@@ -356,9 +346,9 @@ def _format_document(doc: Any) -> None:
                         _named(content)
                     else:
                         _layout(block, section)
-        elif isinstance(value, list) and all(not isinstance(v, (dict, list)) for v in value) \
-                and not _inner_comments(value, outer=_outer(doc, key)) and _flow_entry(doc, key):
-            pass  # outputs: [a, b], plugins: [x]
+        elif isinstance(value, list) and all(not isinstance(v, (dict, list)) for v in value):
+            if not _flow_entry(doc, key):  # outputs: [a, b], plugins: [x]; block style where comments are inside
+                _set_flow(value, False)
         else:
             _set_flow(value, False)  # a top-level section is a block
             _layout_children(value)

@@ -117,30 +117,32 @@ def test_a_declared_plugin_that_is_not_enabled_is_named(team_plugin):
     assert name not in sys.modules  # the spec's 'plugins:' is data: it never imports anything
 
 
-def test_check_without_plugins_imports_neither_keras_nor_the_plugin(tmp_path):
+def _check_in_a_fresh_process(tmp_path, *options: str) -> tuple[str, str]:
+    """``check [OPTIONS] convnext.yaml`` through the CLI in a fresh interpreter: the line "EXIT_CODE [heavy
+    modules imported]" and the command's output."""
     (tmp_path / "convnext.yaml").write_text(CONVNEXT)
+    args = [*options, str(tmp_path / "convnext.yaml")]
     probe = ("import sys\nfrom graphspec.cli import app\nfrom typer.testing import CliRunner\n"
-             f"result = CliRunner().invoke(app, ['check', {str(tmp_path / 'convnext.yaml')!r}])\n"
+             f"result = CliRunner().invoke(app, ['check', *{args!r}])\n"
              "print(result.exit_code, sorted({m.split('.')[0] for m in sys.modules} & {'keras', 'tensorflow'}))\n"
              "print(result.output)")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    first, rest = done.stdout.split("\n", 1)
-    assert first == "2 []", done.stdout + done.stderr
+    first, _, rest = done.stdout.partition("\n")
+    return first, rest + done.stderr
+
+
+def test_check_without_plugins_imports_neither_keras_nor_the_plugin(tmp_path):
+    first, rest = _check_in_a_fresh_process(tmp_path)
+    assert first == "2 []", rest
     assert "error[plugin-not-enabled]" in rest
 
 
 def test_check_with_the_builtin_plugin_imports_no_keras(tmp_path):
     """docs/plugins.md: the built-in plugin imports Keras only when a model is built (the CLI imported
     TensorFlow for any --plugin, ~5 s for check)."""
-    (tmp_path / "convnext.yaml").write_text(CONVNEXT)
-    probe = ("import sys\nfrom graphspec.cli import app\nfrom typer.testing import CliRunner\n"
-             f"result = CliRunner().invoke(app, ['check', '--plugin', {APPLICATIONS!r}, {str(tmp_path / 'convnext.yaml')!r}])\n"
-             "print(result.exit_code, sorted({m.split('.')[0] for m in sys.modules} & {'keras', 'tensorflow'}))\n"
-             "print(result.output)")
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    assert done.stdout.split("\n", 1)[0] == "0 []", done.stdout + done.stderr
+    first, rest = _check_in_a_fresh_process(tmp_path, "--plugin", APPLICATIONS)
+    assert first == "0 []", rest
 
 
 def test_the_builtin_provider_table_lists_the_builtin_plugins_layers():
