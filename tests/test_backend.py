@@ -47,3 +47,18 @@ def test_level_zero_lets_the_startup_logs_through():
                           cwd=REPO, capture_output=True, text=True, timeout=180, env=env)
     assert done.returncode == 0, done.stderr
     assert _noise(done.stderr), "TF_CPP_MIN_LOG_LEVEL=0 is the documented way to see TensorFlow's start-up logs"
+
+
+def test_tensorflow_runs_with_pythons_own_garbage_collection():
+    """The executable collects garbage rarely for its short front-end commands; a command that imports
+    TensorFlow gets Python's settings back before it does."""
+    probe = ("import gc\n"
+             "from graphspec.backend import collect_garbage_as_a_short_process, import_tensorflow\n"
+             "python_default = gc.get_threshold()\n"
+             "collect_garbage_as_a_short_process()\n"
+             "raised = gc.get_threshold()\n"
+             "import_tensorflow()\n"
+             "print(raised[0] > python_default[0], gc.get_threshold() == python_default)\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True"]

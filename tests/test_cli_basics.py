@@ -4,6 +4,7 @@ completion, explain."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -235,7 +236,7 @@ def test_explain_in_a_fresh_process():
 
 # --- a fresh process: only the command run is built; the exit skips the interpreter's teardown ---
 
-FRESH = [sys.executable, "-c", "from graphspec.cli import console_main; console_main()"]
+FRESH = [sys.executable, "-c", "from graphspec.__main__ import main; main()"]  # the executable's entry point
 
 
 def test_a_fresh_check_keeps_every_line_and_the_exit_code_when_it_skips_teardown(tmp_path):
@@ -278,8 +279,8 @@ def test_exit_handlers_still_run_before_a_fast_exit(tmp_path):
     marker = tmp_path / "ran"
     code = ("import atexit, pathlib, sys\n"
             f"atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text('yes'))\n"
-            "from graphspec.cli import console_main\n"
-            "console_main()\n")
+            "from graphspec.__main__ import main\n"
+            "main()\n")
     done = subprocess.run([sys.executable, "-c", code, "check", "-q", str(good)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert marker.read_text() == "yes"
@@ -292,8 +293,8 @@ def test_a_fast_exit_is_not_taken_while_another_thread_runs(tmp_path):
     code = ("import pathlib, threading, time\n"
             f"def late(): time.sleep(0.5); pathlib.Path({str(marker)!r}).write_text('done')\n"
             "threading.Thread(target=late).start()\n"
-            "from graphspec.cli import console_main\n"
-            "console_main()\n")
+            "from graphspec.__main__ import main\n"
+            "main()\n")
     done = subprocess.run([sys.executable, "-c", code, "check", "-q", str(good)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert marker.read_text() == "done"
@@ -323,7 +324,7 @@ def test_shell_completion_of_a_command_sees_every_command():
     env = {**__import__("os").environ, "_GRAPHSPEC_COMPLETE": "complete_bash", "COMP_WORDS": "graphspec ex",
            "COMP_CWORD": "1"}
     done = subprocess.run([sys.executable, "-c", "import sys; sys.argv[0] = 'graphspec'\n"
-                           "from graphspec.cli import console_main; console_main()", "explain"], capture_output=True, text=True, env=env)
+                           "from graphspec.__main__ import main; main()", "explain"], capture_output=True, text=True, env=env)
     assert "explain" in done.stdout and "export" in done.stdout, (done.stdout, done.stderr)
 
 
@@ -340,3 +341,25 @@ def test_main_called_from_a_program_returns_control_and_runs_again(tmp_path):
     done = subprocess.run([sys.executable, "-c", code, str(good), str(bad)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] in ("AFTER [0, 0, 2]", "AFTER [0, 1, 2]"), done.stdout
+
+
+@pytest.mark.parametrize("entry, executable", [
+    ("from graphspec.__main__ import main; main()", True),
+    ("import sys; from graphspec.cli import main\ntry:\n    main()\nexcept SystemExit:\n    pass", False),
+], ids=["executable", "embedded"])
+def test_only_the_executable_changes_process_settings(tmp_path, entry, executable):
+    """The executable collects garbage rarely and builds validators without Pydantic plugins (see
+    graphspec/__main__.py); a program that calls graphspec.cli.main keeps Python's and Pydantic's settings.
+    A user's own PYDANTIC_DISABLE_PLUGINS is kept either way."""
+    good, _ = _specs(tmp_path)
+    report = ("import atexit, gc, os\n"
+              "atexit.register(lambda: print('SETTINGS', gc.get_threshold()[0], os.environ.get('PYDANTIC_DISABLE_PLUGINS')))\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    done = subprocess.run([sys.executable, "-c", report + entry, "check", "-q", str(good)], capture_output=True,
+                          text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    threshold, plugins = done.stdout.split("SETTINGS ")[1].split()
+    assert (int(threshold) > 10_000, plugins == "__all__") == (executable, executable)
+    mine = subprocess.run([sys.executable, "-c", report + entry, "check", "-q", str(good)], capture_output=True,
+                          text=True, timeout=60, env=dict(env, PYDANTIC_DISABLE_PLUGINS="logfire"))
+    assert mine.stdout.split("SETTINGS ")[1].split()[1] == "logfire"

@@ -81,3 +81,30 @@ def test_schema_with_a_plugin_knows_its_layer_types_and_arguments(tmp_path):
     plain = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
     spec["nodes"]["scale"]["init_values"] = spec["nodes"]["scale"].pop("init_valeus")
     assert any("LayerScale" in error.message for error in plain.iter_errors(spec))
+
+
+def test_schema_made_after_validation_is_the_checked_in_one():
+    """Descriptions are given to the models only when a JSON Schema is made (a check does not parse the
+    modules for them): models whose validators validation already built must be rebuilt with them, nested
+    ones first. A fresh process, so that no earlier test has made the schema."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "import graphspec\n"
+        "from pydantic import BaseModel\n"
+        "from graphspec.schema import blocks, model, train\n"
+        "for spec in sorted(Path('specs').glob('*.yaml')):\n"
+        "    graphspec.load(spec)\n"
+        "for module in (blocks, model, train):  # every validator built, in the order of the module\n"
+        "    for value in list(vars(module).values()):\n"
+        "        if isinstance(value, type) and issubclass(value, BaseModel) and value.__module__ == module.__name__:\n"
+        "            value.model_rebuild()\n"
+        "from graphspec.schema import json_schema\n"
+        "sys.stdout.write(json.dumps(json_schema(), indent=1, sort_keys=False) + '\\n')\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          cwd=SCHEMA_FILE.parents[1], timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == SCHEMA_FILE.read_text()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from graphspec.catalogue import catalogue
-from graphspec.schema.model import RESERVED_NODE_KEYS, Spec
+from graphspec.schema.model import RESERVED_NODE_KEYS, Spec, describe_fields
 
 SCHEMA_ID = "https://graphspec.dev/schemas/graphspec.schema.json"
 
@@ -64,10 +64,12 @@ def _per_op_rules() -> list[dict[str, Any]]:
 
 
 def build_json_schema() -> dict[str, Any]:
-    schema = Spec.model_json_schema(mode="validation")
-    defs = schema.setdefault("$defs", {})
     # Sections validated by models imported on demand: their schemas join the spec's.
     from graphspec.schema.train import TrainSpec
+
+    describe_fields()
+    schema = Spec.model_json_schema(mode="validation")
+    defs = schema.setdefault("$defs", {})
 
     train = TrainSpec.model_json_schema(mode="validation", ref_template="#/$defs/{model}")
     defs.update(train.pop("$defs", {}))

@@ -45,25 +45,50 @@ RESERVED_NODE_KEYS = ("type", "shared", "sequential", "model", "op", "input", "c
 (``block``, ``repeat`` and ``when`` are language 1.1: see :mod:`graphspec.schema.blocks`)."""
 
 
-def document_fields(namespace: dict[str, Any]) -> None:
-    """Give the fields of the Pydantic models defined in a module their docstrings as descriptions.
+_UNDESCRIBED: list[dict[str, Any]] = []
+"""Namespaces of the modules whose models have not yet got their field docstrings (see :func:`describe_fields`)."""
 
-    What Pydantic's ``use_attribute_docstrings`` does (the JSON Schema's descriptions), at a fraction of
-    its cost: Pydantic finds each class's source through the call stack and tokenizes it (about 0.6 ms a
-    class, most of the schema's import time for a small ``check``); this parses the module once. The
-    models are built on first use (``defer_build``), after this has run at the end of their module.
-    Like Pydantic: a string right after an annotated field (in the class that annotates it) is its
-    description, unless ``Field(description=...)`` gave one; an inherited field keeps its parent's.
+
+def document_fields(namespace: dict[str, Any]) -> None:
+    """Register the Pydantic models defined in a module (its ``globals()``, at the end of the module) to get
+    their field docstrings as descriptions, which :func:`describe_fields` gives them when a JSON Schema is
+    made. Validation needs no descriptions, so a ``check`` never reads the modules' source for them."""
+    _UNDESCRIBED.append(namespace)
+
+
+def describe_fields() -> None:
+    """Give the fields of every registered module's models their docstrings as descriptions (the JSON Schema's).
+
+    What Pydantic's ``use_attribute_docstrings`` does, at a fraction of its cost and only when wanted: Pydantic
+    finds each class's source through the call stack and tokenizes it at import (about 0.6 ms a class); this
+    parses each module once, the first time a JSON Schema is made (~10 ms that a fresh ``check`` would
+    otherwise spend on descriptions it never shows). Like Pydantic: a string right after an annotated field
+    (in the class that annotates it) is its description, unless ``Field(description=...)`` gave one; an
+    inherited field keeps its parent's. A model whose validator was already built (by validating) is rebuilt,
+    models it nests first, since its schema was made without the descriptions.
     """
+    if not _UNDESCRIBED:
+        return
+    models: list[type[BaseModel]] = []
+    while _UNDESCRIBED:
+        models.extend(_describe_module(_UNDESCRIBED.pop(0)))
+    for model in _nested_first(models):
+        if model.__pydantic_complete__:
+            model.model_rebuild(force=True)
+
+
+def _describe_module(namespace: dict[str, Any]) -> list[type[BaseModel]]:
     import ast
     import inspect
 
+    models = [value for value in namespace.values() if isinstance(value, type) and issubclass(value, BaseModel)
+              and value.__module__ == namespace["__name__"]]
     file = namespace.get("__file__")
     try:
         with open(file, encoding="utf-8") as handle:  # type: ignore[arg-type]
             tree = ast.parse(handle.read())
     except (OSError, TypeError, ValueError, SyntaxError):
-        return  # no source (as Pydantic: no descriptions)
+        return models  # no source (as Pydantic: no descriptions)
     docs: dict[str, dict[str, str]] = {}
     for statement in tree.body:
         if not isinstance(statement, ast.ClassDef):
@@ -76,22 +101,55 @@ def document_fields(namespace: dict[str, Any]) -> None:
                     isinstance(previous.target, ast.Name):
                 found[previous.target.id] = inspect.cleandoc(item.value.value)
             previous = item
-    for value in list(namespace.values()):
-        if not (isinstance(value, type) and issubclass(value, BaseModel) and value.__module__ == namespace["__name__"]
-                and value.__qualname__ in docs):
+    for model in models:  # bases before subclasses: a module defines a class after its bases
+        if model.__qualname__ not in docs:
             continue
-        own = value.__dict__.get("__annotations__", {})
-        for name, field in value.__pydantic_fields__.items():
+        own = model.__dict__.get("__annotations__", {})
+        for name, field in model.__pydantic_fields__.items():
             if field.description is not None:
                 continue
             if name in own:
-                field.description = docs[value.__qualname__].get(name)
+                field.description = docs[model.__qualname__].get(name)
             else:  # inherited: Pydantic copies the field of the first base that has it
-                for base in value.__bases__:
+                for base in model.__bases__:
                     parent = getattr(base, "__pydantic_fields__", {}).get(name)
                     if parent is not None:
                         field.description = parent.description
                         break
+    return models
+
+
+def _nested_first(models: list[type[BaseModel]]) -> list[type[BaseModel]]:
+    """``models`` ordered so that every model comes after the models its fields nest (at any depth).
+
+    A rebuilt model reuses the built schema of a model it nests, so that one is rebuilt first. Mutually
+    recursive models have no such order; they keep the order given, twice over, so each sees the other's
+    rebuilt schema.
+    """
+    import graphlib
+    from typing import get_args
+
+    def nested(annotation: Any, found: set, seen: set) -> None:
+        if id(annotation) in seen:
+            return
+        seen.add(id(annotation))
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            found.add(annotation)
+        for inner in (*get_args(annotation), getattr(annotation, "__value__", None)):
+            if inner is not None:
+                nested(inner, found, seen)
+
+    graph: dict[type[BaseModel], set[type[BaseModel]]] = {}
+    for model in models:
+        found: set[type[BaseModel]] = set()
+        for field in model.__pydantic_fields__.values():
+            nested(field.annotation, found, set())
+        graph[model] = found - {model}
+    try:
+        order = list(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError:
+        return models + models
+    return [model for model in order if model in graph]
 
 
 # Language 1.1 sections (they use Name and ArgValue above, so this import comes after them).
