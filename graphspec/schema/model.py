@@ -7,8 +7,8 @@ their arguments, object names) is checked against the catalogue in
 :mod:`graphspec.schema.semantics`.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: Pydantic then reads the fields' annotations as objects instead of
+# evaluating ~350 strings at each start (~3 ms of a fresh check); forward references are quoted.
 from typing import Annotated, Any, Callable, Union
 
 from typing_extensions import TypeAliasType
