@@ -13,8 +13,9 @@ Bars (from the training issue):
     graphspec writes best.keras once, is a one-off cost like start-up). The ratio is of the pooled
     throughput: all steady-state epochs of all repeats, examples over total time (the mean epoch, so
     a write graphspec makes every few epochs counts in full); the repeats' own ratios and the ratio of
-    median epochs are printed beside it. The digits CNN's epoch is ~0.2 s, so it runs 16 epochs a run:
-    single short runs on a shared machine spread by +-15%, more than the gap being measured;
+    median epochs are printed beside it. The digits CNN's epoch is ~0.2 s, so it runs 16 epochs a run
+    and two more repeats: single short runs on a shared machine spread by +-15%, more than the gap being
+    measured. Which run of a pair goes first alternates;
   * start-up before the first batch, beyond the TensorFlow import, <= 1 s;
   * peak memory (max RSS) training from an NPZ file <= 1.5x the hand-written run.
 
@@ -160,7 +161,7 @@ def bench_throughput(name: str, spec_path: Path, arrays: dict, make_hand, batch_
     n = len(x)
     hand, ours, hand_cpu, ours_cpu = [], [], [], []
     spans: dict[str, list[float]] = {"hand": [], "graphspec": [], "hand_cpu": [], "graphspec_cpu": []}
-    for repeat in range(repeats):
+    def run_hand() -> None:
         keras.utils.set_random_seed(1)
         model = make_hand(keras)
         times: list = []
@@ -171,7 +172,10 @@ def bench_throughput(name: str, spec_path: Path, arrays: dict, make_hand, batch_
         hand_cpu.append(throughput(cpu, n))
         spans["hand"] += steady_spans(times)
         spans["hand_cpu"] += steady_spans(cpu)
-        times, cpu = [], []
+
+    def run_graphspec() -> None:
+        times: list = []
+        cpu: list = []
         train(spec_path, runs_root=workdir / "runs", verbose=0, handle_signals=False,
               overrides=[(("train", "epochs"), epochs), (("train", "batch_size"), batch_size),
                          (("train", "validation"), None), (("train", "callbacks"), {})],
@@ -180,8 +184,14 @@ def bench_throughput(name: str, spec_path: Path, arrays: dict, make_hand, batch_
         ours_cpu.append(throughput(cpu, n))
         spans["graphspec"] += steady_spans(times)
         spans["graphspec_cpu"] += steady_spans(cpu)
+
+    for repeat in range(repeats):
+        # Which run goes first alternates, so that neither is always the one that follows the other.
+        for run in ((run_hand, run_graphspec) if repeat % 2 == 0 else (run_graphspec, run_hand)):
+            run()
         print(f"  {name} repeat {repeat + 1}: hand {hand[-1]:,.0f} ex/s, graphspec {ours[-1]:,.0f} ex/s "
               f"(per CPU-second: {hand_cpu[-1]:,.0f}, {ours_cpu[-1]:,.0f})", flush=True)
+
     def pooled(key: str) -> float:  # examples per second over every steady-state epoch of every repeat
         return n * len(spans[key]) / sum(spans[key])
 
@@ -320,7 +330,7 @@ def main() -> None:
         with np.load(ROOT / "graphspec" / "data" / "digits.npz") as z:
             digits = {"x": z["image"].astype(np.float32), "y": z["label"].astype(np.int64)}
         print("throughput: digits CNN", flush=True)
-        results["digits_cnn"] = bench_throughput("digits_cnn", DIGITS_SPEC, digits, hand_digits, 32, 16, repeats, work)
+        results["digits_cnn"] = bench_throughput("digits_cnn", DIGITS_SPEC, digits, hand_digits, 32, 16, repeats + 2, work)
         rng = np.random.default_rng(0)
         resnet = {"x": rng.random((4096, 16, 16, 3), dtype=np.float32), "y": rng.integers(0, 10, 4096)}
         (work / "resnet").mkdir()
