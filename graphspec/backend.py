@@ -82,7 +82,9 @@ def collect_garbage_as_a_short_process() -> None:
         gc.set_threshold(_SHORT_PROCESS_GC_THRESHOLD, *_python_gc_threshold[1:])
 
 
-def _collect_garbage_as_python_does() -> None:
+def collect_garbage_as_python_does() -> None:
+    """Python's own collector settings again (after :func:`collect_garbage_as_a_short_process`): for
+    TensorFlow, and for a process that turns out to live long (the language server)."""
     global _python_gc_threshold
     if _python_gc_threshold is not None:
         gc.set_threshold(*_python_gc_threshold)
@@ -90,7 +92,7 @@ def _collect_garbage_as_python_does() -> None:
 
 
 def _import_tensorflow():
-    _collect_garbage_as_python_does()
+    collect_garbage_as_python_does()
     if "tensorflow" in sys.modules and sys.modules["tensorflow"] is not None:
         import keras  # noqa: F401  (a missing Keras is reported here, not deep inside a command)
 

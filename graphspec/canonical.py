@@ -11,6 +11,7 @@ changes the hash.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -66,8 +67,6 @@ def _with_plugins(data: dict[str, Any], graph: Graph) -> dict[str, Any]:
 
 def spec_hash(graph: Graph) -> str:
     """``sha256:<hex>`` of the canonical JSON."""
-    import hashlib  # here: OpenSSL's start-up is ~2 ms of a fresh `check -q`, which prints no hash
-
     return "sha256:" + hashlib.sha256(canonical_json(graph).encode("utf-8")).hexdigest()
 
 
@@ -82,8 +81,6 @@ def graph_hash(checked_or_graph) -> str:
     data = expanded_data(graph)
     flat = {key: data.get(key) for key in GRAPH_SECTIONS}
     text = json.dumps(flat, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True)
-    import hashlib
-
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -93,8 +90,6 @@ def saved_model_digests(graph: Graph) -> dict[str, str]:
     The spec hash identifies the spec's text; a model built from it also depends on the
     contents of these files, so artifacts and training runs record them beside the hash.
     """
-    import hashlib
-
     digests: dict[str, str] = {}
     for name, node in graph.nodes.items():
         if node.model_file is not None:

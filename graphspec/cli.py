@@ -676,8 +676,11 @@ def export(
 @app.command()
 def lsp(plugins: PluginsOption = None) -> None:
     """Run the language server over stdio (for editors: diagnostics, hover, completion; see docs/tools.md)."""
+    from graphspec.backend import collect_garbage_as_python_does
     from graphspec.lsp import main as serve
     from graphspec.plugins import active_plugins
+
+    collect_garbage_as_python_does()  # the executable's rare collections are for short commands; this one lives on
 
     _enable_plugins(plugins)
     with user_errors():

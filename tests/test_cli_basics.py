@@ -363,3 +363,18 @@ def test_only_the_executable_changes_process_settings(tmp_path, entry, executabl
     mine = subprocess.run([sys.executable, "-c", report + entry, "check", "-q", str(good)], capture_output=True,
                           text=True, timeout=60, env=dict(env, PYDANTIC_DISABLE_PLUGINS="logfire"))
     assert mine.stdout.split("SETTINGS ")[1].split()[1] == "logfire"
+
+
+def test_the_language_server_collects_garbage_as_python_does():
+    """The executable's rare collections are for short commands; the language server lives as long as the
+    editor, so it gets Python's settings back (found in review). It ends at the end of its input."""
+    probe = ("import atexit, gc\n"
+             "atexit.register(lambda: print('SETTINGS', gc.get_threshold()[0]))\n"
+             "import sys; sys.argv = ['graphspec', 'lsp']\n"
+             "from graphspec.__main__ import main; main()\n")
+    python_default = subprocess.run([sys.executable, "-c", "import gc; print(gc.get_threshold()[0])"],
+                                    capture_output=True, text=True).stdout.strip()
+    done = subprocess.run([sys.executable, "-c", probe], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("SETTINGS ")[1].split() == [python_default]

@@ -108,3 +108,59 @@ def test_schema_made_after_validation_is_the_checked_in_one():
                           cwd=SCHEMA_FILE.parents[1], timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout == SCHEMA_FILE.read_text()
+
+
+def test_descriptions_reach_built_models_nested_in_any_order_and_under_cycles(tmp_path):
+    """describe_fields rebuilds models that validation already built; a model nests another that nests a
+    third, defined outermost first, next to two models that nest each other: every description reaches
+    every schema (the cycle once made the rebuild order give up on the chain). Found in review."""
+    import subprocess
+    import sys
+
+    (tmp_path / "synthetic.py").write_text(
+        "from typing import Optional\n"
+        "from pydantic import BaseModel\n"
+        "from graphspec.schema.model import document_fields\n\n"
+        "class P(BaseModel):\n    q: 'Q'\n    \"\"\"P's q.\"\"\"\n\n"
+        "class Q(BaseModel):\n    r: 'R'\n    \"\"\"Q's r.\"\"\"\n\n"
+        "class R(BaseModel):\n    v: int = 0\n    \"\"\"R's v.\"\"\"\n\n"
+        "class X(BaseModel):\n    y: 'Optional[Y]' = None\n    \"\"\"X's y.\"\"\"\n\n"
+        "class Y(BaseModel):\n    x: Optional[X] = None\n    \"\"\"Y's x.\"\"\"\n\n"
+        "P.model_rebuild(); Q.model_rebuild(); X.model_rebuild()\n"
+        "document_fields(globals())\n")
+    probe = ("import json, sys\n"
+             "import synthetic\n"
+             "synthetic.P.model_validate({'q': {'r': {}}}); synthetic.R.model_validate({})\n"
+             "synthetic.X.model_validate({'y': {'x': {}}}); synthetic.Y.model_validate({})\n"
+             "from graphspec.schema import describe_fields\n"
+             "describe_fields()\n"
+             "p, x = synthetic.P.model_json_schema(), synthetic.X.model_json_schema()\n"
+             "print(json.dumps([p['$defs']['R']['properties']['v'].get('description'),\n"
+             "                  p['$defs']['Q']['properties']['r'].get('description'),\n"
+             "                  x['$defs']['X']['properties']['y'].get('description'),\n"
+             "                  x['$defs']['Y']['properties']['x'].get('description')]))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == ["R's v.", "Q's r.", "X's y.", "Y's x."]
+
+
+def test_two_threads_making_the_schema_at_once_both_get_the_descriptions():
+    """The second thread used to find the modules already taken off the list and make its schema from
+    models still without descriptions (found in review)."""
+    import subprocess
+    import sys
+
+    probe = ("import json, sys, threading, time\n"
+             "import graphspec.schema.model as model\n"
+             "describe = model._describe_module  # slowed down: the second thread comes while the first describes\n"
+             "model._describe_module = lambda namespace: (time.sleep(0.05), describe(namespace))[1]\n"
+             "from graphspec.schema import json_schema\n"
+             "out = [None, None]\n"
+             "def make(i): out[i] = json.dumps(json_schema(), indent=1, sort_keys=False) + '\\n'\n"
+             "threads = [threading.Thread(target=make, args=(i,)) for i in (0, 1)]\n"
+             "[t.start() for t in threads]; [t.join() for t in threads]\n"
+             "print(json.dumps(out))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          cwd=SCHEMA_FILE.parents[1], timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [SCHEMA_FILE.read_text()] * 2

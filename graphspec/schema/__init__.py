@@ -29,12 +29,13 @@ from graphspec.schema.model import (
     SequentialNode,
     SharedCall,
     Spec,
+    describe_fields,
 )
 from graphspec.schema.semantics import SemanticChecker
 
 __all__ = [
     "RESERVED_NODE_KEYS", "CompileSpec", "ExpectSpec", "InputSpec", "LayerConfig", "LayerNode", "ModelNode",
-    "ObjectConfig", "OpNode", "SequentialNode", "SharedCall", "Spec", "validate",
+    "ObjectConfig", "OpNode", "SequentialNode", "SharedCall", "Spec", "describe_fields", "json_schema", "validate",
 ]
 
 class _OtherMember(Exception):

@@ -9,6 +9,7 @@ their arguments, object names) is checked against the catalogue in
 
 # No ``from __future__ import annotations``: Pydantic then reads the fields' annotations as objects instead of
 # evaluating ~350 strings at each start (~3 ms of a fresh check); forward references are quoted.
+import threading
 from typing import Annotated, Any, Callable, Union
 
 from typing_extensions import TypeAliasType
@@ -47,6 +48,7 @@ RESERVED_NODE_KEYS = ("type", "shared", "sequential", "model", "op", "input", "c
 
 _UNDESCRIBED: list[dict[str, Any]] = []
 """Namespaces of the modules whose models have not yet got their field docstrings (see :func:`describe_fields`)."""
+_DESCRIBING = threading.Lock()
 
 
 def document_fields(namespace: dict[str, Any]) -> None:
@@ -67,14 +69,15 @@ def describe_fields() -> None:
     inherited field keeps its parent's. A model whose validator was already built (by validating) is rebuilt,
     models it nests first, since its schema was made without the descriptions.
     """
-    if not _UNDESCRIBED:
-        return
-    models: list[type[BaseModel]] = []
-    while _UNDESCRIBED:
-        models.extend(_describe_module(_UNDESCRIBED.pop(0)))
-    for model in _nested_first(models):
-        if model.__pydantic_complete__:
+    with _DESCRIBING:  # a second thread waits for the descriptions instead of making a schema without them
+        if not _UNDESCRIBED:
+            return
+        models: list[type[BaseModel]] = []
+        for namespace in _UNDESCRIBED:
+            models.extend(_describe_module(namespace))
+        for model in _nested_first([model for model in models if model.__pydantic_complete__]):
             model.model_rebuild(force=True)
+        _UNDESCRIBED.clear()  # only now: a failure above leaves every module to be described again
 
 
 def _describe_module(namespace: dict[str, Any]) -> list[type[BaseModel]]:
@@ -119,12 +122,12 @@ def _describe_module(namespace: dict[str, Any]) -> list[type[BaseModel]]:
     return models
 
 
-def _nested_first(models: list[type[BaseModel]]) -> list[type[BaseModel]]:
-    """``models`` ordered so that every model comes after the models its fields nest (at any depth).
+def _nested_first(built: list[type[BaseModel]]) -> list[type[BaseModel]]:
+    """The models to rebuild, in order: every model after the models its fields nest (at any depth).
 
-    A rebuilt model reuses the built schema of a model it nests, so that one is rebuilt first. Mutually
-    recursive models have no such order; they keep the order given, twice over, so each sees the other's
-    rebuilt schema.
+    A rebuilt model reuses the built schema of a model it nests, so that one is rebuilt first. Models
+    that nest each other (a recursive schema) have no such order: then every model is rebuilt as many
+    times over as there are models, enough for a description to reach the end of the longest chain.
     """
     import graphlib
     from typing import get_args
@@ -135,21 +138,27 @@ def _nested_first(models: list[type[BaseModel]]) -> list[type[BaseModel]]:
         seen.add(id(annotation))
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             found.add(annotation)
+            return
         for inner in (*get_args(annotation), getattr(annotation, "__value__", None)):
             if inner is not None:
                 nested(inner, found, seen)
 
     graph: dict[type[BaseModel], set[type[BaseModel]]] = {}
-    for model in models:
+    pending = list(built)
+    while pending:  # the built models and every model they nest, at any depth
+        model = pending.pop()
+        if model in graph:
+            continue
         found: set[type[BaseModel]] = set()
         for field in model.__pydantic_fields__.values():
             nested(field.annotation, found, set())
         graph[model] = found - {model}
+        pending.extend(found)
     try:
         order = list(graphlib.TopologicalSorter(graph).static_order())
     except graphlib.CycleError:
-        return models + models
-    return [model for model in order if model in graph]
+        return built * len(built)
+    return [model for model in order if model in built]
 
 
 # Language 1.1 sections (they use Name and ArgValue above, so this import comes after them).

@@ -392,7 +392,10 @@ def make_callbacks(run: "_Run") -> list:
         callbacks.append(run.best_model)
     tb = spec.tensorboard
     if tb is not False and tb is not None and run.is_chief and run.run_dir is not None:
-        callbacks.append(tensorboard_callback(run.run_dir / "logs", tb.model_dump(mode="json")))
+        scalars = tensorboard_callback(run.run_dir / "logs", tb.model_dump(mode="json"))
+        if isinstance(scalars, _EpochScalars):
+            run.scalars = scalars
+        callbacks.append(scalars)
     callbacks.append(EpochRecorder(run))
     return callbacks
 
@@ -474,9 +477,13 @@ class _EpochScalars(keras.callbacks.Callback):
             self.flushed = time.monotonic()
 
     def on_train_end(self, logs=None):
-        for writer in self.writers.values():
+        self.close()
+
+    def close(self) -> None:
+        """Close the files (what they hold reaches the disk); also called when training stops otherwise."""
+        writers, self.writers = self.writers, {}
+        for writer in writers.values():
             writer.close()
-        self.writers = {}
 
 
 def tensorboard_callback(log_dir: FsPath, options: dict) -> Any:

@@ -127,6 +127,9 @@ class _Run:
     early_stopping: Any = None
     reduce_lr: Any = None
     best_model: Any = None
+    scalars: Any = None
+    """graphspec's TensorBoard scalar writer, if it writes them: closed however training ends (Keras calls
+    ``on_train_end`` only when ``fit`` returns)."""
     history_written: float = 0.0
     data_fingerprint: dict | None = None
 
@@ -268,6 +271,8 @@ def train(spec: str | os.PathLike | CheckedSpec | None = None, *, overrides: lis
             raise
         finally:
             run.writer.settle()  # no write outlives the call (the lock is released next)
+            if run.scalars is not None:
+                run.scalars.close()
     finally:
         for signum, handler in previous_handlers.items():
             try:

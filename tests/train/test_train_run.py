@@ -254,3 +254,31 @@ def test_tensorboard_scalars_run_no_tensorflow_op(project, monkeypatch):
         monkeypatch.setattr(tf.summary, name, refused)
     result = train(project / "tiny.yaml", runs_root=project / "runs", run_name="no-summary-ops")
     assert sorted(p.parent.name for p in (result.run_dir / "logs").rglob("events.out.tfevents.*")) == ["train", "validation"]
+
+
+def test_tensorboard_files_are_closed_when_training_fails(project):
+    """Keras calls on_train_end only when fit returns: a run that fails in epoch 3 (here a callback's
+    error) still closes its event files, with epochs 1 and 2 in them, though the caller keeps the
+    exception (and with it the callbacks) alive, as a notebook or a test does (found in review)."""
+    import os
+
+    import keras
+    import tensorflow as tf
+
+    class Fails(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise RuntimeError("a user callback failed")
+
+    with pytest.raises(RuntimeError) as kept:
+        train(project / "tiny.yaml", runs_root=project / "runs", run_name="fails", callbacks=[Fails()],
+              handle_signals=False)
+    logs = project / "runs" / "tiny" / "fails" / "logs"
+    still_open = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                  if "tfevents" in os.path.realpath(f"/proc/self/fd/{fd}")]
+    assert still_open == []
+    for split in ("train", "validation"):
+        (events,) = (logs / split).glob("events.out.tfevents.*")
+        steps = sorted({event.step for event in tf.compat.v1.train.summary_iterator(str(events)) if event.summary.value})
+        assert steps == [0, 1], split
+    assert kept.value is not None
