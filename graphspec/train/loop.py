@@ -541,7 +541,8 @@ def _datasets(run: _Run, examples, validation, io_, distribution):
             examples, io_, batch_size=global_batch, seed=settings.seed, shuffle=settings.shuffle,
             first_epoch=run.progress.epochs, epochs=settings.epochs, steps=settings.steps_per_epoch)
         if in_memory is not None:
-            return in_memory, val_ds, settings.steps_per_epoch or datalib.steps_per_epoch(examples, global_batch)
+            batches, steps = in_memory
+            return batches, val_ds, steps
     train_ds, steps = datalib.training_dataset(
         examples, io_, batch_size=global_batch, seed=settings.seed, shuffle=settings.shuffle,
         first_epoch=run.progress.epochs, epochs=settings.epochs, shuffle_buffer=settings.shuffle_buffer,

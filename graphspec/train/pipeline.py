@@ -208,8 +208,9 @@ def _epoch_order(subset, n: int, seed: int, epoch):
 def numpy_training_batches(examples: Examples, io_: ModelIO, *, batch_size: int, seed: int, shuffle: bool,
                            first_epoch: int, epochs: int, steps: int | None, drop_remainder: bool = False):
     """The batches of :func:`training_dataset`, the same ones in the same order, gathered in NumPy from
-    in-memory arrays: a generator of ``(x, y)`` (``(x,)`` without targets), or None where the batches need
-    ``tf.data`` (files decoded per example, streams, text).
+    in-memory arrays: ``(batches, steps per epoch)`` as :func:`training_dataset` gives them, ``batches`` a
+    generator of ``(x, y)`` (``(x,)`` without targets); or None where the batches need ``tf.data`` (files
+    decoded per example, streams, text).
 
     For a backend other than TensorFlow (JAX), which takes NumPy batches from Python: no pipeline
     thread competes with the backend's for the CPU, and a batch costs one gather per array. Exactly the
@@ -251,7 +252,7 @@ def numpy_training_batches(examples: Examples, io_: ModelIO, *, batch_size: int,
                         break
                 yield structured({name: array[part] for name, array in arrays.items()})
 
-    return batches()
+    return batches(), steps
 
 
 def eval_dataset(examples: Examples, io_: ModelIO, *, batch_size: int, with_targets: bool = True):

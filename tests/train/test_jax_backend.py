@@ -190,9 +190,11 @@ def test_numpy_batches_are_the_pipelines_batches(shuffle, steps, first_epoch, he
     if held_out:  # a validation split: the training examples are a shuffled subset (indices)
         examples, _ = datalib.split(examples, 0.2, seed=4, shuffle=True)
     kwargs = dict(batch_size=8, seed=7, shuffle=shuffle, first_epoch=first_epoch, epochs=4, steps=steps)
-    dataset, _ = datalib.training_dataset(examples, io_, shuffle_buffer=100, **kwargs)
+    dataset, expected_steps = datalib.training_dataset(examples, io_, shuffle_buffer=100, **kwargs)
     expected = list(dataset.as_numpy_iterator())
-    got = list(datalib.numpy_training_batches(examples, io_, **kwargs))
+    batches, got_steps = datalib.numpy_training_batches(examples, io_, **kwargs)
+    assert got_steps == expected_steps
+    got = list(batches)
     assert len(got) == len(expected) > 0
     for mine, theirs in zip(got, expected):
         assert tf.nest.map_structure(lambda _: 0, mine) == tf.nest.map_structure(lambda _: 0, theirs)
@@ -215,8 +217,9 @@ def test_numpy_batches_for_many_more_steps_than_the_data_need_no_memory_for_them
                   sparse={"y"})
     arrays = {"x": np.arange(40, dtype=np.float32).reshape(10, 4), "y": np.arange(10) % 3}
     examples = datalib.open_python(arrays, io_)
-    batches = datalib.numpy_training_batches(examples, io_, batch_size=4, seed=1, shuffle=False, first_epoch=0,
-                                             epochs=1, steps=10**12)
+    batches, steps = datalib.numpy_training_batches(examples, io_, batch_size=4, seed=1, shuffle=False,
+                                                    first_epoch=0, epochs=1, steps=10**12)
+    assert steps == 10**12
     first = [x[:, 0] // 4 for x, _ in itertools.islice(batches, 3)]
     assert [list(b) for b in first] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 0, 1]]
 
@@ -229,8 +232,10 @@ def test_numpy_batches_of_one_input_and_one_output_are_plain_arrays():
                   sparse={"y"})
     arrays = {"x": np.arange(40, dtype=np.float32).reshape(10, 4), "y": np.arange(10) % 3}
     examples = datalib.open_python(arrays, io_)
-    batches = list(datalib.numpy_training_batches(examples, io_, batch_size=4, seed=1, shuffle=False, first_epoch=0,
-                                                  epochs=1, steps=None))
+    generator, steps = datalib.numpy_training_batches(examples, io_, batch_size=4, seed=1, shuffle=False,
+                                                      first_epoch=0, epochs=1, steps=None)
+    batches = list(generator)
+    assert steps == 3
     assert [len(x) for x, _ in batches] == [4, 4, 2]
     assert np.array_equal(batches[2][0], arrays["x"][8:]) and np.array_equal(batches[2][1], arrays["y"][8:])
 
