@@ -2,6 +2,8 @@
 
 import contextvars
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -12,6 +14,13 @@ from graphspec.loader import loads
 from graphspec.schema import json_schema
 
 SCHEMA_FILE = Path(__file__).parents[1] / "schemas" / "graphspec.schema.json"
+
+
+def _fresh_python(probe: str, cwd: Path = SCHEMA_FILE.parents[1]) -> str:
+    """Run ``probe`` in a fresh interpreter (no schema made, no description read yet); its stdout."""
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=cwd, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 VALID = """
 graphspec: 1
@@ -87,9 +96,6 @@ def test_schema_made_after_validation_is_the_checked_in_one():
     """Descriptions are given to the models only when a JSON Schema is made (a check does not parse the
     modules for them): models whose validators validation already built must be rebuilt with them, nested
     ones first. A fresh process, so that no earlier test has made the schema."""
-    import subprocess
-    import sys
-
     probe = (
         "import json, sys\n"
         "from pathlib import Path\n"
@@ -104,19 +110,13 @@ def test_schema_made_after_validation_is_the_checked_in_one():
         "            value.model_rebuild()\n"
         "from graphspec.schema import json_schema\n"
         "sys.stdout.write(json.dumps(json_schema(), indent=1, sort_keys=False) + '\\n')\n")
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          cwd=SCHEMA_FILE.parents[1], timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == SCHEMA_FILE.read_text()
+    assert _fresh_python(probe) == SCHEMA_FILE.read_text()
 
 
 def test_descriptions_reach_built_models_nested_in_any_order_and_under_cycles(tmp_path):
     """describe_fields rebuilds models that validation already built; a model nests another that nests a
     third, defined outermost first, next to two models that nest each other: every description reaches
     every schema (the cycle once made the rebuild order give up on the chain). Found in review."""
-    import subprocess
-    import sys
-
     (tmp_path / "synthetic.py").write_text(
         "from typing import Optional\n"
         "from pydantic import BaseModel\n"
@@ -139,17 +139,12 @@ def test_descriptions_reach_built_models_nested_in_any_order_and_under_cycles(tm
              "                  p['$defs']['Q']['properties']['r'].get('description'),\n"
              "                  x['$defs']['X']['properties']['y'].get('description'),\n"
              "                  x['$defs']['Y']['properties']['x'].get('description')]))\n")
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == ["R's v.", "Q's r.", "X's y.", "Y's x."]
+    assert json.loads(_fresh_python(probe, tmp_path)) == ["R's v.", "Q's r.", "X's y.", "Y's x."]
 
 
 def test_two_threads_making_the_schema_at_once_both_get_the_descriptions():
     """The second thread used to find the modules already taken off the list and make its schema from
     models still without descriptions (found in review)."""
-    import subprocess
-    import sys
-
     probe = ("import json, sys, threading, time\n"
              "import graphspec.schema.model as model\n"
              "describe = model._describe_module  # slowed down: the second thread comes while the first describes\n"
@@ -160,7 +155,4 @@ def test_two_threads_making_the_schema_at_once_both_get_the_descriptions():
              "threads = [threading.Thread(target=make, args=(i,)) for i in (0, 1)]\n"
              "[t.start() for t in threads]; [t.join() for t in threads]\n"
              "print(json.dumps(out))\n")
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          cwd=SCHEMA_FILE.parents[1], timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == [SCHEMA_FILE.read_text()] * 2
+    assert json.loads(_fresh_python(probe)) == [SCHEMA_FILE.read_text()] * 2

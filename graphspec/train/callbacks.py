@@ -11,6 +11,8 @@ Imports Keras: imported by :mod:`.loop` only after the backend is configured.
 from __future__ import annotations
 
 import math
+import os
+import socket
 import threading
 import time
 from pathlib import Path as FsPath
@@ -414,9 +416,6 @@ class EventFile:
     _made = 0
 
     def __init__(self, folder: FsPath):
-        import os
-        import socket
-
         import tensorflow as tf
         from tensorflow.core.util import event_pb2
 
