@@ -6,6 +6,8 @@ a program that imports graphspec.
 """
 
 import os
+import sys
+import types
 
 
 def main() -> None:
@@ -19,9 +21,55 @@ def main() -> None:
     # installed). Typer builds its parameter validators with plugins off for the same reason. An
     # explicit setting of the user's own is kept.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    import_on_first_use_of_package_metadata("pydantic.plugin._loader")
     from graphspec.cli import console_main
 
     console_main()
+
+
+class _PackageMetadataOnFirstUse(types.ModuleType):
+    """Stands in for :mod:`importlib.metadata` while one module is imported; see
+    :func:`import_on_first_use_of_package_metadata`."""
+
+    def __getattr__(self, name: str):
+        if sys.modules.get("importlib.metadata") is self:
+            raise AttributeError(name)  # still importing: the module wants more than entry_points
+        import importlib
+
+        return getattr(importlib.import_module("importlib.metadata"), name)
+
+
+def _entry_points(**selection):
+    from importlib.metadata import entry_points
+
+    return entry_points(**selection)
+
+
+def import_on_first_use_of_package_metadata(module: str) -> None:
+    """Import ``module`` so that it imports :mod:`importlib.metadata` only when it first calls it.
+
+    Pydantic's plugin loader (``pydantic.plugin._loader``), imported when the first validator is built,
+    takes ``entry_points`` from :mod:`importlib.metadata` at its top, and importing that (with the email,
+    zipfile, csv and tempfile modules it stands on) is ~9 ms of a fresh ``check``: spent even though the
+    executable switches plugins off, when the loader never calls it. So the module is imported while a
+    stand-in is in :data:`sys.modules`: its ``entry_points`` imports the real one when called, and any
+    other attribute read later comes from the real module, so plugin discovery, whenever it runs, is
+    Pydantic's own. If the module wants anything else from :mod:`importlib.metadata` while it is imported
+    (another Pydantic), it is left to be imported as usual; an import that fails for any other reason is
+    left to fail where it is imported as usual too.
+    """
+    if "importlib.metadata" in sys.modules or module in sys.modules:
+        return
+    stand_in = _PackageMetadataOnFirstUse("importlib.metadata")
+    stand_in.entry_points = _entry_points
+    sys.modules["importlib.metadata"] = stand_in
+    try:
+        __import__(module)
+    except ImportError:
+        pass  # the import system has already taken the half-imported module out of sys.modules
+    finally:
+        if sys.modules.get("importlib.metadata") is stand_in:
+            del sys.modules["importlib.metadata"]
 
 
 if __name__ == "__main__":
