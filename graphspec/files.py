@@ -11,9 +11,9 @@ file in the target's folder, is fsynced and renamed: a crash never leaves a trun
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import tempfile
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -146,20 +146,20 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> FsPath:
     return atomic_write_text(path, json.dumps(data, indent=1, sort_keys=False, allow_nan=True) + "\n")
 
 
+@functools.cache
 def _host_tag() -> str:
+    """A short tag of this host, for temporary files' names: made when graphspec first writes (``check``,
+    which writes nothing, then never imports :mod:`socket`)."""
     import hashlib
     import socket
 
     return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
 
 
-_HOST = _host_tag()
-
-
 def temp_prefix(name: str) -> str:
     """The start of a temporary file's name for ``name``: the host and process writing it, so that what a
     killed process left can be told from a write in flight (``.model.keras.3fa2c1-4242.``)."""
-    return f".{name}.{_HOST}-{os.getpid()}."
+    return f".{name}.{_host_tag()}-{os.getpid()}."
 
 
 def _alive(pid: int) -> bool:
@@ -177,9 +177,9 @@ def remove_stale_temps(folder: FsPath, name: str) -> None:
     between writing and renaming). A temporary file of another host, or of a live process, is left alone."""
     import re
 
-    pattern = re.compile(re.escape(f".{name}.{_HOST}-") + r"(\d+)\.")
+    pattern = re.compile(re.escape(f".{name}.{_host_tag()}-") + r"(\d+)\.")
     try:
-        entries = [e for e in os.scandir(folder) if e.name.startswith(f".{name}.{_HOST}-")]
+        entries = [e for e in os.scandir(folder) if e.name.startswith(f".{name}.{_host_tag()}-")]
     except OSError:
         return
     for entry in entries:
@@ -211,6 +211,8 @@ class AtomicFile:
         self.tmp: FsPath | None = None
 
     def __enter__(self) -> FsPath:
+        import tempfile  # here: what only reads specs (check) never needs it
+
         try:
             self.target.parent.mkdir(parents=True, exist_ok=True)
             remove_stale_temps(self.target.parent, self.target.name)

@@ -12,14 +12,12 @@ from __future__ import annotations
 import heapq
 import json
 import re
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any, Literal, Union
 
 from graphspec.errors import Diagnostic, DiagnosticSink, Path, ResolveError, did_you_mean, suggestion_budget
 from graphspec.files import confined_path, spec_data_paths
-from graphspec.keras_config import MAX_CONFIG_BYTES, first_refusal
 from graphspec.plugins import used_plugins
 from graphspec.schema import LayerNode, ModelNode, OpNode, SequentialNode, SharedCall, Spec
 from graphspec.source import SourceMap
@@ -141,6 +139,10 @@ def _saved_model_is_plain_keras(path: FsPath, raw: str, where: Path, sink: Diagn
         sink.error("unsafe-saved-model", f"'{raw}' cannot be used: {why}", where,
                    "a saved model used as a layer may hold only built-in Keras layers and objects")
         return False
+
+    import zipfile  # here: only specs with a model: node read an archive, and check starts fresh per file
+
+    from graphspec.keras_config import MAX_CONFIG_BYTES, first_refusal
 
     try:
         with zipfile.ZipFile(path) as archive:
