@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from graphspec.catalogue import CATALOGUE_PATH, catalogue
@@ -23,15 +28,32 @@ CODE_OR_FILE_ARGUMENTS = {"function", "module", "filepath", "call_fn", "init_fn"
 def test_checked_in_catalogue_matches_the_installed_keras():
     from graphspec.catalogue.generate import build_catalogue, render
 
-    fresh = render(build_catalogue())
-    checked_in = CATALOGUE_PATH.read_text()
-    if fresh != checked_in:
-        import difflib
+    for path, fresh in render(build_catalogue()).items():
+        checked_in = path.read_text()
+        if fresh != checked_in:
+            import difflib
 
-        diff = "".join(list(difflib.unified_diff(checked_in.splitlines(True), fresh.splitlines(True),
-                                                 "keras.json (checked in)", "keras.json (installed Keras)"))[:80])
-        pytest.fail("the catalogue drifted from the installed Keras; run python -m graphspec.catalogue.generate\n"
-                    + diff)
+            diff = "".join(list(difflib.unified_diff(checked_in.splitlines(True), fresh.splitlines(True),
+                                                     f"{path.name} (checked in)", f"{path.name} (installed Keras)"))[:80])
+            pytest.fail("the catalogue drifted from the installed Keras; run python -m graphspec.catalogue.generate\n"
+                        + diff)
+
+
+def test_a_check_without_op_nodes_reads_no_ops_catalogue():
+    """keras_ops.json is half the catalogue; only specs with op: nodes read it."""
+    probe = ("import sys\n"
+             "from graphspec.pipeline import check_file\n"
+             "from graphspec import catalogue\n"
+             "check_file(sys.argv[1])\n"
+             "before = catalogue.keras_ops.cache_info().currsize\n"
+             "check_file(sys.argv[2])\n"
+             "print(before, catalogue.keras_ops.cache_info().currsize)\n")
+    specs = Path(__file__).resolve().parents[1] / "specs"
+    with_ops = next(p for p in sorted(specs.glob("*.yaml")) if re.search(r"[{ ,]op: ", p.read_text(encoding="utf-8")))
+    done = subprocess.run([sys.executable, "-c", probe, str(specs / "seed000_multimodal.yaml"), str(with_ops)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "1"]
 
 
 def test_catalogue_is_sane():

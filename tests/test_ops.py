@@ -28,7 +28,7 @@ from graphspec.pipeline import check_text
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 CAT = catalogue()
-OPS = CAT.data["ops"]["allowed"]
+OPS = CAT.ops["allowed"]
 HEADER = "graphspec: 1\nname: m\ninputs:\n  a: {shape: [3, 4]}\n  b: {shape: [3, 4]}\n"
 
 
@@ -70,7 +70,7 @@ def test_every_op_of_keras_is_in_the_catalogue_allowed_or_denied():
 
     names = {n for n in dir(keras.ops) if not n.startswith("_") and callable(getattr(keras.ops, n))
              and not inspect.isclass(getattr(keras.ops, n)) and not inspect.ismodule(getattr(keras.ops, n))}
-    assert names == set(OPS) | set(CAT.data["ops"]["denied"])
+    assert names == set(OPS) | set(CAT.ops["denied"])
 
 
 # --------------------------------------------------------------------------------------------

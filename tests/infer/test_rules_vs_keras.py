@@ -1051,7 +1051,7 @@ def test_unknown_size_broadcast_fails_at_run():
 
 from graphspec.infer.rules.ops import FAMILY_RULES, bind_op, infer_op  # noqa: E402
 
-OPS = catalogue().data["ops"]["allowed"]
+OPS = catalogue().ops["allowed"]
 X = t(3, 4)
 OP_FAMILY_CASES: dict[str, list[Case]] = {
     "unary": [case(X), case(t(None, 4)), case(t(3, 4, dtype="int32")), case(t(3, dtype="float16")),
