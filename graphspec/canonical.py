@@ -18,9 +18,6 @@ from typing import Any
 from graphspec.resolve import Graph, TensorRef
 
 
-_SECTIONS_1_1 = ("variant", "params", "variants", "blocks")
-
-
 def canonical_data(graph: Graph) -> dict[str, Any]:
     """The canonical form: for a language 1.1 spec (blocks, params), the spec as written -- blocks kept,
     expressions unevaluated -- with the parameter values and the variant in effect written in."""
@@ -33,9 +30,8 @@ def canonical_data(graph: Graph) -> dict[str, Any]:
 def expanded_data(graph: Graph) -> dict[str, Any]:
     """The flat (expanded) spec with graphspec's defaults filled in and every node's input explicit."""
     data = graph.spec.model_dump(mode="json", by_alias=True)
-    for key in _SECTIONS_1_1 + ("weights",):  # sections not written never reach the flat spec (hashes stay)
-        if data.get(key) is None:
-            data.pop(key, None)
+    if data.get("weights") is None:  # a section not written never reaches the flat spec (hashes stay)
+        data.pop("weights", None)
     for name, node in graph.nodes.items():
         data["nodes"][name]["input"] = _ref_text(node.inputs)
     return data

@@ -88,9 +88,9 @@ def _error(where: str, message: str, hint: str | None = None, code: str = "bad-o
 
 
 def _spec_sections() -> tuple[str, ...]:
-    from graphspec.schema.model import Spec
+    from graphspec.schema.blocks import SpecDocument  # what a file may hold: language 1.1 sections too
 
-    return tuple(Spec.model_fields)
+    return tuple(SpecDocument.model_fields)
 
 
 def _section_fields(section: str) -> tuple[str, ...] | None:

@@ -17,7 +17,7 @@ from graphspec.loader import LoadedSpec, load, loads
 from graphspec.plugins import declared_builtin_plugins, using
 from graphspec.resolve import Graph, resolve
 from graphspec.schema import Spec, validate
-from graphspec.schema.blocks import needs_expansion
+from graphspec.schema.model import needs_expansion
 
 
 @dataclass

@@ -41,6 +41,30 @@ def test_a_fresh_check_never_imports_package_metadata():
     assert seen[-4:] == ["False", "False", "True", "[]"]
 
 
+NOT_FOR_A_FLAT_CHECK = (
+    "importlib.metadata",  # Pydantic's plugin discovery, switched off
+    "graphspec.schema.blocks", "graphspec.expand",  # language 1.1: only for specs that use it
+    "graphspec.schema.train",  # only for specs with a train: section
+    "graphspec.keras_config", "zipfile",  # only for a spec's saved model (model: nodes)
+    "tempfile", "socket",  # only for writing
+    "tensorflow", "keras", "jax",
+)
+
+
+def test_a_fresh_check_of_a_flat_spec_imports_only_what_it_uses():
+    """Every module a fresh check imports is time spent before its one line of output: these are for other
+    specs and commands. (The spec has no op: node either, so the ops catalogue is not read.)"""
+    seen = _fresh_python(f"""
+        import atexit, sys
+        atexit.register(lambda: print(*[name for name in {NOT_FOR_A_FLAT_CHECK!r} if name in sys.modules],
+                                      sys.modules['graphspec.catalogue'].keras_ops.cache_info().currsize, 'END'))
+        sys.argv = ['graphspec', 'check', '-q', {str(SPEC)!r}]
+        from graphspec.__main__ import main
+        main()
+    """)
+    assert seen[seen.index("ok") + 1:] == ["0", "END"]
+
+
 def _fake_plugin(folder: Path) -> None:
     """An installed distribution with a Pydantic plugin that records every validator built."""
     (folder / "fake_pydantic_plugin.py").write_text(textwrap.dedent("""

@@ -127,12 +127,14 @@ def _fields_at(path: Path, data: Any) -> list[str]:
     Walks the Spec's own field annotations along the data, so every section (train
     included) gets hints without a hand-kept table.
     """
-    models: list[type[BaseModel]] = [Spec]
+    from graphspec.schema.blocks import SpecDocument  # the keys a file may hold, language 1.1's included
+
+    models: list[type[BaseModel]] = [SpecDocument]
     node = data
     for part in path[:-1]:
         node = node.get(part) if isinstance(node, dict) else (
             node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None)
-        if models == [Spec] and part in _LAZY_SECTIONS:
+        if models == [SpecDocument] and part in _LAZY_SECTIONS:
             models = [_LAZY_SECTIONS[part]()]
         elif isinstance(part, str) and any(part in m.model_fields for m in models):
             annotation = next(m.model_fields[part].annotation for m in models if part in m.model_fields)

@@ -2,8 +2,9 @@
 
 These sections are validated (with these models) by the expand stage
 (:mod:`graphspec.expand`), before the blocks are expanded into plain nodes; they are
-fields of :class:`graphspec.schema.model.Spec` so that the JSON Schema describes them for
-editors. A block's own nodes hold expressions (``${filters * 4}``) where the flat
+fields of :class:`SpecDocument`, what a spec file may hold, so that the JSON Schema describes
+them for editors (the flat :class:`graphspec.schema.model.Spec` that the schema stage validates
+has none of them). A block's own nodes hold expressions (``${filters * 4}``) where the flat
 spec holds numbers, so they are checked after expansion, as plain nodes, at the line
 where the block defines them.
 """
@@ -14,7 +15,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, model_validator
 
-from graphspec.schema.model import ArgValue, Name, document_fields
+from graphspec.schema.model import (  # noqa: F401 (the 1.1 keys and needs_expansion: importable from here too)
+    NODE_FORMS, NODE_KEYS_1_1, SECTIONS_1_1, ArgValue, Name, Spec, document_fields, needs_expansion, node_union)
 
 LocalName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]+$", max_length=128)]
 """A node name inside a block: letters, digits and '_' (it may start with a digit, ``1_conv``: the
@@ -24,27 +26,6 @@ ParamType = Literal["int", "float", "bool", "string", "list", "choice"]
 
 RESERVED_BLOCK_CALL_KEYS = ("block", "input", "repeat", "when")
 """Keys of a ``block:`` node that are not arguments of the block (block parameters may not use them)."""
-
-SECTIONS_1_1 = ("params", "blocks", "variants", "variant")
-NODE_KEYS_1_1 = ("block", "repeat", "when")
-
-
-def needs_expansion(data: Any) -> bool:
-    """Whether the data uses any language 1.1 key (else the expand stage leaves it exactly as loaded).
-
-    Here rather than in :mod:`graphspec.expand`, so that the pipeline imports the expand stage only for the
-    specs that need it."""
-    if not isinstance(data, dict):
-        return False
-    if any(key in data for key in SECTIONS_1_1):
-        return True
-    nodes = data.get("nodes")
-    if isinstance(nodes, dict):
-        for node in nodes.values():
-            if isinstance(node, dict) and ("block" in node or "repeat" in node or "when" in node):
-                return True
-    return False
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
@@ -145,10 +126,31 @@ class BlockCall(_Strict):
     it mean its input."""
 
 
-document_fields(globals())  # the models above: descriptions for the JSON Schema
-
 VariantSpec = dict[Name, ArgValue]
 """A named variant: values of model parameters (``{depth: 0.33, width: 0.25}``)."""
+
+DocumentNode = node_union({**NODE_FORMS, "block": ("block-call", BlockCall)})
+"""A node of a spec file: a flat spec's node forms, or a block call."""
+
+
+class SpecDocument(Spec):
+    """A graphspec model specification (format version 1)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True, title="Spec")
+
+    nodes: dict[Name, DocumentNode] = Field(min_length=1)
+    """The graph: node name -> one layer application, in file order."""
+    variant: Name | None = None
+    """Language 1.1: the variant (of ``variants:``) built unless the command line or the API chooses another."""
+    params: dict[Name, ModelParam] | None = None
+    """Language 1.1: model parameters by name, used in expressions anywhere in the spec (``${width}``)."""
+    variants: dict[Name, VariantSpec] | None = None
+    """Language 1.1: named variants of the architecture, each a set of parameter values (``{depth: 0.33}``)."""
+    blocks: dict[Name, BlockSpec] | None = None
+    """Language 1.1: named, parameterized sub-graphs, instantiated by ``{block: NAME, ...}`` nodes."""
+
+
+document_fields(globals())  # the models above: descriptions for the JSON Schema
 
 
 EXPRESSION_SCHEMA = {

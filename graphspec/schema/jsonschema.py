@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from graphspec.catalogue import catalogue
-from graphspec.schema.model import RESERVED_NODE_KEYS, Spec, describe_fields
+from graphspec.schema.model import RESERVED_NODE_KEYS, describe_fields
 
 SCHEMA_ID = "https://graphspec.dev/schemas/graphspec.schema.json"
 
@@ -67,14 +67,16 @@ def build_json_schema() -> dict[str, Any]:
     # Sections validated by models imported on demand: their schemas join the spec's.
     from graphspec.schema.train import TrainSpec
 
+    from graphspec.schema.blocks import SpecDocument, allow_expressions  # language 1.1: what a file may hold
+
     describe_fields()
-    schema = Spec.model_json_schema(mode="validation")
+    schema = SpecDocument.model_json_schema(mode="validation")
     defs = schema.setdefault("$defs", {})
 
     train = TrainSpec.model_json_schema(mode="validation", ref_template="#/$defs/{model}")
     defs.update(train.pop("$defs", {}))
     defs["TrainSpec"] = train
-    description = schema["properties"]["train"].get("description", "")
+    description = schema["properties"].pop("train").get("description", "")  # last, after the 1.1 sections
     schema["properties"]["train"] = {"anyOf": [{"$ref": "#/$defs/TrainSpec"}, {"type": "null"}],
                                      "default": None, "description": description}
     layer_names = catalogue().layer_names
@@ -87,7 +89,5 @@ def build_json_schema() -> dict[str, Any]:
     if "OpNode" in defs:
         defs["OpNode"]["properties"]["op"]["enum"] = catalogue().op_names
         defs["OpNode"]["allOf"] = _per_op_rules()
-    from graphspec.schema.blocks import allow_expressions  # language 1.1: ${...} where values go
-
-    schema = allow_expressions(schema)
+    schema = allow_expressions(schema)  # language 1.1: ${...} where values go
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}

@@ -46,6 +46,27 @@ RESERVED_NODE_KEYS = ("type", "shared", "sequential", "model", "op", "input", "c
 (``block``, ``repeat`` and ``when`` are language 1.1: see :mod:`graphspec.schema.blocks`)."""
 
 
+SECTIONS_1_1 = ("params", "blocks", "variants", "variant")
+NODE_KEYS_1_1 = ("block", "repeat", "when")
+
+
+def needs_expansion(data: Any) -> bool:
+    """Whether the data uses any language 1.1 key (else the expand stage leaves it exactly as loaded).
+
+    Here rather than in :mod:`graphspec.expand` or :mod:`graphspec.schema.blocks`, so that the pipeline imports
+    the expand stage and the 1.1 sections' models only for the specs that need them."""
+    if not isinstance(data, dict):
+        return False
+    if any(key in data for key in SECTIONS_1_1):
+        return True
+    nodes = data.get("nodes")
+    if isinstance(nodes, dict):
+        for node in nodes.values():
+            if isinstance(node, dict) and ("block" in node or "repeat" in node or "when" in node):
+                return True
+    return False
+
+
 _UNDESCRIBED: list[dict[str, Any]] = []
 """Namespaces of the modules whose models have not yet got their field docstrings (see :func:`describe_fields`)."""
 _DESCRIBING = threading.Lock()
@@ -160,9 +181,6 @@ def _nested_first(built: list[type[BaseModel]]) -> list[type[BaseModel]]:
         return built * len(built)
     return [model for model in order if model in built]
 
-
-# Language 1.1 sections (they use Name and ArgValue above, so this import comes after them).
-from graphspec.schema.blocks import BlockCall, BlockSpec, ModelParam, VariantSpec  # noqa: E402
 
 
 class StrictModel(BaseModel):
@@ -334,27 +352,28 @@ def keyed_form(forms: dict[str, str]) -> Callable[[Any], str | None]:
     return form
 
 
-node_form = keyed_form({"type": "layer-node", "shared": "shared-call", "sequential": "sequential-node",
-                        "model": "model-node", "op": "op-node",
-                        "block": "block-call"})
+NODE_FORMS: dict[str, tuple[str, type[BaseModel]]] = {
+    "type": ("layer-node", LayerNode), "shared": ("shared-call", SharedCall),
+    "sequential": ("sequential-node", SequentialNode), "model": ("model-node", ModelNode), "op": ("op-node", OpNode)}
+"""The node forms of a flat spec: the reserved key that says which one a node is -> (tag, model)."""
+
+node_form = keyed_form({key: tag for key, (tag, _) in NODE_FORMS.items()})
 """Which node form a mapping is, by the one reserved key it holds."""
 
 
-Node = Annotated[
-    Union[
-        Annotated[LayerNode, Tag("layer-node")],
-        Annotated[SharedCall, Tag("shared-call")],
-        Annotated[SequentialNode, Tag("sequential-node")],
-        Annotated[ModelNode, Tag("model-node")],
-        Annotated[OpNode, Tag("op-node")],
-        Annotated[BlockCall, Tag("block-call")],
-    ],
-    Discriminator(
-        node_form,
-        custom_error_type="node-form",
-        custom_error_message="a node needs exactly one of 'type', 'shared', 'sequential', 'model' or 'op'",
-    ),
-]
+def node_union(forms: dict[str, tuple[str, type[BaseModel]]]) -> Any:
+    """The type of a node holding one of ``forms``, told apart by the one reserved key it holds."""
+    return Annotated[
+        Union[tuple(Annotated[model, Tag(tag)] for tag, model in forms.values())],
+        Discriminator(
+            keyed_form({key: tag for key, (tag, _) in forms.items()}),
+            custom_error_type="node-form",
+            custom_error_message="a node needs exactly one of 'type', 'shared', 'sequential', 'model' or 'op'",
+        ),
+    ]
+
+
+Node = node_union(NODE_FORMS)
 """One layer application. Which form it is, is said by the one reserved key it holds."""
 
 Loss = ObjectRef
@@ -392,7 +411,12 @@ class ExpectSpec(StrictModel):
 
 
 class Spec(StrictModel):
-    """A graphspec model specification (format version 1)."""
+    """A graphspec model specification (format version 1): the flat spec the schema stage validates.
+
+    A file may also use language 1.1 (``params:``, ``blocks:``, ``variants:``, ``block:`` nodes): the expand
+    stage validates those sections and expands them away first, so this model does not carry them (its
+    validator is built by every fresh ``check``). :class:`graphspec.schema.blocks.SpecDocument` is what a
+    file may hold, and the JSON Schema's source."""
 
     graphspec: Annotated[int, Field(strict=True, ge=1, le=1)]
     """Format version of the spec language; must be 1."""
@@ -420,14 +444,6 @@ class Spec(StrictModel):
     weights: str | None = Field(default=None, min_length=1, max_length=1024)
     """Keras weights (a ``.weights.h5`` file in the spec's folder, relative to it) that ``build`` and ``train``
     load after building the model, e.g. written by ``graphspec import --weights`` (see docs/import.md)."""
-    variant: Name | None = None
-    """Language 1.1: the variant (of ``variants:``) built unless the command line or the API chooses another."""
-    params: dict[Name, ModelParam] | None = None
-    """Language 1.1: model parameters by name, used in expressions anywhere in the spec (``${width}``)."""
-    variants: dict[Name, VariantSpec] | None = None
-    """Language 1.1: named variants of the architecture, each a set of parameter values (``{depth: 0.33}``)."""
-    blocks: dict[Name, BlockSpec] | None = None
-    """Language 1.1: named, parameterized sub-graphs, instantiated by ``{block: NAME, ...}`` nodes."""
     train: Any = None
     """Training settings for ``graphspec train`` (see docs/training.md): a ``TrainSpec``.
 
