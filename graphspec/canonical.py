@@ -34,6 +34,10 @@ def expanded_data(graph: Graph) -> dict[str, Any]:
         data.pop("weights", None)
     for name, node in graph.nodes.items():
         data["nodes"][name]["input"] = _ref_text(node.inputs)
+    for node in data["nodes"].values():
+        for layer in node.get("sequential") or ():
+            if layer.get("name") is None:  # unnamed: the form (and hash) of specs written before names existed
+                layer.pop("name", None)
     return data
 
 

@@ -13,8 +13,8 @@ import threading
 from typing import Annotated, Any, Callable, Union
 
 from typing_extensions import TypeAliasType
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, SerializerFunctionWrapHandler, StringConstraints,
-                      Tag, ValidationError, ValidatorFunctionWrapHandler, field_validator, model_serializer)
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, ValidationError,
+                      ValidatorFunctionWrapHandler, field_validator)
 from pydantic_core import PydanticCustomError
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -274,14 +274,6 @@ class SequentialLayer(LayerConfig):
     name: Name | None = None
     """The layer's name inside the block (unique there; block names are not prefixed to it). Without it,
     Keras names the layer itself (``conv2d``, ``dense_1``, ...)."""
-
-    @model_serializer(mode="wrap")
-    def _unnamed_as_before(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """An unnamed layer dumps without ``name`` (the canonical form and hash of specs written before)."""
-        data = handler(self)
-        if data.get("name") is None:
-            data.pop("name", None)
-        return data
 
 
 class SequentialNode(_Call, StrictModel):
