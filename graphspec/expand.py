@@ -191,14 +191,10 @@ class Expander:
 
     # ------------------------------------------------------------------------------ sections
     def run(self) -> tuple[dict, Expansion]:
-        from graphspec.schema import _translate  # the schema stage's wording of Pydantic's errors
-
         try:
             sections = _Sections.model_validate(self.data)
         except ValidationError as exc:
-            for error in exc.errors(include_url=False):
-                diagnostic = _translate(error, self.data)
-                self.sink.add(diagnostic, key=diagnostic.code in ("unknown-key",))
+            _report(exc, self.data, self.sink)
             self.sink.raise_if_errors(ExpandError)
             raise AssertionError  # pragma: no cover
         self.blocks = sections.blocks or {}
@@ -954,7 +950,6 @@ def _coerce(decl: ParamSpec, value: Any) -> Any:
 def spec_sections(path) -> _Sections:
     """The validated 1.1 sections (blocks, params, variants) of a spec file, for ``graphspec schema --spec``."""
     from graphspec.loader import load
-    from graphspec.schema import _translate
 
     loaded = load(path)
     if not isinstance(loaded.data, dict):
@@ -963,10 +958,17 @@ def spec_sections(path) -> _Sections:
         return _Sections.model_validate(loaded.data)
     except ValidationError as exc:
         sink = DiagnosticSink(source=loaded.source)
-        for error in exc.errors(include_url=False):
-            diagnostic = _translate(error, loaded.data)
-            sink.add(diagnostic, key=diagnostic.code == "unknown-key")
+        _report(exc, loaded.data, sink)
         raise ExpandError(sink.sorted()) from None
+
+
+def _report(error: ValidationError, data: Any, sink: DiagnosticSink) -> None:
+    """The 1.1 sections' validation errors, worded and located as the schema stage words its own."""
+    from graphspec.schema import translate_errors
+
+    diagnostics, at_key = translate_errors(error.errors(include_url=False), data)
+    for diagnostic in diagnostics.values():
+        sink.add(diagnostic, key=diagnostic.path in at_key or diagnostic.code == "unknown-key")
 
 
 def expand(loaded: LoadedSpec, *, params: dict[str, Any] | None = None, variant: str | None = None,

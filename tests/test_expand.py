@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from graphspec.canonical import canonical_data, graph_hash, spec_hash
+from graphspec.cli import app
 from graphspec.errors import GraphspecError, render
 from graphspec.expand import MAX_EXPANDED_NODES, needs_expansion
 from graphspec.loader import LoadedSpec, loads
@@ -109,6 +110,22 @@ def test_bad_parameter_override_names_its_origin_with_the_doc_in_the_hint() -> N
     assert d.code == "unknown-variant" and d.hint == "did you mean 'small'?"
     [d] = _errors(BLOCKS, params={"width": 0})
     assert "below the minimum 1" in d.message
+
+
+def test_a_mapping_where_a_parameter_declaration_wants_a_number_is_one_located_error(tmp_path) -> None:
+    """Found from outside: a union member of another container kind (a mapping for 'min') escaped the
+    expand stage as a traceback; its errors are now worded and merged as the schema stage's are."""
+    text = ("graphspec: 1\nname: m\ninputs: {x: {shape: [8]}}\n"
+            "params: {a: {type: int, default: 1, min: {}}}\n"
+            "nodes: {d: {type: Dense, units: \"${a}\"}}\noutputs: {y: d}\n")
+    [d] = _errors(text)
+    assert (d.code, d.path, d.line, d.col) == ("bad-type", ("params", "a", "min"), 4, 42)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text, encoding="utf-8")
+    for command in (["check", str(spec)], ["schema", "--spec", str(spec)]):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert "spec.yaml:4:42: error[bad-type]: params.a.min" in result.output
 
 
 def test_a_1_0_spec_is_not_touched() -> None:

@@ -197,6 +197,44 @@ def _translate(error: dict, data: Any) -> Diagnostic:
     return Diagnostic(code=code, message=message, path=path, hint=hint)
 
 
+def translate_errors(errors: list[dict], data: Any) -> tuple[dict[Path, Diagnostic], set[Path]]:
+    """Pydantic's errors for ``data`` as located diagnostics, one per place in the data, and the places whose
+    problem is a mapping's key itself (a bad name), which a diagnostic points at rather than the value.
+
+    A value that failed several union members gets one diagnostic saying what each would have needed; an
+    error of a member whose container kind differs from the data's is used only when no other member said
+    anything about that place (a mapping where only scalars are allowed)."""
+    seen: dict[Path, Diagnostic] = {}
+    at_key: set[Path] = set()
+    scalar_only: dict[Path, dict] = {}
+    for error in errors:
+        try:
+            diagnostic = _translate(error, data)
+        except _OtherMember as other:
+            if other.path is not None:
+                scalar_only.setdefault(other.path, error)
+            continue
+        if "[key]" in error["loc"]:
+            at_key.add(diagnostic.path)
+        previous = seen.get(diagnostic.path)
+        if previous is not None:
+            # One value failed several union members: say what each would have needed, once.
+            if previous.code == "bad-type" and diagnostic.code == "bad-type":
+                expected = diagnostic.message.split("expected", 1)[-1].strip()
+                if expected not in previous.message:
+                    seen[diagnostic.path] = Diagnostic(code="bad-type", path=previous.path, hint=previous.hint,
+                                                       message=f"{previous.message}, or {expected}")
+            continue
+        seen[diagnostic.path] = diagnostic
+    if scalar_only:
+        covered = {p[:i] for p in seen for i in range(len(p) + 1)}
+        for path, error in scalar_only.items():
+            # A mapping (or list) where only scalars are allowed: no other member said anything about it.
+            if path not in covered:
+                seen[path] = _translate({**error, "loc": path}, data)
+    return seen, at_key
+
+
 def validate(loaded: LoadedSpec) -> Spec:
     """Validate loaded data into a :class:`Spec`; raises :class:`SchemaError` with every problem."""
     with suggestion_budget():  # 'did you mean' hints: bounded work for the whole stage
@@ -212,10 +250,7 @@ def _validate(loaded: LoadedSpec) -> Spec:
                             hint=None if data is not None else "the file is empty"))
         raise SchemaError(sink.diagnostics)
     spec: Spec | None = None
-    seen: dict[Path, Diagnostic] = {}
-    at_key: set[Path] = set()  # problems with a mapping key itself (a bad name)
     errors: list[dict] = []
-    scalar_only: dict[Path, dict] = {}
     sections: dict[str, BaseModel] = {}
     try:
         spec = Spec.model_validate(data)
@@ -227,32 +262,7 @@ def _validate(loaded: LoadedSpec) -> Spec:
                 sections[key] = model().model_validate(data[key])
             except ValidationError as exc:
                 errors.extend({**e, "loc": (key, *e["loc"])} for e in exc.errors(include_url=False))
-    if errors:
-        for error in errors:
-            try:
-                diagnostic = _translate(error, data)
-            except _OtherMember as other:
-                if other.path is not None:
-                    scalar_only.setdefault(other.path, error)
-                continue
-            if "[key]" in error["loc"]:
-                at_key.add(diagnostic.path)
-            previous = seen.get(diagnostic.path)
-            if previous is not None:
-                # One value failed several union members: say what each would have needed, once.
-                if previous.code == "bad-type" and diagnostic.code == "bad-type":
-                    expected = diagnostic.message.split("expected", 1)[-1].strip()
-                    if expected not in previous.message:
-                        seen[diagnostic.path] = Diagnostic(code="bad-type", path=previous.path, hint=previous.hint,
-                                                           message=f"{previous.message}, or {expected}")
-                continue
-            seen[diagnostic.path] = diagnostic
-    if scalar_only:
-        covered = {p[:i] for p in seen for i in range(len(p) + 1)}
-        for path, error in scalar_only.items():
-            # A mapping (or list) where only scalars are allowed: no other member said anything about it.
-            if path not in covered:
-                seen[path] = _translate({**error, "loc": path}, data)
+    seen, at_key = translate_errors(errors, data)
     semantic = DiagnosticSink()
     SemanticChecker(semantic).check_spec(data)
     for diagnostic in semantic.diagnostics:
