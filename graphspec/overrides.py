@@ -88,9 +88,9 @@ def _error(where: str, message: str, hint: str | None = None, code: str = "bad-o
 
 
 def _spec_sections() -> tuple[str, ...]:
-    from graphspec.schema.blocks import SpecDocument  # what a file may hold: language 1.1 sections too
+    from graphspec.schema.blocks import SPEC_SECTIONS  # what a file may hold: language 1.1 sections too
 
-    return tuple(SpecDocument.model_fields)
+    return SPEC_SECTIONS
 
 
 def _section_fields(section: str) -> tuple[str, ...] | None:

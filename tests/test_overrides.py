@@ -92,6 +92,25 @@ def test_the_issue_case_no_longer_says_train():
 
 # -- applying --------------------------------------------------------------------------------------
 
+SECTIONS_IN_ORDER = ("graphspec, name, description, inputs, layers, nodes, outputs, compile, expect, plugins, weights, "
+                     "variant, params, variants, blocks, train")
+
+
+def test_hints_list_the_sections_a_file_may_hold_in_order(tmp_path):
+    """The language 1.1 sections moved out of the flat Spec (review finding: 'train' came before them in
+    both hints); every section a file may hold, in the documented order."""
+    with pytest.raises(OverrideError) as info:
+        parse_set("zz=1")
+    assert info.value.diagnostics[0].hint == f"sections: {SECTIONS_IN_ORDER}"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("graphspec: 1\nname: m\ninputs: {x: {shape: [4]}}\nnodes: {d: {type: Dense, units: 2}}\n"
+                    "outputs: [d]\nzz: 1\n", encoding="utf-8")
+    with pytest.raises(SchemaError) as info:
+        check_file(spec)
+    [d] = info.value.diagnostics
+    assert d.code == "unknown-key" and d.hint == f"allowed keys here: {SECTIONS_IN_ORDER}"
+
+
 def test_missing_mappings_are_created_and_null_ones_replaced():
     data = {"train": {"validation": None}}
     changed = apply_overrides(data, [parse_set("train.validation.split=0.1"), parse_set("compile.loss=mse")])

@@ -92,6 +92,7 @@ def _model_names() -> set[str]:
     """Class names of the spec's Pydantic models: Pydantic labels a union member by its class name."""
     if not _MODEL_NAMES:
         _train_spec()  # the train section's models are imported on demand
+        import graphspec.schema.blocks  # noqa: F401 (so are language 1.1's)
         stack = [BaseModel]
         while stack:
             for sub in stack.pop().__subclasses__():
@@ -127,7 +128,7 @@ def _fields_at(path: Path, data: Any) -> list[str]:
     Walks the Spec's own field annotations along the data, so every section (train
     included) gets hints without a hand-kept table.
     """
-    from graphspec.schema.blocks import SpecDocument  # the keys a file may hold, language 1.1's included
+    from graphspec.schema.blocks import SPEC_SECTIONS, SpecDocument  # what a file may hold, 1.1 included
 
     models: list[type[BaseModel]] = [SpecDocument]
     node = data
@@ -144,6 +145,8 @@ def _fields_at(path: Path, data: Any) -> list[str]:
         if form and any(m is LayerNode for m in models):
             models = [{"layer-node": LayerNode, "shared-call": SharedCall, "sequential-node": SequentialNode,
                        "model-node": ModelNode, "op-node": OpNode}[form]]
+    if models == [SpecDocument]:
+        return list(SPEC_SECTIONS)
     fields: list[str] = []
     for model in models:
         fields.extend(f for f in model.model_fields if f not in fields)

@@ -150,6 +150,11 @@ class SpecDocument(Spec):
     """Language 1.1: named, parameterized sub-graphs, instantiated by ``{block: NAME, ...}`` nodes."""
 
 
+SPEC_SECTIONS = (*(key for key in SpecDocument.model_fields if key != "train"), "train")
+"""The top-level keys a spec file may hold, in the order hints and the JSON Schema list them (``train`` last,
+as before the language 1.1 sections moved to :class:`SpecDocument`)."""
+
+
 document_fields(globals())  # the models above: descriptions for the JSON Schema
 
 
