@@ -40,6 +40,8 @@ class _PackageMetadataOnFirstUse(types.ModuleType):
 
 
 def _entry_points(**selection):
+    if isinstance(sys.modules.get("importlib.metadata"), _PackageMetadataOnFirstUse):
+        del sys.modules["importlib.metadata"]  # called while the module is imported: the real one from now on
     from importlib.metadata import entry_points
 
     return entry_points(**selection)
@@ -51,22 +53,29 @@ def import_on_first_use_of_package_metadata(module: str) -> None:
     Pydantic's plugin loader (``pydantic.plugin._loader``), imported when the first validator is built,
     takes ``entry_points`` from :mod:`importlib.metadata` at its top, and importing that (with the email,
     zipfile, csv and tempfile modules it stands on) is ~9 ms of a fresh ``check``: spent even though the
-    executable switches plugins off, when the loader never calls it. So the module is imported while a
-    stand-in is in :data:`sys.modules`: its ``entry_points`` imports the real one when called, and any
-    other attribute read later comes from the real module, so plugin discovery, whenever it runs, is
-    Pydantic's own. If the module wants anything else from :mod:`importlib.metadata` while it is imported
-    (another Pydantic), it is left to be imported as usual; an import that fails for any other reason is
-    left to fail where it is imported as usual too.
+    executable switches plugins off, when the loader never calls it. So the module's own body (its package
+    is imported first, as usual) runs while a stand-in is in :data:`sys.modules`: its ``entry_points``
+    imports the real one when called, and any other attribute read later comes from the real module, so
+    plugin discovery, whenever it runs, is Pydantic's own. If the module wants anything else from
+    :mod:`importlib.metadata` while it is imported (another Pydantic), or its import fails for any other
+    reason, it is left to be imported as usual, where it would have been. The executable starts no thread
+    before this, so nothing else can see the stand-in.
     """
     if "importlib.metadata" in sys.modules or module in sys.modules:
+        return
+    package = module.rpartition(".")[0]
+    try:
+        if package:
+            __import__(package)
+    except Exception:  # noqa: BLE001 (the usual import, later, reports it where it belongs)
         return
     stand_in = _PackageMetadataOnFirstUse("importlib.metadata")
     stand_in.entry_points = _entry_points
     sys.modules["importlib.metadata"] = stand_in
     try:
         __import__(module)
-    except ImportError:
-        pass  # the import system has already taken the half-imported module out of sys.modules
+    except Exception:  # noqa: BLE001 (the import system has taken the half-imported module out of sys.modules)
+        pass
     finally:
         if sys.modules.get("importlib.metadata") is stand_in:
             del sys.modules["importlib.metadata"]

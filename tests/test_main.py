@@ -128,6 +128,40 @@ def test_a_module_that_wants_more_of_package_metadata_is_imported_as_usual(tmp_p
     assert seen == ["False", "False", "True", "False", "True", "module", "True"]
 
 
+def test_a_module_that_uses_package_metadata_while_imported_is_imported_as_usual(tmp_path):
+    """Review findings: a module calling entry_points at import recursed into the stand-in, and one reading
+    another attribute at import raised AttributeError out of the executable. Both now import as usual;
+    a package that fails to import is left to fail where it is imported as usual."""
+    (tmp_path / "calls_at_import.py").write_text("from importlib.metadata import entry_points\n"
+                                                  "FOUND = len(entry_points(group='console_scripts')) >= 0\n",
+                                                  encoding="utf-8")
+    (tmp_path / "reads_at_import.py").write_text("import importlib.metadata as metadata\n"
+                                                 "PYDANTIC = metadata.version('pydantic')\n", encoding="utf-8")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "__init__.py").write_text("raise RuntimeError('broken package')\n", encoding="utf-8")
+    (tmp_path / "broken" / "inner.py").write_text("", encoding="utf-8")
+    seen = _fresh_python("""
+        import sys
+        from graphspec.__main__ import import_on_first_use_of_package_metadata
+        import_on_first_use_of_package_metadata('calls_at_import')
+        import calls_at_import
+        print(calls_at_import.FOUND, type(sys.modules['importlib.metadata']).__name__)
+        del sys.modules['importlib.metadata']
+        import_on_first_use_of_package_metadata('reads_at_import')
+        print('reads_at_import' in sys.modules, 'importlib.metadata' in sys.modules)
+        import reads_at_import, pydantic
+        print(reads_at_import.PYDANTIC == pydantic.VERSION)
+        del sys.modules['importlib.metadata']
+        import_on_first_use_of_package_metadata('broken.inner')
+        print('broken' in sys.modules, 'importlib.metadata' in sys.modules)
+        try:
+            import broken.inner
+        except RuntimeError as error:
+            print(error.args[0].replace(' ', '_'))
+    """, path=tmp_path)
+    assert seen == ["True", "module", "False", "False", "True", "False", "False", "broken_package"]
+
+
 def test_nothing_is_deferred_once_package_metadata_is_imported():
     seen = _fresh_python("""
         import sys, importlib.metadata
