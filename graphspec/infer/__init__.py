@@ -41,6 +41,10 @@ class NodeInfo:
 
 @dataclass
 class InferredGraph:
+    """Stage 4's output: the resolved graph with each node's, input's and output's inferred shapes and dtypes.
+
+    (A docstring also spares ``dataclass`` from making one out of ``inspect.signature`` at every start.)"""
+
     graph: Graph
     nodes: dict[str, NodeInfo]
     inputs: dict[str, TensorInfo]
