@@ -396,6 +396,12 @@ def format_text(text: str, file: str | None = None) -> str:
     return formatted
 
 
+def canonical_text(text: str, file: str | None = None) -> str:
+    """``text`` in the canonical layout: itself when the fast check is sure it already is, else
+    :func:`format_text`'s (what a writer of specs, such as ``graphspec import``, ends with)."""
+    return text if is_formatted(text) else format_text(text, file)
+
+
 def comments(text: str) -> list[tuple[int, str]]:
     """The comments of a YAML text: (line, text) of each ``# ...`` outside a scalar."""
     import yaml

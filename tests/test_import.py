@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from graphspec.fmt import format_text, is_formatted
 from testkit import REPO, codes, diagnostics_of, run_cli
 
 FIXTURES = Path(__file__).parent / "importer"
@@ -100,6 +101,7 @@ def test_gallery_round_trip_same_graph_and_model(spec, tmp_path, keras):
     result = import_model(str(archive), directory=REPO / "specs")
     rechecked, rebuilt = _rebuild(result.text, REPO / "specs")
     assert graph_hash(rechecked) == graph_hash(checked)
+    assert is_formatted(result.text), "what import writes passes `graphspec fmt --check`"
     assert result.data["expect"]["params"] == model.count_params()
     _assert_same_model(model, rebuilt)
 
@@ -132,6 +134,22 @@ def test_output_is_readable_defaults_left_out_input_omitted_flow_style(tmp_path,
     assert "inputs:\n  image: {shape: [28, 28, 3]}" in text
     assert "expect:\n  params: " + str(model.count_params()) in text
     assert "output_shapes: {score: [1]}" in text
+
+
+def test_what_import_writes_passes_fmt_check(tmp_path, keras):
+    """Found from outside: an imported spec failed `graphspec fmt --check` (a float written 1e-06 where fmt
+    writes 1e-6, an output named 'y' quoted where fmt leaves it plain). Import now ends in fmt's layout."""
+    from graphspec.importer import import_model
+
+    x = keras.Input((8,), name="x")
+    h = keras.layers.Dense(16, activation="relu", kernel_regularizer=keras.regularizers.L2(1e-4), name="h")(x)
+    h = keras.layers.LayerNormalization(epsilon=1e-6, name="ln")(h)
+    y = keras.layers.Dense(3, name="y")(h)
+    path = tmp_path / "m.json"
+    path.write_text(keras.Model(x, y, name="small").to_json())
+    text = import_model(str(path)).text
+    assert "epsilon: 1e-6}" in text and "outputs: [y]" in text
+    assert is_formatted(text) and format_text(text) == text
 
 
 # -- source kinds --------------------------------------------------------------------------------------------
@@ -356,6 +374,7 @@ def test_application_import_check_build_identical(name, tmp_path, keras):
     result = import_model(f"keras.applications.{name}", kwargs={"input_shape": [size, size, 3]})
     checked, rebuilt = _rebuild(result.text, tmp_path, f"{name}.yaml")
     assert checked.spec.expect.params == result.model.count_params()
+    assert is_formatted(result.text)
     _assert_same_model(result.model, rebuilt)
 
 

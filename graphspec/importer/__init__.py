@@ -123,7 +123,9 @@ def _convert(source, full, metadata, where, model, builtin, expect, header, weig
     if fold:
         data = _folded(data, directory)
     comment = f"imported by graphspec import from {source}" if header else None
-    return ImportResult(data=data, text=dump(data, comment), model=model)
+    from graphspec.fmt import canonical_text  # fmt's layout, so that `fmt --check` passes on what import writes
+
+    return ImportResult(data=data, text=canonical_text(dump(data, comment)), model=model)
 
 
 def _plugin_class_names(plugin) -> list[str]:
