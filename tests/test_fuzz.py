@@ -380,10 +380,43 @@ def _m_shapes(rng: random.Random, data: Any) -> None:
                 spec["dtype"] = rng.choice(["int32", "string", "bool", "float16", "complex64", "int8", "uint8"])
 
 
+_DECLARATION_KEYS = ("type", "default", "doc", "choices", "min", "max")
+
+
+def _m_language_1_1(rng: random.Random, data: Any) -> None:
+    """A parameter declaration (``params:``, a block's ``params:``) gets one of its keys set to an odd value,
+    or a node odd ``repeat:``/``when:`` keys: the expand stage's own validation (a mapping for ``min:`` was a
+    traceback there, found in review)."""
+    if not isinstance(data, dict):
+        return
+    nodes = _nodes(data)
+    if nodes and rng.random() < 0.3:
+        name = rng.choice(list(nodes))
+        if isinstance(nodes[name], dict):
+            key = rng.choice(["repeat", "when"])
+            odd = _odd_value(rng, data, nodes[name].get(key, 2))
+            nodes[name][key] = {"count": odd, "name": _odd_value(rng, data, "x")} if rng.random() < 0.5 else odd
+        return
+    spots = [data["params"]] if isinstance(data.get("params"), dict) else []
+    if isinstance(data.get("blocks"), dict):
+        spots += [b["params"] for b in data["blocks"].values() if isinstance(b, dict) and isinstance(b.get("params"), dict)]
+    if not spots:
+        data["params"] = {}
+        spots = [data["params"]]
+    declarations = rng.choice(spots)
+    if not declarations:
+        declarations["p"] = {"type": "int", "default": 1}
+    name = rng.choice(list(declarations))
+    if not isinstance(declarations[name], dict):
+        declarations[name] = {"type": "int", "default": declarations[name]}
+    key = rng.choice(_DECLARATION_KEYS)
+    declarations[name][key] = _odd_value(rng, data, declarations[name].get(key, 1))
+
+
 STRUCTURE_MUTATIONS: list[Callable[[random.Random, Any], None]] = [
     _m_value, _m_value, _m_value, _m_delete, _m_unknown_key, _m_layer_type, _m_layer_type, _m_reference,
     _m_reference, _m_cycle, _m_duplicate_node, _m_outputs, _m_paths, _m_sections, _m_arguments, _m_arguments,
-    _m_arguments, _m_shapes, _m_shapes,
+    _m_arguments, _m_shapes, _m_shapes, _m_language_1_1, _m_language_1_1,
 ]
 _LAYERS: list[str] = []
 
