@@ -152,6 +152,23 @@ def test_what_import_writes_passes_fmt_check(tmp_path, keras):
     assert is_formatted(text) and format_text(text) == text
 
 
+def test_import_writes_its_own_layout_when_fmt_cannot_format(tmp_path, keras, monkeypatch):
+    """fmt's layout is a courtesy: a spec fmt cannot format is still written, as the importer laid it out."""
+    import graphspec.fmt
+    from graphspec.errors import Diagnostic
+    from graphspec.importer import import_model
+
+    def refuse(text, file=None):
+        raise graphspec.fmt.FormatError([Diagnostic(code="fmt-unsupported", message="no")])
+
+    monkeypatch.setattr(graphspec.fmt, "canonical_text", refuse)
+    x = keras.Input((8,), name="x")
+    path = tmp_path / "m.json"
+    path.write_text(keras.Model(x, keras.layers.Dense(3, name="y")(x), name="small").to_json())
+    text = import_model(str(path), header=False).text
+    assert '"y": {type: Dense, units: 3}' in text  # the importer's own quoting, not fmt's
+
+
 # -- source kinds --------------------------------------------------------------------------------------------
 
 def test_sequential_json_becomes_a_functional_spec(tmp_path, keras):

@@ -123,9 +123,18 @@ def _convert(source, full, metadata, where, model, builtin, expect, header, weig
     if fold:
         data = _folded(data, directory)
     comment = f"imported by graphspec import from {source}" if header else None
-    from graphspec.fmt import canonical_text  # fmt's layout, so that `fmt --check` passes on what import writes
+    return ImportResult(data=data, text=_in_fmts_layout(dump(data, comment)), model=model)
 
-    return ImportResult(data=data, text=canonical_text(dump(data, comment)), model=model)
+
+def _in_fmts_layout(text: str) -> str:
+    """The written spec in ``graphspec fmt``'s layout, so that ``fmt --check`` (and its pre-commit hook) passes
+    on what import writes; as written if fmt cannot format it (a spec is still a spec)."""
+    from graphspec.fmt import FormatError, canonical_text
+
+    try:
+        return canonical_text(text)
+    except FormatError:
+        return text
 
 
 def _plugin_class_names(plugin) -> list[str]:
