@@ -526,7 +526,9 @@ def _scalar(value: Any, flow: bool) -> str:
         return value
     if not value.isascii() or not value.isprintable():
         raise _Unsure
-    if "{" in value or "[" in value or "," in value or "#" in value or ":" in value:
+    if flow and _FLOW_UNSAFE & set(value) and "#" not in value and ":" not in value:
+        # A flow indicator inside a flow collection: ruamel.yaml double-quotes it. Elsewhere (a top-level
+        # 'name: a,b', or 'x:y' and 'a#b' in a node) it may stay plain: its call, not a guess (review).
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     raise _Unsure
 

@@ -266,3 +266,22 @@ def test_fmt_check_uses_the_fast_path_and_still_catches_changes(tmp_path):
     result = runner.invoke(app, ["fmt", "--check", str(tmp_path)])
     assert result.exit_code == 1
     assert "1 of 2 specs would be reformatted" in result.output
+
+
+@pytest.mark.parametrize("name, activation", [
+    ('"a,b"', "relu"), ("a,b", "relu"), ('"a{b"', "relu"), ('"a[b]"', "relu"), ('"a, b"', "relu"),
+    ("m", '"x:y"'), ("m", "x:y"), ("m", '"a#b"'), ("m", "a#b"), ("m", "relu"),
+])
+def test_the_fast_check_never_passes_what_fmt_would_change(name, activation):
+    """Review finding: the fast check took 'name: "a,b"' (and "x:y", "a#b" in a node) as formatted, though
+    fmt writes them plain, so two spellings both passed fmt --check. Where it is sure, fmt agrees."""
+    from graphspec.fmt import format_text, is_formatted
+
+    text = (f"graphspec: 1\nname: {name}\n\ninputs:\n  x: {{shape: [4]}}\n\nnodes:\n"
+            f"  d: {{type: Dense, units: 2, activation: {activation}}}\n"
+            '  e: {type: EinsumDense, equation: "ab,bc->ac", output_shape: 2}\n\noutputs: [e]\n')
+    formatted = format_text(text)
+    assert not is_formatted(text) or formatted == text
+    assert is_formatted(formatted) in (True, False) and format_text(formatted) == formatted
+    if name == "m" and activation == "relu":
+        assert is_formatted(text), "a flow indicator quoted inside a node is still the fast check's to judge"
