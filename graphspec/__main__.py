@@ -69,6 +69,8 @@ def import_on_first_use_of_package_metadata(module: str) -> None:
             __import__(package)
     except Exception:  # noqa: BLE001 (the usual import, later, reports it where it belongs)
         return
+    if "importlib.metadata" in sys.modules or module in sys.modules:
+        return  # the package imported either itself (review: a stand-in then replaced the real module)
     stand_in = _PackageMetadataOnFirstUse("importlib.metadata")
     stand_in.entry_points = _entry_points
     sys.modules["importlib.metadata"] = stand_in

@@ -169,6 +169,16 @@ def test_import_writes_its_own_layout_when_fmt_cannot_format(tmp_path, keras, mo
     assert '"y": {type: Dense, units: 3}' in text  # the importer's own quoting, not fmt's
 
 
+@pytest.mark.parametrize("name", ["d\x7f", "a\x85b", "x\u2028y", "a\x00b", "tab\tx", "y", "emoji\U0001F600"])
+def test_the_writer_escapes_what_yaml_does_not_allow(name):
+    """Review finding: JSON's quoting left DEL, NEL and the line separators raw, which YAML refuses, so an
+    imported layer named 'd\\x7f' made import fail; every name now reads back as itself."""
+    from graphspec.importer.writer import scalar
+    from graphspec.loader import loads
+
+    assert loads(f"key: {scalar(name)}\n").data["key"] == name
+
+
 # -- source kinds --------------------------------------------------------------------------------------------
 
 def test_sequential_json_becomes_a_functional_spec(tmp_path, keras):

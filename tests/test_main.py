@@ -137,6 +137,10 @@ def test_a_module_that_uses_package_metadata_while_imported_is_imported_as_usual
                                                   encoding="utf-8")
     (tmp_path / "reads_at_import.py").write_text("import importlib.metadata as metadata\n"
                                                  "PYDANTIC = metadata.version('pydantic')\n", encoding="utf-8")
+    (tmp_path / "imports_it").mkdir()
+    (tmp_path / "imports_it" / "__init__.py").write_text("import importlib.metadata as metadata\n", encoding="utf-8")
+    (tmp_path / "imports_it" / "inner.py").write_text("from importlib.metadata import entry_points\n",
+                                                      encoding="utf-8")
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "__init__.py").write_text("raise RuntimeError('broken package')\n", encoding="utf-8")
     (tmp_path / "broken" / "inner.py").write_text("", encoding="utf-8")
@@ -152,6 +156,10 @@ def test_a_module_that_uses_package_metadata_while_imported_is_imported_as_usual
         import reads_at_import, pydantic
         print(reads_at_import.PYDANTIC == pydantic.VERSION)
         del sys.modules['importlib.metadata']
+        import_on_first_use_of_package_metadata('imports_it.inner')  # its package imports the real module
+        import imports_it.inner, importlib.metadata
+        print(sys.modules['importlib.metadata'] is imports_it.metadata is importlib.metadata)
+        del sys.modules['importlib.metadata']
         import_on_first_use_of_package_metadata('broken.inner')
         print('broken' in sys.modules, 'importlib.metadata' in sys.modules)
         try:
@@ -159,7 +167,7 @@ def test_a_module_that_uses_package_metadata_while_imported_is_imported_as_usual
         except RuntimeError as error:
             print(error.args[0].replace(' ', '_'))
     """, path=tmp_path)
-    assert seen == ["True", "module", "False", "False", "True", "False", "False", "broken_package"]
+    assert seen == ["True", "module", "False", "False", "True", "True", "False", "False", "broken_package"]
 
 
 def test_nothing_is_deferred_once_package_metadata_is_imported():

@@ -129,11 +129,12 @@ def _convert(source, full, metadata, where, model, builtin, expect, header, weig
 def _in_fmts_layout(text: str) -> str:
     """The written spec in ``graphspec fmt``'s layout, so that ``fmt --check`` (and its pre-commit hook) passes
     on what import writes; as written if fmt cannot format it (a spec is still a spec)."""
-    from graphspec.fmt import FormatError, canonical_text
+    from graphspec.errors import GraphspecError
+    from graphspec.fmt import canonical_text
 
     try:
         return canonical_text(text)
-    except FormatError:
+    except GraphspecError:  # fmt's own refusals, or the loader's: the spec is written as laid out here
         return text
 
 

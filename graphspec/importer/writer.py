@@ -26,7 +26,10 @@ def scalar(value: Any) -> str:
     text = str(value)
     if _PLAIN.match(text) and text.lower() not in _RESERVED:
         return text
-    return json.dumps(text, ensure_ascii=False)
+    # JSON's escapes are YAML's, but JSON leaves DEL, NEL and the line separators as they are, which YAML
+    # does not allow in a stream: those are escaped too (review: a layer named 'd\x7f').
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"
+                   for c in json.dumps(text, ensure_ascii=False))
 
 
 def flow(value: Any) -> str:
