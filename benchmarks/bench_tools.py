@@ -4,9 +4,10 @@
     python benchmarks/bench_tools.py --rounds 9
 
 * ``graphspec check SPEC`` of a gallery spec in a fresh process against ``python -c "import tensorflow"``,
-  measured interleaved (check, import, check, check, import, ...) so both see the same machine; bar: the
-  import takes >= 25x as long as the check (ratio of the medians). Each round samples the short, noisier
-  processes ``--checks-per-round`` times (default 3) per import. Also interleaved: the floor, a
+  measured interleaved (check, import, check, check, check, import, ...: one check before each import, the
+  rest of the round's after it) so both see the same machine; bar: the import takes >= 25x as long as the
+  check (ratio of the medians). Each round samples the short, noisier processes ``--checks-per-round``
+  times (default 3, at least 1) per import. Also interleaved: the floor, a
   process that only imports the libraries the front end stands on (Pydantic, Typer, PyYAML), to show
   how much of the check is graphspec's own;
 * ``graphspec check DIR`` of 1,000 spec files in one invocation: bar <= 3 s;
@@ -72,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
                              "noisier ones, so each round samples them more often (one before the import, the "
                              "rest after)")
     args = parser.parse_args(argv)
+    if args.checks_per_round < 1:
+        parser.error("--checks-per-round must be at least 1")
     # An installed package ships compiled bytecode (pip compiles it); an editable checkout may not have it
     # yet (e.g. under PYTHONDONTWRITEBYTECODE), and compiling graphspec's modules costs every fresh process
     # ~0.1 s. Measure what users run.

@@ -18,8 +18,9 @@ The layout (docs/fmt.md):
 
 An entry that holds a comment inside it stays in block style (flow style would lose the comment). The
 node names' order, and every value, are never changed: after formatting, the text is loaded again and
-compared with the original (the data, the order of every named entry, and the spec hash when the spec
-checks); a difference is a bug and leaves the file as it was (:class:`FormatError`).
+compared with the original (the data and the order of every named entry, so the spec hash too, which the
+tests check over the gallery and generated specs); a difference is a bug and leaves the file as it was
+(:class:`FormatError`).
 """
 
 from __future__ import annotations
