@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from graphspec.errors import Diagnostic, DiagnosticSink, Path, SchemaError, did_you_mean, suggestion_budget
 from graphspec.loader import LoadedSpec
 from graphspec.schema.model import (
+    NODE_FORMS,
     RESERVED_NODE_KEYS,
     node_form,
     CompileSpec,
@@ -143,8 +144,7 @@ def _fields_at(path: Path, data: Any) -> list[str]:
         # else: an item of a list or of a name-keyed mapping, described by the container's models
         form = node_form(node) if isinstance(node, dict) else None
         if form and any(m is LayerNode for m in models):
-            models = [{"layer-node": LayerNode, "shared-call": SharedCall, "sequential-node": SequentialNode,
-                       "model-node": ModelNode, "op-node": OpNode}[form]]
+            models = [dict(NODE_FORMS.values())[form]]
     if models == [SpecDocument]:
         return list(SPEC_SECTIONS)
     fields: list[str] = []

@@ -67,7 +67,7 @@ def build_json_schema() -> dict[str, Any]:
     # Sections validated by models imported on demand: their schemas join the spec's.
     from graphspec.schema.train import TrainSpec
 
-    from graphspec.schema.blocks import SpecDocument, allow_expressions  # language 1.1: what a file may hold
+    from graphspec.schema.blocks import SPEC_SECTIONS, SpecDocument, allow_expressions  # what a file may hold
 
     describe_fields()
     schema = SpecDocument.model_json_schema(mode="validation")
@@ -76,9 +76,10 @@ def build_json_schema() -> dict[str, Any]:
     train = TrainSpec.model_json_schema(mode="validation", ref_template="#/$defs/{model}")
     defs.update(train.pop("$defs", {}))
     defs["TrainSpec"] = train
-    description = schema["properties"].pop("train").get("description", "")  # last, after the 1.1 sections
+    description = schema["properties"]["train"].get("description", "")
     schema["properties"]["train"] = {"anyOf": [{"$ref": "#/$defs/TrainSpec"}, {"type": "null"}],
                                      "default": None, "description": description}
+    schema["properties"] = {key: schema["properties"][key] for key in SPEC_SECTIONS}  # the sections' one order
     layer_names = catalogue().layer_names
     for definition, reserved in (("LayerNode", RESERVED_NODE_KEYS), ("LayerConfig", ("type",)),
                                  ("SequentialLayer", ("type", "name"))):

@@ -62,7 +62,7 @@ def needs_expansion(data: Any) -> bool:
     nodes = data.get("nodes")
     if isinstance(nodes, dict):
         for node in nodes.values():
-            if isinstance(node, dict) and ("block" in node or "repeat" in node or "when" in node):
+            if isinstance(node, dict) and any(key in node for key in NODE_KEYS_1_1):
                 return True
     return False
 
